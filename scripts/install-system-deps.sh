@@ -5,12 +5,16 @@ set -euo pipefail
 
 PACKAGES=(
   # the test control plane (kube-apiserver is built from Debian's source package)
-  etcd-server golang-go rsync golang-github-modern-go-reflect2-dev kubernetes-client openssl
+  etcd-server golang-go rsync golang-github-modern-go-reflect2-dev openssl
   # real network peers for the tests and the demo
   iproute2 radvd kea-dhcp6-server ndisc6
   # python tooling
   python3-venv
 )
+
+# kubectl: Debian's kubernetes-client (1.20) unless one is installed already (some images
+# carry a newer kubectl from another repository, which the Debian package would collide with).
+command -v kubectl >/dev/null 2>&1 || PACKAGES+=(kubernetes-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

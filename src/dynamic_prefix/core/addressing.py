@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import itertools
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
@@ -110,7 +111,7 @@ class AddressRange:
 
     def cidrs(self) -> tuple[IPv6Network, ...]:
         """The fewest CIDRs whose union is exactly the range: never a wider block."""
-        return tuple(ipaddress.summarize_address_range(self.start, self.end))  # type: ignore[misc]
+        return tuple(ipaddress.summarize_address_range(self.start, self.end))
 
     def __contains__(self, address: object) -> bool:
         return isinstance(address, IPv6Address) and self.start <= address <= self.end
@@ -130,7 +131,7 @@ def range_from_cidrs(cidrs: list[IPv6Network] | tuple[IPv6Network, ...]) -> Addr
     if not cidrs:
         raise AddressError("no CIDRs given")
     ordered = sorted(cidrs, key=lambda net: int(net.network_address))
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in itertools.pairwise(ordered):
         if int(before.broadcast_address) + 1 != int(after.network_address):
             raise AddressError(f"{before} and {after} are not adjacent")
     return AddressRange(ordered[0].network_address, ordered[-1].broadcast_address)

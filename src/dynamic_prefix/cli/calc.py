@@ -1,0 +1,117 @@
+"""`dynamic-prefix calc`: what the operator would compute for a prefix, before deploying."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dynamic_prefix.cli.manifests import ManifestError, load_documents
+from dynamic_prefix.cli.output import FORMATS, render_data, render_table
+from dynamic_prefix.core import api
+from dynamic_prefix.core.addressing import AddressError, parse_prefix
+from dynamic_prefix.core.compute import Computed, compute
+from dynamic_prefix.core.spec import Invalid, StaticSource, validate_dynamic_prefix
+
+EXIT_INVALID = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "calc",
+        help="compute the address ranges and subnets of a DynamicPrefix for a prefix",
+        description="Compute the address ranges (with their exact CIDRs) and subnets that "
+        "the operator would write for a DynamicPrefix, given a prefix. Nothing is contacted: "
+        "use it to check a spec before deploying it.",
+    )
+    parser.add_argument(
+        "-f", "--filename", required=True, help="DynamicPrefix manifest (YAML; - for stdin)"
+    )
+    parser.add_argument(
+        "--prefix",
+        help="the prefix to compute for, e.g. 2001:db8:abcd:1::/64 "
+        "(default: the spec's static prefix)",
+    )
+    parser.add_argument("--name", help="which DynamicPrefix of the file, when it holds several")
+    parser.add_argument("-o", "--output", choices=FORMATS, default="table")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and print; problems go to stderr with exit code 2."""
+    try:
+        obj = _select(load_documents(args.filename), args.name)
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    name = obj.get("metadata", {}).get("name", "<unnamed>")
+    spec = validate_dynamic_prefix(obj)
+    if isinstance(spec, Invalid):
+        print(f"error: DynamicPrefix {name} is invalid:", file=sys.stderr)
+        for problem in spec.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.prefix is not None:
+        try:
+            prefix = parse_prefix(args.prefix)
+        except AddressError as error:
+            print(f"error: --prefix: {error}", file=sys.stderr)
+            return EXIT_INVALID
+    elif isinstance(spec.acquisition.primary, StaticSource):
+        prefix = spec.acquisition.primary.prefix
+    else:
+        print("error: --prefix is required: the spec has no static prefix", file=sys.stderr)
+        return EXIT_INVALID
+    if not spec.acquisition.accepts(prefix):
+        print(f"error: --prefix: {prefix} would be refused by the prefix filter", file=sys.stderr)
+        return EXIT_INVALID
+    computed = compute(spec, prefix)
+    if computed.problems:
+        print(f"error: DynamicPrefix {name} does not fit {prefix}:", file=sys.stderr)
+        for problem in computed.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.output == "table":
+        sys.stdout.write(format_table(name, computed))
+    else:
+        sys.stdout.write(render_data(computed.to_status(), args.output))
+    return 0
+
+
+def _select(documents: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
+    candidates = [doc for doc in documents if doc.get("kind") == api.KIND]
+    if name is not None:
+        candidates = [doc for doc in candidates if doc.get("metadata", {}).get("name") == name]
+    if not candidates:
+        wanted = f" named {name!r}" if name else ""
+        raise ManifestError(f"no {api.KIND}{wanted} in the file")
+    if len(candidates) > 1:
+        names = ", ".join(str(doc.get("metadata", {}).get("name")) for doc in candidates)
+        raise ManifestError(f"the file holds several {api.KIND}s ({names}): choose with --name")
+    return candidates[0]
+
+
+def _count(size: int) -> str:
+    exponent = size.bit_length() - 1
+    return f"2^{exponent}" if size == 1 << exponent and exponent >= 16 else f"{size:,}"
+
+
+def format_table(name: str, computed: Computed) -> str:
+    """The human-readable report of a computation."""
+    parts = [f"DynamicPrefix {name} with prefix {computed.prefix}\n"]
+    if computed.address_ranges:
+        rows = [
+            [r.name, str(r.start), str(r.end), _count(r.range.size), " ".join(
+                str(c) for c in r.range.cidrs())]
+            for r in computed.address_ranges
+        ]  # fmt: skip
+        parts.append("\nADDRESS RANGES\n")
+        parts.append(render_table(["NAME", "START", "END", "ADDRESSES", "CIDRS"], rows))
+    if computed.subnets:
+        rows = [[s.name, str(s.cidr), _count(s.cidr.num_addresses)] for s in computed.subnets]
+        parts.append("\nSUBNETS\n")
+        parts.append(render_table(["NAME", "CIDR", "ADDRESSES"], rows))
+    if not computed.address_ranges and not computed.subnets:
+        parts.append("(no address ranges or subnets in the spec)\n")
+    return "".join(parts)

@@ -1,0 +1,111 @@
+"""What a prefix means for a DynamicPrefix: its address ranges and subnets, computed.
+
+The result has the shape of the status fields of the same names, so `calc`, the status
+writer and the pool backends all agree on every address by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from dynamic_prefix.core.addressing import AddressError, AddressRange, address_range, carve_subnet
+from dynamic_prefix.core.schema import Problem
+from dynamic_prefix.core.spec import DynamicPrefixSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedRange:
+    """An address range of the spec, placed in a concrete prefix."""
+
+    name: str
+    range: AddressRange
+
+    @property
+    def start(self) -> IPv6Address:
+        """First address."""
+        return self.range.start
+
+    @property
+    def end(self) -> IPv6Address:
+        """Last address, inclusive."""
+        return self.range.end
+
+    def to_status(self) -> dict[str, Any]:
+        """The entry of status.addressRanges."""
+        return {
+            "name": self.name,
+            "start": str(self.start),
+            "end": str(self.end),
+            "cidrs": [str(cidr) for cidr in self.range.cidrs()],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedSubnet:
+    """A subnet of the spec, carved from a concrete prefix."""
+
+    name: str
+    cidr: IPv6Network
+
+    def to_status(self) -> dict[str, Any]:
+        """The entry of status.subnets."""
+        return {"name": self.name, "cidr": str(self.cidr)}
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """Everything computed from one prefix; ``problems`` lists what did not fit it."""
+
+    prefix: IPv6Network
+    address_ranges: tuple[ComputedRange, ...]
+    subnets: tuple[ComputedSubnet, ...]
+    problems: tuple[Problem, ...]
+
+    def range_named(self, name: str) -> ComputedRange | None:
+        """The computed address range called ``name``, if any."""
+        return next((r for r in self.address_ranges if r.name == name), None)
+
+    def subnet_named(self, name: str) -> ComputedSubnet | None:
+        """The computed subnet called ``name``, if any."""
+        return next((s for s in self.subnets if s.name == name), None)
+
+    def to_status(self) -> dict[str, Any]:
+        """``{prefix, addressRanges, subnets}`` shaped like the status fields."""
+        return {
+            "prefix": str(self.prefix),
+            "addressRanges": [r.to_status() for r in self.address_ranges],
+            "subnets": [s.to_status() for s in self.subnets],
+        }
+
+
+def compute(spec: DynamicPrefixSpec, prefix: IPv6Network) -> Computed:
+    """Place every range and subnet of ``spec`` in ``prefix``.
+
+    A validated spec fits the prefix its primary source is expected to deliver, but a
+    server may delegate a different length; whatever does not fit is left out and named
+    in ``problems`` rather than approximated.
+    """
+    problems: list[Problem] = []
+    ranges: list[ComputedRange] = []
+    for index, range_spec in enumerate(spec.address_ranges):
+        try:
+            placed = address_range(
+                prefix, start_suffix=range_spec.start_suffix, end_suffix=range_spec.end_suffix
+            )
+        except AddressError as error:
+            problems.append(Problem(f"spec.addressRanges[{index}]", str(error)))
+            continue
+        ranges.append(ComputedRange(range_spec.name, placed))
+    subnets: list[ComputedSubnet] = []
+    for index, subnet_spec in enumerate(spec.subnets):
+        try:
+            cidr = carve_subnet(
+                prefix, offset=subnet_spec.offset, prefix_length=subnet_spec.prefix_length
+            )
+        except AddressError as error:
+            problems.append(Problem(f"spec.subnets[{index}]", str(error)))
+            continue
+        subnets.append(ComputedSubnet(subnet_spec.name, cidr))
+    return Computed(prefix, tuple(ranges), tuple(subnets), tuple(problems))

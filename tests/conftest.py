@@ -1,0 +1,47 @@
+"""Fixtures shared by all tests: the real control plane of TESTBED.md, per-test namespaces."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from dynamic_prefix.testbed.controlplane import ControlPlane
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the control plane, so `-m "not controlplane"` leaves it out."""
+    for item in items:
+        if "control_plane" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.controlplane)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """One etcd + kube-apiserver for the whole run.
+
+    Binaries that cannot be found or built are an error, not a skip: a suite that quietly
+    skips its integration tests would pass without testing anything real.
+    """
+    with ControlPlane() as plane:
+        yield plane
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, so leftovers show which test made them.
+
+    Deleted without waiting: with no controller-manager it stays Terminating for good.
+    """
+    name = namespace_name(request.node.name)
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def namespace_name(test_name: str) -> str:
+    """A valid, unique namespace name (DNS label) derived from a test's name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:50].rstrip("-")
+    return f"{slug or 'test'}-{secrets.token_hex(3)}"
