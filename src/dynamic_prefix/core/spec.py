@@ -117,11 +117,13 @@ class Acquisition:
 
 @dataclass(frozen=True, slots=True)
 class AddressRangeSpec:
-    """A range inside the prefix, as host-part suffixes."""
+    """A range inside the prefix, as host-part suffixes (and as the user wrote them)."""
 
     name: str
     start_suffix: int
     end_suffix: int
+    start: str
+    end: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +290,9 @@ def _parse_range(
     if suffixes["start"] > suffixes["end"]:
         problems.append(Problem(path, f"start {item['start']} is after end {item['end']}"))
         return None
-    return AddressRangeSpec(item["name"], suffixes["start"], suffixes["end"])
+    return AddressRangeSpec(
+        item["name"], suffixes["start"], suffixes["end"], item["start"], item["end"]
+    )
 
 
 def _parse_subnet(item: dict[str, Any], path: str) -> SubnetSpec:
@@ -323,15 +327,17 @@ def _check_fit(
     for index, address_range in enumerate(ranges):
         if address_range is None:
             continue
-        for field, suffix in (("start", address_range.start_suffix),
-                              ("end", address_range.end_suffix)):  # fmt: skip
+        for field, suffix, text in (
+            ("start", address_range.start_suffix, address_range.start),
+            ("end", address_range.end_suffix, address_range.end),
+        ):
             try:
                 combine(prefix, suffix)
             except AddressError:
                 problems.append(
                     Problem(
                         f"spec.addressRanges[{index}].{field}",
-                        f"{IPv6Address(suffix)} does not fit in {described}: only the last "
+                        f"{text} does not fit in {described}: only the last "
                         f"{128 - prefix.prefixlen} bits are free",
                     )
                 )
