@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dynamic_prefix.core import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 
 
@@ -45,3 +47,16 @@ def namespace_name(test_name: str) -> str:
     """A valid, unique namespace name (DNS label) derived from a test's name."""
     slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:50].rstrip("-")
     return f"{slug or 'test'}-{secrets.token_hex(3)}"
+
+
+CRD_MANIFEST = Path(__file__).parents[1] / "deploy/crd/dynamicprefixes.yaml"
+
+
+@pytest.fixture(scope="session")
+def dynamic_prefix_crd(control_plane: ControlPlane) -> str:
+    """The DynamicPrefix CRD installed (and established) on the session's control plane."""
+    control_plane.kubectl("apply", "-f", str(CRD_MANIFEST))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", f"crd/{api.CRD_NAME}"
+    )
+    return api.CRD_NAME

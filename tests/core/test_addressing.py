@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -202,7 +203,7 @@ def test_cidrs_cover_the_range_exactly_without_overlap(placed: AddressRange) -> 
     ordered = sorted(cidrs, key=lambda c: int(c.network_address))
     assert ordered[0].network_address == placed.start
     assert ordered[-1].broadcast_address == placed.end
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in itertools.pairwise(ordered):
         assert int(before.broadcast_address) + 1 == int(after.network_address)
     assert len(cidrs) <= 2 * 128  # the minimal cover of any range has at most 2 per bit
 

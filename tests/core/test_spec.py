@@ -191,7 +191,7 @@ def test_validation_does_not_modify_its_input() -> None:
             {
                 "acquisition": RA,
                 "addressRanges": [{"name": "a", "start": "::1:0:0:0:0", "end": "::1:0:0:0:1"}],
-            },  # fmt: skip
+            },
             "spec.addressRanges[0].start: ::1:0:0:0:0 does not fit in the /64 that "
             "router-advertisement delivers: only the last 64 bits are free",
         ),
