@@ -249,7 +249,13 @@ class IaPrefixOption:
     @property
     def network(self) -> IPv6Network:
         """The prefix with any host bits cleared."""
-        return IPv6Network((self.address, self.prefix_length), strict=False)
+        return IPv6Network((int(self.address), self.prefix_length), strict=False)
+
+    @property
+    def has_host_bits(self) -> bool:
+        """True if ``address`` has bits set beyond ``prefix_length``."""
+        host_bits = max(0, _MAX_PREFIX_LENGTH - self.prefix_length)
+        return bool(int(self.address) & ((1 << host_bits) - 1))
 
     def find(self, kind: type[_O]) -> _O | None:
         """The first encapsulated option of type ``kind``."""
