@@ -24,6 +24,13 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 ANNOTATION_NAME = f"{GROUP}/name"
 ANNOTATION_ADDRESS_RANGE = f"{GROUP}/address-range"
 ANNOTATION_SUBNET = f"{GROUP}/subnet"
+# What the operator wrote into a pool, recorded next to it (names kept from the Go operator).
+ANNOTATION_MANAGED_BLOCKS = f"{GROUP}/managed-blocks"
+ANNOTATION_MANAGED_CIDRS = f"{GROUP}/managed-cidrs"
+ANNOTATION_MANAGED_ADDRESSES = f"{GROUP}/managed-addresses"
+# Pools the operator generates itself (Calico) point back to the user's pool.
+LABEL_GENERATED_FROM = f"{GROUP}/generated-from"
+FINALIZER = f"{GROUP}/release-pools"
 
 # Prefix sources, as reported in status.prefixSource.
 SOURCE_ROUTER_ADVERTISEMENT = "router-advertisement"
@@ -289,6 +296,7 @@ def status_schema() -> dict[str, Any]:
                     "unknown",
                 ],
             ),
+            "acquiredAt": _timestamp("When the current prefix was first learnt."),
             "preferredUntil": _timestamp("End of the current prefix's preferred lifetime."),
             "validUntil": _timestamp("End of the current prefix's valid lifetime."),
             "leaseExpiresAt": _timestamp("End of the DHCPv6 lease (DHCPv6-PD only)."),

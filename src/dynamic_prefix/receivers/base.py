@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv6Network
 from typing import Protocol
 
+from dynamic_prefix.core.source_state import SourceState
 
-@dataclass(frozen=True, slots=True)
-class SourceState:
-    """What a source currently believes.
-
-    ``prefix`` is None while it has none (starting, or the prefix expired or was
-    withdrawn; ``reason`` says which). Deadlines are wall-clock UTC; None is infinite.
-    """
-
-    source: str
-    prefix: IPv6Network | None
-    preferred_until: dt.datetime | None = None
-    valid_until: dt.datetime | None = None
-    origin: str = ""  # who told us: a router's link-local address, a DHCPv6 server, "spec"
-    reason: str = ""  # CamelCase, for conditions: Acquired, Expired, Withdrawn, Starting...
-    message: str = ""  # for people: what happened, in a sentence
+__all__ = [
+    "Dhcpv6Identity",
+    "IdentityStore",
+    "PrefixSource",
+    "ReportCallback",
+    "SourceError",
+    "SourceState",
+]
 
 
 ReportCallback = Callable[[SourceState], None]

@@ -1,0 +1,126 @@
+"""Calico IPPool (projectcalico.org/v3): a pool per CIDR, because spec.cidr cannot change.
+
+A real Calico refuses edits of an IPPool's cidr, so the user's annotated pool is a
+template that the operator never edits. For every CIDR the DynamicPrefix calls for, the
+operator creates a pool with the template's settings and that CIDR, named after both,
+labelled with the template's name. The pool of the current prefix is enabled as the
+template is; pools of history prefixes are set ``disabled: true`` so no new addresses
+come from them while existing ones keep working; a pool whose prefix left the history
+is deleted. Releasing the template deletes every pool made from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv6Network
+from typing import Any
+
+from dynamic_prefix.backends.base import Action, Create, Delete, Patch, Placement, Plan
+from dynamic_prefix.core import api
+from dynamic_prefix.kube.client import Resource
+
+MAX_NAME = 253
+
+
+def generated_name(template: str, cidr: IPv6Network) -> str:
+    """``<template>-<cidr with : and / as ->``, a valid object name that shows the CIDR."""
+    suffix = str(cidr).replace(":", "-").replace("/", "-")
+    return f"{template[: MAX_NAME - len(suffix) - 1]}-{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class CalicoBackend:
+    """Generates pools from an annotated template pool."""
+
+    name: str = "calico-ip-pool"
+    group: str = "projectcalico.org"
+    plural: str = "ippools"
+    kind: str = "IPPool"
+    versions: tuple[str, ...] = ("v3",)
+
+    def plan(
+        self,
+        resource: Resource,
+        pool: Mapping[str, Any],
+        placements: Sequence[Placement] | None,
+        *,
+        generated: Sequence[Mapping[str, Any]] = (),
+    ) -> Plan:
+        """Create, update and delete generated pools; never touch the template."""
+        template_name = pool["metadata"]["name"]
+        template_spec = pool.get("spec") or {}
+        template_cidr = _network(template_spec.get("cidr"))
+        desired: dict[str, dict[str, Any]] = {}
+        for placement in placements or ():
+            for cidr in placement.cidrs():
+                if cidr == template_cidr:
+                    continue  # the template itself serves it
+                spec = copy.deepcopy(dict(template_spec))
+                spec["cidr"] = str(cidr)
+                spec["disabled"] = (
+                    bool(template_spec.get("disabled", False)) or not placement.current
+                )
+                name = generated_name(template_name, cidr)
+                desired.setdefault(name, self._object(resource, name, template_name, pool, spec))
+
+        actions: list[Action] = []
+        existing = {g["metadata"]["name"]: g for g in generated}
+        for name, existing_pool in sorted(existing.items()):
+            wanted = desired.get(name)
+            if wanted is None:
+                actions.append(Delete(resource, name, None))
+            elif _network((existing_pool.get("spec") or {}).get("cidr")) != _network(
+                wanted["spec"]["cidr"]
+            ):
+                # someone edited the cidr of a generated pool: make it again
+                actions.append(Delete(resource, name, None))
+                actions.append(Create(resource, wanted))
+            elif existing_pool.get("spec") != wanted["spec"]:
+                body = {
+                    "metadata": {
+                        "resourceVersion": existing_pool["metadata"].get("resourceVersion")
+                    },
+                    "spec": {k: v for k, v in wanted["spec"].items() if k != "cidr"},
+                }
+                actions.append(Patch(resource, name, None, body))
+        for name, wanted in desired.items():
+            if name not in existing:
+                actions.append(Create(resource, wanted))
+        return Plan(tuple(actions))
+
+    @staticmethod
+    def _object(
+        resource: Resource,
+        name: str,
+        template_name: str,
+        template: Mapping[str, Any],
+        spec: dict[str, Any],
+    ) -> dict[str, Any]:
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        labels[api.LABEL_GENERATED_FROM] = template_name
+        return {
+            "apiVersion": resource.api_version,
+            "kind": "IPPool",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {
+                    f"{api.GROUP}/generated-for": f"IPPool {template_name} "
+                    "(made by the dynamic prefix operator; edit the template instead)"
+                },
+            },
+            "spec": spec,
+        }
+
+
+def _network(text: object) -> IPv6Network | None:
+    try:
+        network = IPv6Network(str(text), strict=False)
+    except ValueError:
+        return None
+    return network
+
+
+IP_POOL = CalicoBackend()
