@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynamic_prefix import __version__
-from dynamic_prefix.cli import calc, crd, demo
+from dynamic_prefix.cli import calc, crd, demo, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     calc.add_parser(subparsers)
     crd.add_parser(subparsers)
     demo.add_parser(subparsers)
+    run.add_parser(subparsers)
     return parser
 
 

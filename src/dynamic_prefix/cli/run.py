@@ -1,0 +1,49 @@
+"""`dynamic-prefix run`: the operator itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import kopf
+
+from dynamic_prefix.kube.config import ConfigError, load_config
+from dynamic_prefix.operator.handlers import build_registry
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the operator: follow the prefix of every DynamicPrefix and keep "
+        "the annotated pools in step. Uses --kubeconfig, $KUBECONFIG, or the pod's "
+        "service account.",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or Ctrl-C."""
+    try:
+        config = load_config(args.kubeconfig)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+        log_refkey="object",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    registry = build_registry(config)
+    asyncio.run(
+        kopf.operator(registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo())
+    )
+    return 0

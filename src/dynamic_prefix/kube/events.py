@@ -1,0 +1,64 @@
+"""Kubernetes Events (core/v1) about our objects: what happened, in words, next to the object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+EVENTS = Resource("", "v1", "events", namespaced=True, kind="Event")
+COMPONENT = "dynamic-prefix-operator"
+MAX_MESSAGE = 1024
+
+
+class EventRecorder:
+    """Posts Events; a failure to post is logged, never raised: events are best effort."""
+
+    def __init__(self, client: KubeClient, *, default_namespace: str = "default") -> None:
+        self._client = client
+        self._default_namespace = default_namespace
+        self.posted = 0
+
+    async def record(self, obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        """One Event on ``obj`` (cluster-scoped objects get theirs in the default namespace)."""
+        metadata = obj.get("metadata") or {}
+        namespace = metadata.get("namespace") or self._default_namespace
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata.get('name', 'object')}.",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": metadata.get("name"),
+                "namespace": metadata.get("namespace"),
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:MAX_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        log = logger.warning if type == "Warning" else logger.info
+        log("%s %s/%s: %s: %s", obj.get("kind"), namespace, metadata.get("name"), reason, message)
+        try:
+            await self._client.create(EVENTS, body)
+        except ApiError as error:
+            logger.warning("could not post event %s on %s: %s", reason, metadata.get("name"), error)
+            return
+        self.posted += 1

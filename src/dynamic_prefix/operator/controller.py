@@ -1,0 +1,537 @@
+"""The controller: DynamicPrefix status from sources, pools from status, all event driven.
+
+Data flow (docs/design.md has the picture):
+
+1. A DynamicPrefix event validates the spec and (re)starts its sources.
+2. A source report recomputes the status (`core.status.next_status`) and writes it if it
+   differs. Status is the contract: pools are rendered from it, never from a source's
+   memory, so a restart or a new leader continues from what is written.
+3. When the prefixes in use or the spec change, every pool that references the
+   DynamicPrefix is reconciled at once, concurrently, from the in-memory pool index.
+4. A pool event reconciles that pool: desired content is a pure function of the pool
+   and the DynamicPrefix (`backends`), written only when it differs.
+
+Nothing is written to a pool for a DynamicPrefix until its source has reported in this
+process, so a restart never empties or rewinds a pool. Timers exist only for deadlines
+(a history entry's valid lifetime, a preferred lifetime ending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dynamic_prefix.backends.base import (
+    Create,
+    Delete,
+    Patch,
+    Placement,
+    Plan,
+    PoolBackend,
+    PoolReference,
+    ReferenceProblem,
+    resolve_placements,
+)
+from dynamic_prefix.core import api
+from dynamic_prefix.core.source_state import SourceState
+from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.core.status import PoolSummary, next_deadline, next_status, prefixes_in_use
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
+from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.operator.sources import SourceFactory, SourceManager, build_source
+
+logger = logging.getLogger(__name__)
+
+DYNAMIC_PREFIXES = Resource(api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND)
+MAX_ATTEMPTS = 6
+RETRY_LATER_SECONDS = 30.0
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    """The wall clock, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKey:
+    """Identifies one pool object of one backend."""
+
+    backend: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}/{self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+@dataclass
+class _Pool:
+    backend: PoolBackend
+    resource: Resource
+    body: dict[str, Any]
+
+
+def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` into ``new`` at the top level (None removes)."""
+    return {key: new.get(key) for key in set(old) | set(new) if old.get(key) != new.get(key)}
+
+
+def _finalizers_patch(body: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
+    """Set the finalizers, failing with 409 if the object changed since ``body`` was read."""
+    version = body["metadata"].get("resourceVersion")
+    return {"metadata": {"finalizers": finalizers, "resourceVersion": version}}
+
+
+class Controller:
+    """Reacts to DynamicPrefix and pool events; see the module docstring."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        recorder: EventRecorder | None = None,
+        source_factory: SourceFactory = build_source,
+        clock: Clock = utc_now,
+        concurrency: int = 64,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder or EventRecorder(client)
+        self.clock = clock
+        self.sources = SourceManager(self._on_source_change, source_factory)
+        self.dynamic_prefixes: dict[str, dict[str, Any]] = {}
+        self.pools: dict[PoolKey, _Pool] = {}
+        self.pools_by_prefix: collections.defaultdict[str, set[PoolKey]] = collections.defaultdict(
+            set
+        )
+        self.generated: collections.defaultdict[PoolKey, dict[str, dict[str, Any]]] = (
+            collections.defaultdict(dict)
+        )
+        self.live: set[str] = set()
+        self.pool_problems: collections.defaultdict[str, dict[PoolKey, str | None]] = (
+            collections.defaultdict(dict)
+        )
+        self._synced_inputs: dict[str, tuple[Any, ...]] = {}
+        self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self._pool_locks: collections.defaultdict[PoolKey, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._warned: dict[PoolKey, str] = {}
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop sources (DHCPv6 releases), timers and background work."""
+        for timer in self._timers.values():
+            timer.cancel()
+        await self.sources.stop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- DynamicPrefix events --------------------------------------------------------
+
+    async def on_dynamic_prefix(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Handle one watch event of a DynamicPrefix (type None: seen in the initial list)."""
+        name = body["metadata"]["name"]
+        if event_type == "DELETED":
+            self._forget(name)
+            return
+        self.dynamic_prefixes[name] = dict(body)
+        if body["metadata"].get("deletionTimestamp"):
+            if api.FINALIZER in (body["metadata"].get("finalizers") or []):
+                await self._finalize(name)
+            return
+        if api.FINALIZER not in (body["metadata"].get("finalizers") or []):
+            await self._add_finalizer(name)
+        spec = validate_dynamic_prefix(body)
+        if isinstance(spec, Invalid):
+            self.sources.stop(name)
+            self.live.discard(name)
+        else:
+            self.sources.ensure(name, spec.acquisition)
+        await self.refresh_status(name)
+
+    def _on_source_change(self, name: str, state: SourceState) -> None:
+        if state.prefix is not None:
+            self.live.add(name)
+        self._spawn(self.refresh_status(name), f"status:{name}")
+
+    def _forget(self, name: str) -> None:
+        self.sources.stop(name)
+        self.dynamic_prefixes.pop(name, None)
+        self.live.discard(name)
+        self._synced_inputs.pop(name, None)
+        self.pool_problems.pop(name, None)
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _add_finalizer(self, name: str) -> None:
+        body = self.dynamic_prefixes[name]
+        finalizers = [*(body["metadata"].get("finalizers") or []), api.FINALIZER]
+        try:
+            self.dynamic_prefixes[name] = await self.client.patch(
+                DYNAMIC_PREFIXES, name, _finalizers_patch(body, finalizers)
+            )
+        except Conflict:
+            pass  # a newer version is on its way to us; its event adds the finalizer
+        except NotFound:
+            self._forget(name)
+
+    async def _finalize(self, name: str) -> None:
+        """Release every pool of a DynamicPrefix being deleted, then let it go."""
+        self.sources.stop(name)
+        self.live.discard(name)
+        keys = list(self.pools_by_prefix.get(name, ()))
+        results = await asyncio.gather(
+            *(self._release_pool(k) for k in keys), return_exceptions=True
+        )
+        failed = [
+            f"{k}: {r}" for k, r in zip(keys, results, strict=True) if isinstance(r, Exception)
+        ]
+        body = self.dynamic_prefixes[name]
+        if failed:
+            await self.recorder.record(body, type="Warning", reason="ReleaseFailed",
+                                       message="; ".join(failed)[:900])  # fmt: skip
+            raise TemporaryError(0, f"could not release pools of {name}: {failed}")
+        await self.recorder.record(
+            body,
+            type="Normal",
+            reason="PoolsReleased",
+            message=f"released {len(keys)} pool(s): the operator's entries were removed, "
+            "entries written by users were kept",
+        )
+        for _ in range(MAX_ATTEMPTS):
+            body = self.dynamic_prefixes[name]
+            finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != api.FINALIZER]
+            try:
+                await self.client.patch(DYNAMIC_PREFIXES, name, _finalizers_patch(body, finalizers))
+                return
+            except NotFound:
+                return
+            except Conflict:
+                self.dynamic_prefixes[name] = await self.client.get(DYNAMIC_PREFIXES, name)
+
+    # --- status ----------------------------------------------------------------------
+
+    async def refresh_status(self, name: str) -> None:
+        """Recompute the status of ``name``; write it and sync pools if anything changed."""
+        async with self._status_locks[name]:
+            body = self.dynamic_prefixes.get(name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            spec = validate_dynamic_prefix(body)
+            state = self.sources.state(name)
+            previous = body.get("status") or {}
+            update = next_status(
+                spec=spec,
+                previous=previous,
+                source=state,
+                pools=self._pool_summary(name),
+                generation=body["metadata"].get("generation"),
+                now=self.clock(),
+            )
+            if update.status != previous:
+                try:
+                    body = await self.client.patch(
+                        DYNAMIC_PREFIXES,
+                        name,
+                        {"status": _merge_patch(previous, update.status)},
+                        subresource="status",
+                    )
+                except NotFound:
+                    return
+                self.dynamic_prefixes[name] = body
+            for event in update.events:
+                await self.recorder.record(body, type=event.type, reason=event.reason,
+                                           message=event.message)  # fmt: skip
+            self._arm_timer(name, body.get("status") or {}, state)
+        inputs = (tuple(prefixes_in_use(body.get("status") or {})),
+                  body["metadata"].get("generation"))  # fmt: skip
+        if name in self.live and self._synced_inputs.get(name) != inputs:
+            self._synced_inputs[name] = inputs
+            await self.sync_pools_of(name)
+
+    def _arm_timer(self, name: str, status: Mapping[str, Any], state: SourceState | None) -> None:
+        deadlines = [d for d in (next_deadline(status),) if d is not None]
+        if (
+            state is not None
+            and state.preferred_until is not None
+            and (state.preferred_until > self.clock())
+        ):
+            deadlines.append(state.preferred_until)
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if not deadlines:
+            return
+        delay = max(0.0, (min(deadlines) - self.clock()).total_seconds()) + 0.01
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(
+            delay, lambda: self._spawn(self.refresh_status(name), f"deadline:{name}")
+        )
+
+    def _pool_summary(self, name: str) -> PoolSummary | None:
+        if name not in self.live:
+            return None
+        results = self.pool_problems.get(name, {})
+        keys = self.pools_by_prefix.get(name, set())
+        failing = tuple(f"{k}: {results[k]}" for k in sorted(keys, key=str) if results.get(k))
+        in_sync = sum(1 for k in keys if k in results and results[k] is None)
+        return PoolSummary(total=len(keys), in_sync=in_sync, failing=failing)
+
+    # --- pools -----------------------------------------------------------------------
+
+    async def on_pool(
+        self,
+        backend: PoolBackend,
+        resource: Resource,
+        event_type: str | None,
+        body: Mapping[str, Any],
+    ) -> None:
+        """Handle one watch event of a pool of ``backend``."""
+        metadata = body["metadata"]
+        key = PoolKey(backend.name, metadata.get("namespace") or "", metadata["name"])
+        template = (metadata.get("labels") or {}).get(api.LABEL_GENERATED_FROM)
+        if template is not None:
+            await self._on_generated(backend, key, template, event_type, body)
+            return
+        old = self.pools.get(key)
+        if old is not None:
+            old_reference = PoolReference.from_annotations(old.body["metadata"].get("annotations"))
+            if old_reference is not None:
+                self.pools_by_prefix[old_reference.dynamic_prefix].discard(key)
+        if event_type == "DELETED":
+            self.pools.pop(key, None)
+            self._warned.pop(key, None)
+            return
+        self.pools[key] = _Pool(backend, resource, dict(body))
+        reference = PoolReference.from_annotations(metadata.get("annotations"))
+        if reference is not None:
+            self.pools_by_prefix[reference.dynamic_prefix].add(key)
+        await self.reconcile_pool(key)
+        if reference is not None:
+            await self._refresh_pools_synced(reference.dynamic_prefix)
+
+    async def _on_generated(
+        self,
+        backend: PoolBackend,
+        key: PoolKey,
+        template: str,
+        event_type: str | None,
+        body: Mapping[str, Any],
+    ) -> None:
+        template_key = PoolKey(key.backend, key.namespace, template)
+        if event_type == "DELETED":
+            self.generated[template_key].pop(key.name, None)
+        else:
+            self.generated[template_key][key.name] = dict(body)
+        if template_key in self.pools or event_type != "DELETED":
+            await self.reconcile_pool(template_key)
+
+    async def sync_pools_of(self, name: str) -> None:
+        """Reconcile every pool that references ``name``, concurrently, then report it."""
+        keys = list(self.pools_by_prefix.get(name, ()))
+        await asyncio.gather(*(self.reconcile_pool(key) for key in keys))
+        await self._refresh_pools_synced(name)
+
+    async def _refresh_pools_synced(self, name: str) -> None:
+        body = self.dynamic_prefixes.get(name)
+        if body is None or name not in self.live:
+            return
+        await self.refresh_status(name)
+
+    async def reconcile_pool(self, key: PoolKey) -> None:
+        """Make one pool right; its outcome is recorded for the PoolsSynced condition."""
+        async with self._pool_locks[key], self._semaphore:
+            pool = self.pools.get(key)
+            if pool is None:
+                if self.generated.get(key):
+                    await self._release_generated(key)
+                return
+            reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+            if reference is None:
+                await self._release_pool_locked(key, pool)
+                return
+            outcome = await self._reconcile_referenced(key, pool, reference)
+            self.pool_problems[reference.dynamic_prefix][key] = outcome
+
+    async def _reconcile_referenced(
+        self, key: PoolKey, pool: _Pool, reference: PoolReference
+    ) -> str | None:
+        dynamic_prefix = self.dynamic_prefixes.get(reference.dynamic_prefix)
+        if dynamic_prefix is None:
+            try:
+                dynamic_prefix = await self.client.get(DYNAMIC_PREFIXES, reference.dynamic_prefix)
+            except NotFound:
+                problem = (
+                    f"DynamicPrefix {reference.dynamic_prefix} does not exist; pool left alone"
+                )
+                await self._warn(key, pool, "DynamicPrefixNotFound", problem)
+                return problem
+            return None  # its event will arrive; nothing to do before it is live
+        if reference.dynamic_prefix not in self.live:
+            return None  # nothing is written before the prefix is (re)learnt
+        try:
+            placements = resolve_placements(reference, dynamic_prefix)
+        except ReferenceProblem as error:
+            await self._warn(key, pool, "InvalidReference", f"{error}; pool left alone")
+            return str(error)
+        if not placements:
+            return None
+        return await self._apply_with_retries(key, pool, placements)
+
+    async def _apply_with_retries(
+        self, key: PoolKey, pool: _Pool, placements: tuple[Placement, ...] | None
+    ) -> str | None:
+        delay = 0.2
+        for attempt in range(MAX_ATTEMPTS):
+            plan = pool.backend.plan(
+                pool.resource, pool.body, placements, generated=list(self.generated[key].values())
+            )
+            if plan.problems:
+                await self._warn(key, pool, "MalformedEntries", "; ".join(plan.problems))
+            try:
+                await self._apply(pool, plan)
+                if plan.actions:
+                    await self._updated(key, pool, placements)
+                return None
+            except Conflict:
+                fresh = await self._refetch(key, pool)
+                if fresh is None:
+                    return None
+                pool = fresh
+            except TemporaryError as error:
+                if attempt == MAX_ATTEMPTS - 1:
+                    self._retry_later(key)
+                    return f"API error: {error}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ApiError as error:
+                await self._warn(key, pool, "UpdateFailed", f"cannot update the pool: {error}")
+                return str(error)
+        self._retry_later(key)
+        return "kept conflicting with other writers"
+
+    async def _apply(self, pool: _Pool, plan: Plan) -> None:
+        for action in plan.actions:
+            match action:
+                case Patch(resource=resource, name=name, namespace=namespace, body=body):
+                    updated = await self.client.patch(resource, name, body, namespace=namespace)
+                    if resource == pool.resource and name == pool.body["metadata"]["name"]:
+                        pool.body = updated
+                case Create(resource=resource, body=body):
+                    # Conflict: it exists already; its own event brings it back to us
+                    with contextlib.suppress(Conflict):
+                        await self.client.create(resource, body)
+                case Delete(resource=resource, name=name, namespace=namespace):
+                    with contextlib.suppress(NotFound):
+                        await self.client.delete(resource, name, namespace=namespace)
+
+    async def _updated(
+        self, key: PoolKey, pool: _Pool, placements: tuple[Placement, ...] | None
+    ) -> None:
+        if placements is None:
+            return
+        shown = ", ".join(
+            str(p.address_range.start) + "-" + str(p.address_range.end)
+            if p.address_range is not None else str(p.cidr)
+            for p in placements
+        )  # fmt: skip
+        logger.info("pool %s updated: %s", key, shown)
+
+    async def _refetch(self, key: PoolKey, pool: _Pool) -> _Pool | None:
+        metadata = pool.body["metadata"]
+        try:
+            body = await self.client.get(
+                pool.resource, metadata["name"], namespace=metadata.get("namespace")
+            )
+        except NotFound:
+            return None
+        fresh = _Pool(pool.backend, pool.resource, body)
+        self.pools[key] = fresh
+        return fresh
+
+    def _retry_later(self, key: PoolKey) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(
+            RETRY_LATER_SECONDS, lambda: self._spawn(self.reconcile_pool(key), f"retry:{key}")
+        )
+
+    async def _warn(self, key: PoolKey, pool: _Pool, reason: str, message: str) -> None:
+        """A Warning event on the pool, once per distinct message (no event storms)."""
+        if self._warned.get(key) == message:
+            return
+        self._warned[key] = message
+        await self.recorder.record(pool.body, type="Warning", reason=reason, message=message)
+
+    async def _release_pool(self, key: PoolKey) -> None:
+        async with self._pool_locks[key]:
+            pool = self.pools.get(key)
+            if pool is not None:
+                await self._release_pool_locked(key, pool)
+
+    async def _release_pool_locked(self, key: PoolKey, pool: _Pool) -> None:
+        plan = pool.backend.plan(
+            pool.resource, pool.body, None, generated=list(self.generated[key].values())
+        )
+        if plan.in_sync:
+            return
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                await self._apply(pool, plan)
+                break
+            except Conflict:
+                fresh = await self._refetch(key, pool)
+                if fresh is None:
+                    return
+                pool = fresh
+                plan = pool.backend.plan(
+                    pool.resource, pool.body, None, generated=list(self.generated[key].values())
+                )
+        for results in self.pool_problems.values():
+            results.pop(key, None)
+        await self.recorder.record(
+            pool.body,
+            type="Normal",
+            reason="PoolReleased",
+            message="the operator's entries were removed; entries written by users were kept",
+        )
+
+    async def _release_generated(self, key: PoolKey) -> None:
+        for name, body in list(self.generated.get(key, {}).items()):
+            resource = self._resource_of(key.backend, body)
+            if resource is None:
+                continue
+            with contextlib.suppress(NotFound):
+                await self.client.delete(resource, name)
+
+    def _resource_of(self, backend_name: str, body: Mapping[str, Any]) -> Resource | None:
+        for pool in self.pools.values():
+            if pool.backend.name == backend_name:
+                return pool.resource
+        group, _, version = str(body.get("apiVersion", "")).partition("/")
+        from dynamic_prefix.backends.registry import BACKENDS  # noqa: PLC0415
+
+        for backend in BACKENDS:
+            if backend.name == backend_name:
+                return Resource(group, version, backend.plural, namespaced=False, kind=backend.kind)
+        return None
