@@ -250,6 +250,7 @@ _RA_HOME_AGENT = 0x20
 _RA_PROXY = 0x04
 _PREFERENCE_SHIFT = 3  # Prf occupies bits 0x18 of the RA and Route Information flags
 _PREFERENCE_MASK = 0b11
+_PREFERENCES: Final = tuple(RouterPreference(bits) for bits in range(4))
 _PI_ON_LINK = 0x80
 _PI_AUTONOMOUS = 0x40
 _PI_ROUTER_ADDRESS = 0x20
@@ -285,7 +286,7 @@ def parse_router_advertisement(data: bytes) -> RouterAdvertisement:
         managed=bool(flags & _RA_MANAGED),
         other_config=bool(flags & _RA_OTHER_CONFIG),
         home_agent=bool(flags & _RA_HOME_AGENT),
-        preference=RouterPreference((flags >> _PREFERENCE_SHIFT) & _PREFERENCE_MASK),
+        preference=_PREFERENCES[(flags >> _PREFERENCE_SHIFT) & _PREFERENCE_MASK],
         proxy=bool(flags & _RA_PROXY),
         router_lifetime=router_lifetime,
         reachable_time=reachable,
@@ -358,15 +359,11 @@ def _bad_length(name: str, offset: int, units: int, expected: str) -> NdpParseEr
 
 
 def _decode_source_lla(data: bytes, offset: int, units: int) -> NdpOption:
-    return SourceLinkLayerAddress(
-        data[offset + _OPTION_HEADER_SIZE : offset + units * OPTION_UNIT]
-    )
+    return SourceLinkLayerAddress(data[offset + _OPTION_HEADER_SIZE : offset + units * OPTION_UNIT])
 
 
 def _decode_target_lla(data: bytes, offset: int, units: int) -> NdpOption:
-    return TargetLinkLayerAddress(
-        data[offset + _OPTION_HEADER_SIZE : offset + units * OPTION_UNIT]
-    )
+    return TargetLinkLayerAddress(data[offset + _OPTION_HEADER_SIZE : offset + units * OPTION_UNIT])
 
 
 def _decode_prefix_information(data: bytes, offset: int, units: int) -> NdpOption:
@@ -398,7 +395,7 @@ def _decode_mtu(data: bytes, offset: int, units: int) -> NdpOption:
 
 
 def _route_information_units(prefix_length: int) -> int:
-    """The shortest Route Information length for a prefix (RFC 4191 section 2.3)."""
+    """The shortest Route Information option length, in units, that holds the prefix."""
     if prefix_length == 0:
         return 1
     return 2 if prefix_length <= 64 else 3
@@ -407,9 +404,7 @@ def _route_information_units(prefix_length: int) -> int:
 def _decode_route_information(data: bytes, offset: int, units: int) -> NdpOption:
     if units > 3:
         raise _bad_length("Route Information", offset, units, "1, 2 or 3")
-    _type, _length, prefix_length, flags, lifetime = _ROUTE_INFORMATION.unpack_from(
-        data, offset
-    )
+    _type, _length, prefix_length, flags, lifetime = _ROUTE_INFORMATION.unpack_from(data, offset)
     if prefix_length > _ADDRESS_BITS:
         raise NdpParseError(
             DropReason.BAD_PREFIX_LENGTH,
@@ -426,7 +421,7 @@ def _decode_route_information(data: bytes, offset: int, units: int) -> NdpOption
     raw_prefix = data[prefix_start : offset + units * OPTION_UNIT]
     return RouteInformation(
         prefix=_network(raw_prefix, prefix_length),
-        preference=RouterPreference((flags >> _PREFERENCE_SHIFT) & _PREFERENCE_MASK),
+        preference=_PREFERENCES[(flags >> _PREFERENCE_SHIFT) & _PREFERENCE_MASK],
         route_lifetime=lifetime,
     )
 

@@ -84,6 +84,21 @@ def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return {key: new.get(key) for key in set(old) | set(new) if old.get(key) != new.get(key)}
 
 
+def _is_older(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> bool:
+    """Whether ``candidate`` is an older version of the object than ``known``.
+
+    Watch events can arrive after the answer to our own write, carrying an older
+    version; keeping the newest stops a pool from being rendered from a stale status.
+    resourceVersions are opaque by contract but etcd revisions in practice: they are
+    compared as integers when both are, and otherwise the candidate is taken.
+    """
+    if known is None:
+        return False
+    old = str((known.get("metadata") or {}).get("resourceVersion", ""))
+    new = str((candidate.get("metadata") or {}).get("resourceVersion", ""))
+    return old.isdigit() and new.isdigit() and int(new) < int(old)
+
+
 def _finalizers_patch(body: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
     """Set the finalizers, failing with 409 if the object changed since ``body`` was read."""
     version = body["metadata"].get("resourceVersion")
@@ -154,6 +169,8 @@ class Controller:
         if event_type == "DELETED":
             self._forget(name)
             return
+        if _is_older(body, self.dynamic_prefixes.get(name)):
+            return  # we already hold a newer version (the answer to our own write)
         self.dynamic_prefixes[name] = dict(body)
         if body["metadata"].get("deletionTimestamp"):
             if api.FINALIZER in (body["metadata"].get("finalizers") or []):
@@ -315,6 +332,8 @@ class Controller:
             await self._on_generated(backend, key, template, event_type, body)
             return
         old = self.pools.get(key)
+        if event_type != "DELETED" and old is not None and _is_older(body, old.body):
+            return
         if old is not None:
             old_reference = PoolReference.from_annotations(old.body["metadata"].get("annotations"))
             if old_reference is not None:
