@@ -42,6 +42,17 @@ _KUBECTL_TIMEOUT = 120.0
 _TOKEN_SECONDS = 3600
 
 
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane could not be found, built, started or asked something."""
 
@@ -254,6 +265,7 @@ class ControlPlane:
             if result.returncode != 0:
                 raise ControlPlaneError(f"{' '.join(command)} failed:\n{_tail(result.stderr)}")
         _write_private(workdir / "tokens.csv", f'{self.admin_token},admin,admin,"system:masters"\n')
+        (workdir / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
 
     def _launch(self, assets: Path, rundir: Path, deadline: float) -> None:
         etcd_port, peer_port, api_port = _free_ports(3)
@@ -291,6 +303,10 @@ class ControlPlane:
                 "--service-cluster-ip-range": "10.0.0.0/24",
                 # Nothing could reach a loopback endpoint for the `kubernetes` Service anyway.
                 "--endpoint-reconciler-type": "none",
+                # Every write, as the server saw it: tests count the operator's requests here.
+                "--audit-policy-file": str(workdir / "audit-policy.yaml"),
+                "--audit-log-path": str(workdir / "audit.log"),
+                "--audit-log-mode": "blocking",
             },
             rundir,
         )
@@ -419,8 +435,10 @@ class ControlPlane:
             "Authorization": f"Bearer {token or self.admin_token}",
             "Accept": "application/json",
         }
-        if data is not None:
-            headers["Content-Type"] = "application/json"
+        if data is not None:  # a PATCH is a JSON merge patch
+            headers["Content-Type"] = (
+                "application/merge-patch+json" if method == "PATCH" else "application/json"
+            )
         request = urllib.request.Request(
             self.server + path, data=data, headers=headers, method=method
         )
@@ -430,6 +448,25 @@ class ControlPlane:
         except urllib.error.HTTPError as err:
             with err:
                 return ApiResponse(err.code, err.read())
+
+    def audit_writes(self, *, user_agent_prefix: str = "") -> list[dict[str, Any]]:
+        """Every write request the server has completed so far (from its audit log).
+
+        ``user_agent_prefix`` keeps only requests whose User-Agent starts with it.
+        """
+        if self._workdir is None:
+            raise ControlPlaneError("the control plane is not running")
+        path = self._workdir / "audit.log"
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event.get("stage") != "ResponseComplete":
+                continue
+            if event.get("userAgent", "").startswith(user_agent_prefix):
+                events.append(event)
+        return events
 
     def create_service_account_token(
         self, namespace: str, name: str, *, create: bool = True

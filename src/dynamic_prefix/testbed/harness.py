@@ -1,0 +1,98 @@
+"""Driving the operator from outside, as users do: a `dynamic-prefix run` process, JSON API calls.
+
+Used by the integration tests and the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dynamic_prefix.testbed.controlplane import ControlPlane
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], *, timeout: float = 20.0, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}"
+    )
+
+
+class Cluster:
+    """Small JSON helpers over the control plane's HTTP API (faster than kubectl)."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.plane.kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(obj))
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        response = self.plane.request("GET", path)
+        if response.status == 404:
+            return None
+        assert response.status == 200, response.body
+        data: dict[str, Any] = response.json()
+        return data
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.plane.request("PATCH", path, body=body)
+        assert response.status == 200, response.body
+        data: dict[str, Any] = response.json()
+        return data
+
+    def delete(self, path: str) -> None:
+        response = self.plane.request("DELETE", path)
+        assert response.status in (200, 202, 404), response.body
+
+    def operator_writes(self) -> list[dict[str, Any]]:
+        """Write requests the operator has made, as the API server's audit log saw them."""
+        return self.plane.audit_writes(user_agent_prefix="dynamic-prefix")
+
+
+class OperatorProcess:
+    """One `dynamic-prefix run` process; its log is kept for the test's failure report."""
+
+    def __init__(self, plane: ControlPlane, log_path: Path) -> None:
+        self.plane = plane
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dynamic_prefix.cli.main", "run", "--kubeconfig",
+             str(self.plane.kubeconfig)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
