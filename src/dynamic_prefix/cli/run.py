@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         log_refkey="object",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf says "Handler ... succeeded" for every watch event: noise, and slow at scale
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = build_registry(config)
     asyncio.run(
         kopf.operator(registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo())

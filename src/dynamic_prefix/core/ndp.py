@@ -90,6 +90,8 @@ class DropReason(enum.StrEnum):
     NOT_LINK_LOCAL_SOURCE = "not-link-local-source"
     WRONG_INTERFACE = "wrong-interface"
     UNTRUSTED_ROUTER = "untrusted-router"
+    RECEIVE_BUFFER_OVERFLOW = "receive-buffer-overflow"
+    """The kernel dropped it because the socket's receive buffer was full."""
 
 
 class NdpParseError(ValueError):

@@ -71,12 +71,19 @@ always has the exact values. Which source announced last is not a reason to repo
 
 Time must not go backwards; a ``now`` earlier than one already seen is taken as the
 latest seen.
+
+What a source reports. `explain` turns one batch of events (one call's return value) into
+a `Report`: whether what a source tells its consumer about the current prefix changed
+(acquired, changed, deprecated, withdrawn, expired, lifetimes moved), the condition reason
+and a sentence saying why. Every other event (a prefix observed, ignored or gone that was
+not current) changes nothing a consumer of the current prefix sees.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final, NamedTuple, TypeAlias
@@ -657,3 +664,87 @@ def _moved(reported: float, deadline: float, now: float, tolerance: float) -> bo
     if math.isinf(reported) or math.isinf(deadline):
         return True
     return abs(deadline - reported) > tolerance * max(deadline - now, 0.0)
+
+
+# --- explaining events ----------------------------------------------------------------
+
+
+class ReportReason(enum.StrEnum):
+    """Why a source reports a new state; values are CamelCase condition reasons."""
+
+    ACQUIRED = "Acquired"
+    """There is a current prefix (first acquired, or re-announced with new lifetimes)."""
+    CHANGED = "Changed"
+    DEPRECATED = "Deprecated"
+    WITHDRAWN = "Withdrawn"
+    EXPIRED = "Expired"
+    LOST = "Lost"
+    """The current prefix went away for another reason (not raised by this tracker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What changed about the current prefix, for a condition: reason and a sentence."""
+
+    reason: ReportReason
+    message: str
+
+
+def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Report | None:
+    """Whether ``events`` change what a source says about the current prefix, and why.
+
+    ``events`` is one batch as a tracker call returned it (or several calls' batches in
+    order) and ``current`` the tracker's current prefix after them. The last event that
+    concerns the current prefix decides; None means there is nothing new to report.
+    """
+    gone: dict[IPv6Network, str] = {}
+    decisive: TrackerEvent | None = None
+    for event in events:
+        match event:
+            case PrefixWithdrawn(prefix=prefix, source=source):
+                gone[prefix] = f"was withdrawn by {source}"
+            case PrefixExpired(prefix=prefix):
+                gone[prefix] = "expired"
+            case PrefixDeprecated(prefix=prefix):
+                gone.setdefault(prefix, "is deprecated")
+                if current is not None and prefix == current.prefix:
+                    decisive = event
+            case PrefixAcquired() | PrefixChanged() | PrefixLost() | PrefixLifetimesUpdated():
+                decisive = event
+            case _:
+                pass
+    match decisive:
+        case None:
+            return None
+        case PrefixAcquired(prefix=prefix, source=source):
+            return Report(ReportReason.ACQUIRED, f"prefix {prefix} acquired from {source}")
+        case PrefixChanged(old=old, new=new, source=source):
+            why = gone.get(old, f"is no longer announced, or {new} outlives it")
+            return Report(
+                ReportReason.CHANGED,
+                f"prefix changed from {old} to {new} (from {source}): {old} {why}",
+            )
+        case PrefixLost(prefix=prefix):
+            why = gone.get(prefix)
+            if why is not None and why.startswith("was withdrawn"):
+                return Report(ReportReason.WITHDRAWN, f"prefix {prefix} {why}; no prefix left")
+            if why == "expired":
+                return Report(
+                    ReportReason.EXPIRED,
+                    f"prefix {prefix} expired: its valid lifetime ran out without a new "
+                    "announcement; no prefix left",
+                )
+            return Report(ReportReason.LOST, f"prefix {prefix} is gone; no prefix left")
+        case _ if current is not None and current.deprecated:
+            return Report(
+                ReportReason.DEPRECATED,
+                f"prefix {current.prefix} from {current.source} is deprecated "
+                "(its preferred lifetime ended)",
+            )
+        case _ if current is not None:
+            return Report(
+                ReportReason.ACQUIRED,
+                f"prefix {current.prefix} from {current.source}, lifetimes updated",
+            )
+        case _:
+            return None

@@ -141,6 +141,7 @@ class Controller:
             asyncio.Lock
         )
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._syncing: collections.Counter[str] = collections.Counter()
         self._warned: dict[PoolKey, str] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -184,6 +185,8 @@ class Controller:
             self.live.discard(name)
         else:
             self.sources.ensure(name, spec.acquisition)
+            if self.sources.state(name) is None:
+                return  # (re)starting sources report at once; their report writes status
         await self.refresh_status(name)
 
     def _on_source_change(self, name: str, state: SourceState) -> None:
@@ -369,13 +372,17 @@ class Controller:
     async def sync_pools_of(self, name: str) -> None:
         """Reconcile every pool that references ``name``, concurrently, then report it."""
         keys = list(self.pools_by_prefix.get(name, ()))
-        await asyncio.gather(*(self.reconcile_pool(key) for key in keys))
+        self._syncing[name] += 1
+        try:
+            await asyncio.gather(*(self.reconcile_pool(key) for key in keys))
+        finally:
+            self._syncing[name] -= 1
         await self._refresh_pools_synced(name)
 
     async def _refresh_pools_synced(self, name: str) -> None:
         body = self.dynamic_prefixes.get(name)
-        if body is None or name not in self.live:
-            return
+        if body is None or name not in self.live or self._syncing[name]:
+            return  # a batch in progress reports once, at its end
         await self.refresh_status(name)
 
     async def reconcile_pool(self, key: PoolKey) -> None:
