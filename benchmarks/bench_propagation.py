@@ -59,21 +59,40 @@ class Api:
             return json.loads(text) if text else {}
 
 
+def _updated(obj: dict[str, Any], marker: str) -> bool:
+    blocks = obj.get("spec", {}).get("blocks") or []
+    return any(str(block.get("start", "")).startswith(marker) for block in blocks)
+
+
 async def wait_all_updated(api: Api, names: set[str], marker: str, since_version: str) -> float:
-    """Watch the pools until every one of ``names`` holds a block starting with ``marker``."""
+    """Watch the pools until every one of ``names`` holds a block starting with ``marker``.
+
+    The API server closes a watch whose reader falls behind; then the pools are listed
+    (what is done by then counts at the time of the list) and watching resumes.
+    """
     pending = set(names)
-    url = f"{api.plane.server}{POOLS}?watch=true&resourceVersion={since_version}"
-    async with api.session.get(url, headers=api.headers, ssl=False) as response:
-        async for line in response.content:
-            event = json.loads(line)
-            obj = event["object"]
-            name = obj["metadata"]["name"]
-            blocks = obj.get("spec", {}).get("blocks") or []
-            if name in pending and any(str(b.get("start", "")).startswith(marker) for b in blocks):
-                pending.discard(name)
-                if not pending:
-                    return time.monotonic()
-    raise RuntimeError("watch ended early")
+    version = since_version
+    while True:
+        url = f"{api.plane.server}{POOLS}?watch=true&resourceVersion={version}"
+        async with api.session.get(url, headers=api.headers, ssl=False) as response:
+            async for line in response.content:
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    break
+                version = obj["metadata"]["resourceVersion"]
+                if obj["metadata"]["name"] in pending and _updated(obj, marker):
+                    pending.discard(obj["metadata"]["name"])
+                    if not pending:
+                        return time.monotonic()
+        listing = await api.call("GET", POOLS)
+        listed_at = time.monotonic()
+        for obj in listing["items"]:
+            if obj["metadata"]["name"] in pending and _updated(obj, marker):
+                pending.discard(obj["metadata"]["name"])
+        if not pending:
+            return listed_at
+        version = listing["metadata"]["resourceVersion"]
 
 
 async def measure_operator(
@@ -186,7 +205,9 @@ def main() -> None:
         plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
         plane.kubectl("apply", "-f", str(ROOT / "tests/operator/crds/cilium-v2.yaml"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
-        operator = OperatorProcess(plane, Path(scratch) / "operator.log").start()
+        operator = OperatorProcess(
+            plane, Path(os.environ.get("BENCH_OPERATOR_LOG", Path(scratch) / "operator.log"))
+        ).start()
         try:
             results = []
             for index, n in enumerate(sizes):

@@ -37,3 +37,32 @@ def operator(
     finally:
         process.stop()
         print("---- operator log ----\n" + process.log()[-20000:])
+
+
+@pytest.fixture(scope="module")
+def module_operator_process(
+    control_plane: ControlPlane, pool_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for a whole module, so its tests do not each pay for a start.
+
+    A module must not mix it with `operator`: two operators would fight over the objects.
+    """
+    log_path = tmp_path_factory.mktemp("module-operator") / "operator.log"
+    process = OperatorProcess(control_plane, log_path).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def shared_operator(module_operator_process: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The module's running operator; the log lines it wrote during the test are shown after."""
+    process = module_operator_process
+    running = process.process is not None and process.process.poll() is None
+    assert running, "the module's operator has exited:\n" + process.log()[-5000:]
+    start = len(process.log())
+    try:
+        yield process
+    finally:
+        print("---- operator log during this test ----\n" + process.log()[start:][-20000:])

@@ -65,9 +65,10 @@ Reporting. `PrefixAcquired`, `PrefixChanged` and `PrefixLost` report the current
 itself. Refreshing RAs move the current prefix's deadlines a little every time; rather
 than an event per RA, `PrefixLifetimesUpdated` is emitted when a deadline moved by more
 than `TrackerPolicy.lifetime_tolerance` (default a tenth) of the lifetime remaining,
-relative to the deadline last reported (deadlines both in the past count as equal). So
-reported deadlines are never off by more than that fraction; `PrefixTracker.current`
-always has the exact values. Which source announced last is not a reason to report.
+relative to the deadline last reported, and by more than
+`TrackerPolicy.lifetime_resolution` (default 1 s: lifetimes are whole seconds on the wire
+and in the kernel); deadlines both in the past count as equal. So reported deadlines are
+never off by more than that; `PrefixTracker.current` always has the exact values. Which source announced last is not a reason to report.
 
 Time must not go backwards; a ``now`` earlier than one already seen is taken as the
 latest seen.
@@ -119,6 +120,7 @@ class TrackerPolicy:
     trusted_routers: frozenset[IPv6Address] = frozenset()
     switch_margin: float = 1800.0
     lifetime_tolerance: float = 0.1
+    lifetime_resolution: float = 1.0
     max_prefixes: int = 64
 
     def __post_init__(self) -> None:
@@ -131,6 +133,8 @@ class TrackerPolicy:
             raise ValueError(f"switch margin {self.switch_margin} is negative")
         if not 0 <= self.lifetime_tolerance <= 1:
             raise ValueError(f"lifetime tolerance {self.lifetime_tolerance} is not in [0, 1]")
+        if not self.lifetime_resolution >= 0:
+            raise ValueError(f"lifetime resolution {self.lifetime_resolution} is negative")
         if self.max_prefixes < 1:
             raise ValueError(f"max prefixes {self.max_prefixes} is less than 1")
 
@@ -574,8 +578,9 @@ class PrefixTracker:
         preferred_until, valid_until = incumbent.preferred_until, incumbent.valid_until
         reported_preferred, reported_valid = self._reported
         tolerance = self._policy.lifetime_tolerance
-        if _moved(reported_preferred, preferred_until, now, tolerance) or _moved(
-            reported_valid, valid_until, now, tolerance
+        resolution = self._policy.lifetime_resolution
+        if _moved(reported_preferred, preferred_until, now, tolerance, resolution) or _moved(
+            reported_valid, valid_until, now, tolerance, resolution
         ):
             events.append(
                 PrefixLifetimesUpdated(
@@ -657,13 +662,15 @@ def _displaces(challenger: _Rank, incumbent: _Rank, margin: float) -> bool:
     return challenger.preferred_until > incumbent.preferred_until + margin
 
 
-def _moved(reported: float, deadline: float, now: float, tolerance: float) -> bool:
+def _moved(
+    reported: float, deadline: float, now: float, tolerance: float, resolution: float
+) -> bool:
     """Whether ``deadline`` differs from the ``reported`` one enough to report again."""
     if reported == deadline or (reported <= now and deadline <= now):
         return False
     if math.isinf(reported) or math.isinf(deadline):
         return True
-    return abs(deadline - reported) > tolerance * max(deadline - now, 0.0)
+    return abs(deadline - reported) > max(tolerance * max(deadline - now, 0.0), resolution)
 
 
 # --- explaining events ----------------------------------------------------------------
@@ -693,12 +700,15 @@ class Report:
 def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Report | None:
     """Whether ``events`` change what a source says about the current prefix, and why.
 
-    ``events`` is one batch as a tracker call returned it (or several calls' batches in
-    order) and ``current`` the tracker's current prefix after them. The last event that
-    concerns the current prefix decides; None means there is nothing new to report.
+    ``events`` is one tracker call's batch, or several calls' batches in order, and
+    ``current`` the tracker's current prefix after them. The batch is judged as a whole:
+    the current prefix before it (known from its first acquisition, change or loss)
+    against ``current``, so a loss and a new acquisition in one batch are one change.
+    None means there is nothing new to report.
     """
     gone: dict[IPv6Network, str] = {}
-    decisive: TrackerEvent | None = None
+    before: IPv6Network | None | _Unknown = _UNKNOWN
+    touched = False  # the current prefix's lifetimes or deprecation changed
     for event in events:
         match event:
             case PrefixWithdrawn(prefix=prefix, source=source):
@@ -707,44 +717,58 @@ def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Re
                 gone[prefix] = "expired"
             case PrefixDeprecated(prefix=prefix):
                 gone.setdefault(prefix, "is deprecated")
-                if current is not None and prefix == current.prefix:
-                    decisive = event
-            case PrefixAcquired() | PrefixChanged() | PrefixLost() | PrefixLifetimesUpdated():
-                decisive = event
+                touched = touched or (current is not None and prefix == current.prefix)
+            case PrefixAcquired():
+                before = None if before is _UNKNOWN else before
+            case PrefixChanged(old=old):
+                before = old if before is _UNKNOWN else before
+            case PrefixLost(prefix=prefix):
+                before = prefix if before is _UNKNOWN else before
+            case PrefixLifetimesUpdated():
+                touched = True
             case _:
                 pass
-    match decisive:
-        case None:
-            return None
-        case PrefixAcquired(prefix=prefix, source=source):
-            return Report(ReportReason.ACQUIRED, f"prefix {prefix} acquired from {source}")
-        case PrefixChanged(old=old, new=new, source=source):
-            why = gone.get(old, f"is no longer announced, or {new} outlives it")
+    after = None if current is None else current.prefix
+    if not isinstance(before, _Unknown) and before != after:
+        if before is None and current is not None:
+            return Report(
+                ReportReason.ACQUIRED, f"prefix {current.prefix} acquired from {current.source}"
+            )
+        if before is not None and current is not None:
+            why = gone.get(before, f"is no longer announced, or {current.prefix} outlives it")
             return Report(
                 ReportReason.CHANGED,
-                f"prefix changed from {old} to {new} (from {source}): {old} {why}",
+                f"prefix changed from {before} to {current.prefix} (from {current.source}): "
+                f"{before} {why}",
             )
-        case PrefixLost(prefix=prefix):
-            why = gone.get(prefix)
-            if why is not None and why.startswith("was withdrawn"):
-                return Report(ReportReason.WITHDRAWN, f"prefix {prefix} {why}; no prefix left")
+        if before is not None:
+            why = gone.get(before, "")
+            if why.startswith("was withdrawn"):
+                return Report(ReportReason.WITHDRAWN, f"prefix {before} {why}; no prefix left")
             if why == "expired":
                 return Report(
                     ReportReason.EXPIRED,
-                    f"prefix {prefix} expired: its valid lifetime ran out without a new "
+                    f"prefix {before} expired: its valid lifetime ran out without a new "
                     "announcement; no prefix left",
                 )
-            return Report(ReportReason.LOST, f"prefix {prefix} is gone; no prefix left")
-        case _ if current is not None and current.deprecated:
-            return Report(
-                ReportReason.DEPRECATED,
-                f"prefix {current.prefix} from {current.source} is deprecated "
-                "(its preferred lifetime ended)",
-            )
-        case _ if current is not None:
-            return Report(
-                ReportReason.ACQUIRED,
-                f"prefix {current.prefix} from {current.source}, lifetimes updated",
-            )
-        case _:
-            return None
+            return Report(ReportReason.LOST, f"prefix {before} is gone; no prefix left")
+    if current is None or not (touched or before == after):
+        return None
+    if current.deprecated:
+        return Report(
+            ReportReason.DEPRECATED,
+            f"prefix {current.prefix} from {current.source} is deprecated "
+            "(its preferred lifetime ended)",
+        )
+    return Report(
+        ReportReason.ACQUIRED, f"prefix {current.prefix} from {current.source}, lifetimes updated"
+    )
+
+
+class _Unknown(enum.Enum):
+    """The current prefix before a batch, when the batch does not tell."""
+
+    UNKNOWN = enum.auto()
+
+
+_UNKNOWN: Final = _Unknown.UNKNOWN

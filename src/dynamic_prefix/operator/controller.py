@@ -99,6 +99,12 @@ def _is_older(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> 
     return old.isdigit() and new.isdigit() and int(new) < int(old)
 
 
+def _same_version(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether both are the same version of an object (equal, non-empty resourceVersions)."""
+    version = (one.get("metadata") or {}).get("resourceVersion")
+    return bool(version) and version == (other.get("metadata") or {}).get("resourceVersion")
+
+
 def _finalizers_patch(body: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
     """Set the finalizers, failing with 409 if the object changed since ``body`` was read."""
     version = body["metadata"].get("resourceVersion")
@@ -142,6 +148,8 @@ class Controller:
         )
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._syncing: collections.Counter[str] = collections.Counter()
+        self._refresh_pending: set[str] = set()
+        self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
         self._warned: dict[PoolKey, str] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -192,7 +200,7 @@ class Controller:
     def _on_source_change(self, name: str, state: SourceState) -> None:
         if state.prefix is not None:
             self.live.add(name)
-        self._spawn(self.refresh_status(name), f"status:{name}")
+        self.request_refresh(name)
 
     def _forget(self, name: str) -> None:
         self.sources.stop(name)
@@ -306,7 +314,7 @@ class Controller:
         delay = max(0.0, (min(deadlines) - self.clock()).total_seconds()) + 0.01
         loop = asyncio.get_running_loop()
         self._timers[name] = loop.call_later(
-            delay, lambda: self._spawn(self.refresh_status(name), f"deadline:{name}")
+            delay, lambda: self.request_refresh(name)
         )
 
     def _pool_summary(self, name: str) -> PoolSummary | None:
@@ -335,8 +343,11 @@ class Controller:
             await self._on_generated(backend, key, template, event_type, body)
             return
         old = self.pools.get(key)
-        if event_type != "DELETED" and old is not None and _is_older(body, old.body):
-            return
+        if event_type != "DELETED" and old is not None:
+            if _is_older(body, old.body):
+                return
+            if _same_version(body, old.body):
+                return  # the echo of our own write: we hold this version already
         if old is not None:
             old_reference = PoolReference.from_annotations(old.body["metadata"].get("annotations"))
             if old_reference is not None:
@@ -383,7 +394,20 @@ class Controller:
         body = self.dynamic_prefixes.get(name)
         if body is None or name not in self.live or self._syncing[name]:
             return  # a batch in progress reports once, at its end
-        await self.refresh_status(name)
+        self.request_refresh(name)
+
+    def request_refresh(self, name: str) -> None:
+        """Recompute the status of ``name`` soon; requests made meanwhile are served by one run."""
+        if name in self._refresh_pending:
+            return
+        self._refresh_pending.add(name)
+
+        async def refresh() -> None:
+            async with self._status_locks[name]:
+                self._refresh_pending.discard(name)
+            await self.refresh_status(name)
+
+        self._spawn(refresh(), f"refresh:{name}")
 
     async def reconcile_pool(self, key: PoolKey) -> None:
         """Make one pool right; its outcome is recorded for the PoolsSynced condition."""
@@ -417,13 +441,27 @@ class Controller:
         if reference.dynamic_prefix not in self.live:
             return None  # nothing is written before the prefix is (re)learnt
         try:
-            placements = resolve_placements(reference, dynamic_prefix)
+            placements = self._placements_for(reference, dynamic_prefix)
         except ReferenceProblem as error:
             await self._warn(key, pool, "InvalidReference", f"{error}; pool left alone")
             return str(error)
         if not placements:
             return None
         return await self._apply_with_retries(key, pool, placements)
+
+    def _placements_for(
+        self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
+    ) -> tuple[Placement, ...]:
+        """`resolve_placements`, computed once per DynamicPrefix version and reference."""
+        version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
+        key = (reference.dynamic_prefix, version, reference)
+        cached = self._placements.get(key)
+        if cached is None:
+            cached = resolve_placements(reference, dynamic_prefix)
+            if len(self._placements) > 4096:
+                self._placements.clear()
+            self._placements[key] = cached
+        return cached
 
     async def _apply_with_retries(
         self, key: PoolKey, pool: _Pool, placements: tuple[Placement, ...] | None

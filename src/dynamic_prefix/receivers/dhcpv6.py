@@ -105,7 +105,6 @@ _IF_INET6_ADDRESS_DIGITS = 32
 _MAX_DATAGRAM = 65535
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # 25 on Linux
 _SEND_FAILED = "send-failed"
-_WRONG_SOURCE_PORT = "wrong-source-port"
 _RECEIVE_FAILED = "receive-failed"
 
 
@@ -328,8 +327,8 @@ class Dhcpv6PdSource:
     @property
     def drop_counts(self) -> Mapping[str, int]:
         """Received datagrams that changed nothing, by reason: the client's `DropReason`
-        values plus ``wrong-source-port`` and ``receive-failed`` from this shell, and
-        ``send-failed`` for datagrams the kernel refused to send."""
+        values, plus ``receive-failed`` for errors reading the socket and ``send-failed``
+        for datagrams the kernel refused to send."""
         counts = dict(self._drops)
         if self._client is not None:
             for reason, count in self._client.drop_counts.items():
@@ -502,10 +501,7 @@ class Dhcpv6PdSource:
                 self._count(_RECEIVE_FAILED)
                 log.warning("receiving on %s failed: %s", self.interface, exc)
                 break
-            if sender[1] != SERVER_PORT:
-                self._count(_WRONG_SOURCE_PORT)
-                log.debug("dropped a datagram from %s port %s", sender[0], sender[1])
-                continue
+            # Any source port: RFC 8415 fixes only the ports listened on (section 7.2).
             self._last_sender = str(sender[0])
             client.receive(data, loop.time())
         self._pump()
@@ -530,9 +526,7 @@ class Dhcpv6PdSource:
             except OSError as exc:
                 self._count(_SEND_FAILED)
                 log.warning("sending on %s failed: %s", self.interface, exc)
-        events = client.next_events()
-        if events:
-            self._on_events(events, loop.time(), self._wall_clock())
+        # The timer first: a failing report callback must not stall the client.
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -540,6 +534,9 @@ class Dhcpv6PdSource:
         if deadline is not None:
             self._timer_at = deadline
             self._timer = loop.call_at(deadline, self._on_timer)
+        events = client.next_events()
+        if events:
+            self._on_events(events, loop.time(), self._wall_clock())
 
     def _count(self, reason: str) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
@@ -652,7 +649,10 @@ class Dhcpv6PdSource:
         self._state = state
         log.info("%s: %s (%s)", self.interface, state.reason, state.message)
         if self._report is not None:
-            self._report(state)
+            try:
+                self._report(state)
+            except Exception:
+                log.exception("the report callback failed on %s", state)
 
     # Stopping.
 

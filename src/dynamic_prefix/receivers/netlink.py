@@ -65,6 +65,9 @@ SLAAC_PREFIX_LENGTH: Final = 64
 _EXPIRY_SLACK = 2.0
 """An address the kernel deletes this close to its valid deadline expired (lifetimes come
 in whole seconds and the kernel checks them on a coarse timer)."""
+_SETTLE = 0.005
+"""How long reports wait for more netlink messages: one RA makes the kernel send several
+(an address, a prefix, another address), and they are reported together."""
 _RESTART_BACKOFF_INITIAL = 0.1
 _RESTART_BACKOFF_MAX = 10.0
 _SYSCTL = Path("/proc/sys/net/ipv6/conf")
@@ -307,11 +310,22 @@ class NetlinkSource:
         try:
             await ipr.bind(groups=_RTMGRP_LINK | _RTMGRP_IPV6_IFADDR | _RTMGRP_IPV6_PREFIX)
             await self._resynchronise(ipr)
+            pending: list[TrackerEvent] = []
+            flush_at: float | None = None
             while True:
-                batch = [message async for message in ipr.get()]
+                try:
+                    async with asyncio.timeout_at(flush_at):
+                        batch = [message async for message in ipr.get()]
+                except TimeoutError:
+                    self._reporter.apply(pending)
+                    pending, flush_at = [], None
+                    continue
                 if not batch:
                     raise ConnectionError("the netlink socket was closed")
-                self._take(batch)
+                events = self._take(batch)
+                if events and flush_at is None:
+                    flush_at = self._now() + _SETTLE
+                pending += events
         finally:
             with contextlib.suppress(Exception):
                 ipr.close()
@@ -346,8 +360,8 @@ class NetlinkSource:
             len(addresses),
         )
 
-    def _take(self, batch: list[Any]) -> None:
-        """Apply one datagram's messages, then report once."""
+    def _take(self, batch: list[Any]) -> list[TrackerEvent]:
+        """Apply one datagram's messages to the tracker; return its events."""
         now = self._now()
         events: list[TrackerEvent] = []
         for message in batch:
@@ -361,7 +375,7 @@ class NetlinkSource:
                     events += self._take_prefix(prefix_message, now)
             elif kind in (_RTM_NEWLINK, _RTM_DELLINK):
                 events += self._take_link(message, deleted=kind == _RTM_DELLINK, now=now)
-        self._reporter.apply(events)
+        return events
 
     def _take_address(self, message: Any, *, deleted: bool, now: float) -> list[TrackerEvent]:
         found = _slaac_address(message, now)

@@ -1,0 +1,488 @@
+"""What the operator's integration tests share: manifests, the pool kinds as users write them,
+and questions asked of the API server (conditions, events, audited writes, past versions).
+
+Expected pool contents are computed here with `ipaddress`, independently of the operator's
+own address code, so a test fails if the operator renders a range wrongly.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.harness import Cluster, wait_for
+
+DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
+RANGE = "lb"
+RANGE_START = "::f000:0:0:0"
+RANGE_END = "::ffff:ffff:ffff:ffff"
+COMPONENT = "dynamic-prefix-operator"
+
+
+def new_tag() -> str:
+    """A random suffix: every test's objects are its own on the shared control plane."""
+    return secrets.token_hex(3)
+
+
+# --- DynamicPrefix ---------------------------------------------------------------------
+
+
+def dynamic_prefix(
+    name: str,
+    prefix: str,
+    *,
+    history: int = 2,
+    ranges: list[dict[str, str]] | None = None,
+    acquisition: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A DynamicPrefix with a static prefix and the address range ``lb`` (::f000:0:0:0/68)."""
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "acquisition": (
+                acquisition if acquisition is not None else {"static": {"prefix": prefix}}
+            ),
+            "addressRanges": (
+                ranges
+                if ranges is not None
+                else [{"name": RANGE, "start": RANGE_START, "end": RANGE_END}]
+            ),
+            "transition": {"maxPrefixHistory": history},
+        },
+    }
+
+
+def create(cluster: Cluster, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """POST one object (faster than kubectl); the created object."""
+    response = cluster.plane.request("POST", collection, body=obj)
+    assert response.status == 201, response.body
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def create_dynamic_prefix(cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
+    return create(cluster, DP_PATH, obj)
+
+
+def set_prefix(cluster: Cluster, dp: str, prefix: str) -> None:
+    """Rotate: what a new prefix from the ISP looks like with the static source."""
+    cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": prefix}}}})
+
+
+def status_of(cluster: Cluster, dp: str) -> dict[str, Any]:
+    obj = cluster.get(f"{DP_PATH}/{dp}") or {}
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+def condition(cluster: Cluster, dp: str, kind: str) -> dict[str, Any] | None:
+    for item in status_of(cluster, dp).get("conditions") or []:
+        if item.get("type") == kind:
+            found: dict[str, Any] = item
+            return found
+    return None
+
+
+def condition_status(cluster: Cluster, dp: str, kind: str) -> str | None:
+    found = condition(cluster, dp, kind)
+    return None if found is None else str(found.get("status"))
+
+
+def wait_current(cluster: Cluster, dp: str, prefix: str) -> dict[str, Any]:
+    """Wait until the operator has written ``prefix`` as status.currentPrefix."""
+    return wait_for(
+        lambda: (status := status_of(cluster, dp)).get("currentPrefix") == prefix and status,
+        what=f"{dp} currentPrefix {prefix}",
+    )
+
+
+def wait_ready(cluster: Cluster, dp: str) -> None:
+    wait_for(lambda: condition_status(cluster, dp, "Ready") == "True", what=f"{dp} Ready")
+
+
+# --- events, writes, history of an object ------------------------------------------------
+
+
+def events_about(
+    cluster: Cluster, name: str, *, namespace: str = "default", reason: str | None = None
+) -> list[dict[str, Any]]:
+    """The core/v1 Events whose involvedObject is ``name`` (cluster-scoped: in default)."""
+    selector = f"involvedObject.name={name}"
+    if reason is not None:
+        selector += f",reason={reason}"
+    path = f"/api/v1/namespaces/{namespace}/events?" + urlencode({"fieldSelector": selector})
+    found = cluster.get(path) or {}
+    return list(found.get("items") or [])
+
+
+def wait_event(
+    cluster: Cluster, name: str, reason: str, *, namespace: str = "default"
+) -> dict[str, Any]:
+    events = wait_for(
+        lambda: events_about(cluster, name, namespace=namespace, reason=reason),
+        what=f"a {reason} event about {name}",
+    )
+    return events[0]
+
+
+def writes_about(cluster: Cluster, match: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The operator's write requests (audit log) on objects whose name ``match``es.
+
+    Events it posts are not counted: they are messages, not state.
+    """
+    return [
+        w for w in cluster.operator_writes()
+        if (ref := w.get("objectRef") or {}).get("resource") != "events"
+        and match(str(ref.get("name") or ""))
+    ]  # fmt: skip
+
+
+def writes_to(cluster: Cluster, *names: str) -> list[dict[str, Any]]:
+    return writes_about(cluster, lambda name: name in names)
+
+
+def resource_version(cluster: Cluster, path: str) -> str:
+    obj = cluster.get(path)
+    assert obj is not None, f"{path} does not exist"
+    return str(obj["metadata"]["resourceVersion"])
+
+
+def changes_since(
+    cluster: Cluster, collection: str, since: str, *, name: str | None = None, labels: str = ""
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every (event type, object) of ``collection`` after resourceVersion ``since``.
+
+    A watch started at an older resourceVersion replays what happened since, so a test
+    can look back at every version a pool had, not just the last one.
+    """
+    params = {"watch": "1", "resourceVersion": since, "timeoutSeconds": "1"}
+    if name is not None:
+        params["fieldSelector"] = f"metadata.name={name}"
+    if labels:
+        params["labelSelector"] = labels
+    response = cluster.plane.request("GET", f"{collection}?{urlencode(params)}")
+    assert response.status == 200, response.body
+    changes = []
+    for line in response.body.decode().splitlines():
+        if line.strip():
+            event = json.loads(line)
+            assert event["type"] != "ERROR", event
+            changes.append((str(event["type"]), event["object"]))
+    return changes
+
+
+# --- what the range ``lb`` is in a prefix, computed independently -------------------------
+
+
+def lb_start(prefix: str) -> IPv6Address:
+    return IPv6Network(prefix).network_address + (0xF000 << 48)
+
+
+def lb_end(prefix: str) -> IPv6Address:
+    return IPv6Network(prefix).network_address + (1 << 64) - 1
+
+
+def lb_cidr(prefix: str) -> str:
+    """``lb`` is exactly one /68: the top four bits of the interface identifier set."""
+    return str(IPv6Network((lb_start(prefix), 68)))
+
+
+# --- pool kinds ------------------------------------------------------------------------------
+
+
+class PoolKind(Protocol):
+    """One kind of pool as a user writes it, and what it should hold."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def namespaced(self) -> bool: ...
+
+    def collection(self, namespace: str | None = None) -> str: ...
+
+    def path(self, name: str, namespace: str | None = None) -> str: ...
+
+    def manifest(
+        self,
+        name: str,
+        *,
+        dp: str | None,
+        address_range: str | None = RANGE,
+        namespace: str | None = None,
+        extra_entries: Sequence[Any] = (),
+    ) -> dict[str, Any]:
+        """The user's pool: annotated for ``dp`` (None: not annotated), with user entries."""
+        ...
+
+    def observe(self, cluster: Cluster, name: str, namespace: str | None = None) -> Any:
+        """What the pool holds now, comparable with `expected`."""
+        ...
+
+    def expected(self, prefixes: Sequence[str]) -> Any:
+        """The user's entries plus range ``lb`` of every prefix, newest first."""
+        ...
+
+    def released(self) -> Any:
+        """What is left of the user's pool once the operator let it go."""
+        ...
+
+    def operator_names(self, name: str) -> Callable[[str], bool]:
+        """Which object names the operator writes for pool ``name``."""
+        ...
+
+    def remove_operator_entries(
+        self, cluster: Cluster, name: str, namespace: str | None = None
+    ) -> None:
+        """What a user does by hand: take the operator's entries out of the pool."""
+        ...
+
+    def record(self, cluster: Cluster, name: str, namespace: str | None = None) -> str | None:
+        """The operator's record annotation on the pool (None if it keeps none)."""
+        ...
+
+
+def _annotations(dp: str | None, address_range: str | None) -> dict[str, str]:
+    if dp is None:
+        return {}
+    annotations = {api.ANNOTATION_NAME: dp}
+    if address_range is not None:
+        annotations[api.ANNOTATION_ADDRESS_RANGE] = address_range
+    return annotations
+
+
+@dataclass(frozen=True)
+class ListPoolKind:
+    """A pool whose addresses are one list in spec (Cilium LB pool and CIDR group, MetalLB)."""
+
+    id: str
+    group_version: str
+    kind: str
+    plural: str
+    field: str
+    record_annotation: str
+    namespaced: bool
+    user_entries: tuple[Any, ...]
+    malformed_entry: Any
+    render: Callable[[str], list[Any]]
+
+    def collection(self, namespace: str | None = None) -> str:
+        where = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"/apis/{self.group_version}{where}/{self.plural}"
+
+    def path(self, name: str, namespace: str | None = None) -> str:
+        return f"{self.collection(namespace)}/{name}"
+
+    def manifest(
+        self,
+        name: str,
+        *,
+        dp: str | None,
+        address_range: str | None = RANGE,
+        namespace: str | None = None,
+        extra_entries: Sequence[Any] = (),
+    ) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": name, "annotations": _annotations(dp, address_range)}
+        if self.namespaced:
+            metadata["namespace"] = namespace
+        return {
+            "apiVersion": self.group_version,
+            "kind": self.kind,
+            "metadata": metadata,
+            "spec": {self.field: [*copy.deepcopy(self.user_entries), *extra_entries]},
+        }
+
+    def observe(self, cluster: Cluster, name: str, namespace: str | None = None) -> Any:
+        obj = cluster.get(self.path(name, namespace))
+        return None if obj is None else list((obj.get("spec") or {}).get(self.field) or [])
+
+    def expected(self, prefixes: Sequence[str]) -> Any:
+        return [*self.user_entries, *itertools.chain.from_iterable(map(self.render, prefixes))]
+
+    def released(self) -> Any:
+        return list(self.user_entries)
+
+    def operator_names(self, name: str) -> Callable[[str], bool]:
+        return lambda candidate: candidate == name
+
+    def remove_operator_entries(
+        self, cluster: Cluster, name: str, namespace: str | None = None
+    ) -> None:
+        cluster.patch(self.path(name, namespace), {"spec": {self.field: list(self.user_entries)}})
+
+    def record(self, cluster: Cluster, name: str, namespace: str | None = None) -> str | None:
+        obj = cluster.get(self.path(name, namespace)) or {}
+        value = ((obj.get("metadata") or {}).get("annotations") or {}).get(self.record_annotation)
+        return None if value is None else str(value)
+
+
+CALICO_TEMPLATE_SPEC: dict[str, Any] = {
+    "cidr": "fd00:ca1:c0::/64",
+    "blockSize": 122,
+    "natOutgoing": False,
+    "ipipMode": "Never",
+    "vxlanMode": "Never",
+    "nodeSelector": "all()",
+}
+
+
+@dataclass(frozen=True)
+class CalicoPoolKind:
+    """Calico IPPools: the user's annotated pool is a template the operator never edits; it
+    makes one pool per CIDR, labelled with the template's name, disabled once historic."""
+
+    id: str = "calico"
+    namespaced: bool = False
+    group_version: str = "projectcalico.org/v3"
+
+    def collection(self, namespace: str | None = None) -> str:
+        return f"/apis/{self.group_version}/ippools"
+
+    def path(self, name: str, namespace: str | None = None) -> str:
+        return f"{self.collection()}/{name}"
+
+    def manifest(
+        self,
+        name: str,
+        *,
+        dp: str | None,
+        address_range: str | None = RANGE,
+        namespace: str | None = None,
+        extra_entries: Sequence[Any] = (),
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": self.group_version,
+            "kind": "IPPool",
+            "metadata": {"name": name, "annotations": _annotations(dp, address_range)},
+            "spec": copy.deepcopy(CALICO_TEMPLATE_SPEC),
+        }
+
+    def generated(self, cluster: Cluster, name: str) -> list[dict[str, Any]]:
+        """The pools the operator made from template ``name``."""
+        selector = urlencode({"labelSelector": f"{api.LABEL_GENERATED_FROM}={name}"})
+        found = cluster.get(f"{self.collection()}?{selector}") or {}
+        return list(found.get("items") or [])
+
+    def observe(self, cluster: Cluster, name: str, namespace: str | None = None) -> Any:
+        template = cluster.get(self.path(name))
+        if template is None:
+            return None
+        generated = [pool.get("spec") for pool in self.generated(cluster, name)]
+        return {
+            "template": template.get("spec"),
+            "generated": sorted(generated, key=lambda spec: str((spec or {}).get("cidr"))),
+        }
+
+    def expected(self, prefixes: Sequence[str]) -> Any:
+        generated = [
+            {**CALICO_TEMPLATE_SPEC, "cidr": lb_cidr(prefix), "disabled": index > 0}
+            for index, prefix in enumerate(prefixes)
+        ]
+        return {
+            "template": CALICO_TEMPLATE_SPEC,
+            "generated": sorted(generated, key=lambda spec: str(spec["cidr"])),
+        }
+
+    def released(self) -> Any:
+        return {"template": CALICO_TEMPLATE_SPEC, "generated": []}
+
+    def operator_names(self, name: str) -> Callable[[str], bool]:
+        return lambda candidate: candidate == name or candidate.startswith(name + "-")
+
+    def remove_operator_entries(
+        self, cluster: Cluster, name: str, namespace: str | None = None
+    ) -> None:
+        for pool in self.generated(cluster, name):
+            cluster.delete(self.path(pool["metadata"]["name"]))
+
+    def record(self, cluster: Cluster, name: str, namespace: str | None = None) -> str | None:
+        return None
+
+
+def _cilium_block(prefix: str) -> list[Any]:
+    return [{"start": str(lb_start(prefix)), "stop": str(lb_end(prefix))}]
+
+
+def _metallb_address(prefix: str) -> list[Any]:
+    return [f"{lb_start(prefix)}-{lb_end(prefix)}"]
+
+
+def _cidr(prefix: str) -> list[Any]:
+    return [lb_cidr(prefix)]
+
+
+CILIUM_LB_POOL = ListPoolKind(
+    id="cilium-lb-pool",
+    group_version="cilium.io/v2",
+    kind="CiliumLoadBalancerIPPool",
+    plural="ciliumloadbalancerippools",
+    field="blocks",
+    record_annotation=api.ANNOTATION_MANAGED_BLOCKS,
+    namespaced=False,
+    user_entries=(
+        {"cidr": "192.0.2.0/24"},
+        {"start": "2001:db8:ffff::1", "stop": "2001:db8:ffff::9"},
+    ),
+    malformed_entry={"cidr": "192.0.2.0/33"},
+    render=_cilium_block,
+)
+CILIUM_CIDR_GROUP = ListPoolKind(
+    id="cilium-cidr-group",
+    group_version="cilium.io/v2",
+    kind="CiliumCIDRGroup",
+    plural="ciliumcidrgroups",
+    field="externalCIDRs",
+    record_annotation=api.ANNOTATION_MANAGED_CIDRS,
+    namespaced=False,
+    user_entries=("198.51.100.0/24", "2001:db8:ffff:1::/64"),
+    malformed_entry="not-a-cidr",
+    render=_cidr,
+)
+METALLB_POOL = ListPoolKind(
+    id="metallb-pool",
+    group_version="metallb.io/v1beta1",
+    kind="IPAddressPool",
+    plural="ipaddresspools",
+    field="addresses",
+    record_annotation=api.ANNOTATION_MANAGED_ADDRESSES,
+    namespaced=True,
+    user_entries=("203.0.113.10-203.0.113.20", "2001:db8:ffff:2::/120"),
+    malformed_entry="banana",
+    render=_metallb_address,
+)
+CALICO_POOL = CalicoPoolKind()
+
+LIST_KINDS: tuple[ListPoolKind, ...] = (CILIUM_LB_POOL, CILIUM_CIDR_GROUP, METALLB_POOL)
+ALL_KINDS: tuple[PoolKind, ...] = (*LIST_KINDS, CALICO_POOL)
+
+
+def wait_pool(
+    cluster: Cluster,
+    kind: PoolKind,
+    name: str,
+    want: Any,
+    *,
+    namespace: str | None = None,
+    what: str = "",
+) -> None:
+    """Wait until the pool holds ``want``; the failure shows what it held instead."""
+    seen: list[Any] = [None]
+
+    def holds_want() -> bool:
+        seen[0] = kind.observe(cluster, name, namespace)
+        return bool(seen[0] == want)
+
+    try:
+        wait_for(holds_want, what=f"{kind.id} {name}: {what or 'content'}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n  holds: {seen[0]!r}\n  want:  {want!r}") from None
