@@ -495,12 +495,6 @@ def test_empty_placements_keep_the_users_entries(kind: ListKind) -> None:
 
 
 @pytest.mark.parametrize("kind", LIST_KINDS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ListFieldBackend.plan treats an empty placement list (what "
-    "resolve_placements returns while status has no prefix) like None and removes every "
-    "entry the operator wrote, emptying the operator's part of the pool",
-)
 def test_empty_placements_never_remove_the_operators_entries(kind: ListKind) -> None:
     # () is what resolve_placements returns while the status has no prefix (new or
     # re-created DynamicPrefix, status lost in a restore); only None means release
@@ -775,8 +769,9 @@ def test_calico_new_prefix_creates_a_pool_with_the_template_settings_and_its_cid
             "name": "ipv6-pool-2001-db8-0-a---64",
             "labels": {"team": "net", api.LABEL_GENERATED_FROM: "ipv6-pool"},
             "annotations": {
-                f"{api.GROUP}/generated-for": "IPPool ipv6-pool (made by the dynamic prefix "
-                "operator; edit the template instead)"
+                api.ANNOTATION_GENERATED_FROM: "ipv6-pool",
+                f"{api.GROUP}/note": "made by the dynamic prefix operator from the IPPool "
+                "named in generated-from; edit that pool instead",
             },
         },
         "spec": {**TEMPLATE_SPEC, "cidr": "2001:db8:0:a::/64", "disabled": False},
@@ -862,12 +857,6 @@ def test_calico_template_settings_edited_later_reach_the_generated_pools() -> No
     assert calico_plan(template(natOutgoing=True), whole(B, [A]), after).in_sync
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: calico.py patches a generated pool with a merge patch holding only the "
-    "template's keys, so a key removed from the template is never removed from generated "
-    "pools, and the plan differs forever (a write on every reconcile)",
-)
 def test_calico_a_setting_removed_from_the_template_converges() -> None:
     tpl = template()
     before = calico_synced(whole(A))
@@ -923,11 +912,6 @@ def test_calico_empty_placements_keep_nothing_generated_when_nothing_was() -> No
     assert calico_plan(template(), (), {}).in_sync
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CalicoBackend.plan treats an empty placement list (status without a "
-    "prefix yet) like a release and deletes every generated pool",
-)
 def test_calico_empty_placements_never_delete_generated_pools() -> None:
     before = calico_synced(whole(B, [A]))
 
@@ -972,11 +956,6 @@ def test_calico_generated_names_are_valid_and_distinct_per_cidr(
     assert (generated_name(name, one) == generated_name(name, other)) == (one == other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: generated_name cuts a long template name without regard to its dots, so "
-    "'<...>.' + '-<cidr>' makes a DNS label that starts with '-' (an invalid object name)",
-)
 def test_calico_generated_name_of_a_long_dotted_template_is_a_valid_subdomain() -> None:
     cut = 253 - len("-2001-db8-0-a---64")  # how much of the template name is kept
     head = ".".join(["a" * 62, "a" * 62, "a" * 62, "a" * 45])
@@ -990,12 +969,6 @@ def test_calico_generated_name_of_a_long_dotted_template_is_a_valid_subdomain() 
     assert DNS_SUBDOMAIN.match(generated), generated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: calico.py copies the template's name into the generated-from label, but "
-    "label values are limited to 63 characters while object names may have 253, so the "
-    "API server refuses to create the generated pool of a long-named template",
-)
 def test_calico_generated_pool_labels_are_valid_for_a_long_template_name() -> None:
     name = "ipv6-pool-" + "x" * 70
 

@@ -12,6 +12,7 @@ is deleted. Releasing the template deletes every pool made from it.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Network
@@ -24,10 +25,22 @@ from dynamic_prefix.kube.client import Resource
 MAX_NAME = 253
 
 
+MAX_LABEL_VALUE = 63
+
+
 def generated_name(template: str, cidr: IPv6Network) -> str:
     """``<template>-<cidr with : and / as ->``, a valid object name that shows the CIDR."""
     suffix = str(cidr).replace(":", "-").replace("/", "-")
-    return f"{template[: MAX_NAME - len(suffix) - 1]}-{suffix}"
+    head = template[: MAX_NAME - len(suffix) - 1].rstrip(".-")
+    return f"{head}-{suffix}"
+
+
+def template_label(template: str) -> str:
+    """The template's name as a label value (at most 63 characters; long names hashed)."""
+    if len(template) <= MAX_LABEL_VALUE:
+        return template
+    digest = hashlib.sha256(template.encode()).hexdigest()[:16]
+    return f"{template[: MAX_LABEL_VALUE - 17].rstrip('.-_')}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +61,13 @@ class CalicoBackend:
         *,
         generated: Sequence[Mapping[str, Any]] = (),
     ) -> Plan:
-        """Create, update and delete generated pools; never touch the template."""
+        """Create, update and delete generated pools; never touch the template.
+
+        ``None`` releases (deletes every generated pool); an empty sequence (no prefix
+        known yet) changes nothing.
+        """
+        if placements is not None and not placements:
+            return Plan()
         template_name = pool["metadata"]["name"]
         template_spec = pool.get("spec") or {}
         template_cidr = _network(template_spec.get("cidr"))
@@ -78,11 +97,15 @@ class CalicoBackend:
                 actions.append(Delete(resource, name, None))
                 actions.append(Create(resource, wanted))
             elif existing_pool.get("spec") != wanted["spec"]:
+                observed_spec = existing_pool.get("spec") or {}
+                # settings the template no longer has are removed (null in a merge patch)
+                spec_patch = {key: None for key in observed_spec if key not in wanted["spec"]}
+                spec_patch.update({k: v for k, v in wanted["spec"].items() if k != "cidr"})
                 body = {
                     "metadata": {
                         "resourceVersion": existing_pool["metadata"].get("resourceVersion")
                     },
-                    "spec": {k: v for k, v in wanted["spec"].items() if k != "cidr"},
+                    "spec": spec_patch,
                 }
                 actions.append(Patch(resource, name, None, body))
         for name, wanted in desired.items():
@@ -99,7 +122,7 @@ class CalicoBackend:
         spec: dict[str, Any],
     ) -> dict[str, Any]:
         labels = dict((template.get("metadata") or {}).get("labels") or {})
-        labels[api.LABEL_GENERATED_FROM] = template_name
+        labels[api.LABEL_GENERATED_FROM] = template_label(template_name)
         return {
             "apiVersion": resource.api_version,
             "kind": "IPPool",
@@ -107,8 +130,9 @@ class CalicoBackend:
                 "name": name,
                 "labels": labels,
                 "annotations": {
-                    f"{api.GROUP}/generated-for": f"IPPool {template_name} "
-                    "(made by the dynamic prefix operator; edit the template instead)"
+                    api.ANNOTATION_GENERATED_FROM: template_name,
+                    f"{api.GROUP}/note": "made by the dynamic prefix operator from the IPPool "
+                    "named in generated-from; edit that pool instead",
                 },
             },
             "spec": spec,

@@ -46,7 +46,13 @@ class ListFieldBackend:
         *,
         generated: Sequence[Mapping[str, Any]] = (),
     ) -> Plan:
-        """Keep the user's entries, replace ours with the rendering of ``placements``."""
+        """Keep the user's entries, replace ours with the rendering of ``placements``.
+
+        ``None`` releases the pool; an empty sequence (no prefix known yet) changes
+        nothing: a pool is never emptied for want of a prefix.
+        """
+        if placements is not None and not placements:
+            return Plan()
         metadata = pool.get("metadata") or {}
         annotations = metadata.get("annotations") or {}
         spec = pool.get("spec") or {}

@@ -28,8 +28,10 @@ ANNOTATION_SUBNET = f"{GROUP}/subnet"
 ANNOTATION_MANAGED_BLOCKS = f"{GROUP}/managed-blocks"
 ANNOTATION_MANAGED_CIDRS = f"{GROUP}/managed-cidrs"
 ANNOTATION_MANAGED_ADDRESSES = f"{GROUP}/managed-addresses"
-# Pools the operator generates itself (Calico) point back to the user's pool.
+# Pools the operator generates itself (Calico) point back to the user's pool: the label
+# (for kubectl -l; long names hashed to fit 63 characters) and the exact name.
 LABEL_GENERATED_FROM = f"{GROUP}/generated-from"
+ANNOTATION_GENERATED_FROM = f"{GROUP}/generated-from"
 FINALIZER = f"{GROUP}/release-pools"
 
 # Prefix sources, as reported in status.prefixSource.

@@ -270,19 +270,33 @@ class _Announcement:
 
 @dataclass(slots=True)
 class _LivePrefix:
-    """A prefix with at least one live announcement (the tracker's only mutable record)."""
+    """A prefix with at least one live announcement (the tracker's only mutable record).
 
+    The aggregates over its announcements are kept up to date by `refresh`, which every
+    change of ``announcements`` is followed by, so that choosing among many prefixes for
+    every RA stays cheap; ``rank`` is the cached `_rank` (None: to be computed).
+    """
+
+    prefix: IPv6Network
     global_unicast: bool
     announcements: dict[Source, _Announcement] = field(default_factory=dict)
     deprecated: bool = False
+    preferred_until: float = -math.inf
+    valid_until: float = -math.inf
+    earliest_valid: float = math.inf  # the first announcement to run out
+    last_announced: float = -math.inf
+    stale: bool = False
+    rank: _Rank | None = None
 
-    @property
-    def preferred_until(self) -> float:
-        return max(announcement.preferred_until for announcement in self.announcements.values())
-
-    @property
-    def valid_until(self) -> float:
-        return max(announcement.valid_until for announcement in self.announcements.values())
+    def refresh(self) -> None:
+        """Recompute the aggregates after ``announcements`` changed."""
+        announcements = self.announcements.values()
+        self.preferred_until = max(a.preferred_until for a in announcements)
+        self.valid_until = max(a.valid_until for a in announcements)
+        self.earliest_valid = min(a.valid_until for a in announcements)
+        self.last_announced = max(a.announced_at for a in announcements)
+        self.stale = all(a.stale for a in announcements)
+        self.rank = None
 
 
 class PrefixTracker:
@@ -292,11 +306,15 @@ class PrefixTracker:
         self._policy = policy
         self._live: dict[IPv6Network, _LivePrefix] = {}
         self._pairs = 0  # (source, prefix) announcements kept, over all live prefixes
+        self._by_source: dict[Source, set[IPv6Network]] = {}  # the same pairs, by source
         self._current: IPv6Network | None = None
         # (preferred_until, valid_until) of the current prefix when last reported.
         self._reported: tuple[float, float] = (math.nan, math.nan)
         self._ignored: dict[tuple[Source, IPv6Network], IgnoreReason] = {}
         self._now = -math.inf
+        # No announcement runs out before this (a lower bound: expiry checks are skipped
+        # until then, and recompute it).
+        self._earliest_valid = math.inf
 
     @property
     def policy(self) -> TrackerPolicy:
@@ -315,15 +333,12 @@ class PrefixTracker:
 
     def next_deadline(self) -> float | None:
         """When `advance` must next be called: a prefix expires or is deprecated then."""
-        deadlines = [
-            announcement.valid_until
-            for live in self._live.values()
-            for announcement in live.announcements.values()
-        ]
-        deadlines.extend(
-            live.preferred_until for live in self._live.values() if not live.deprecated
-        )
-        return min((deadline for deadline in deadlines if deadline != math.inf), default=None)
+        deadline = math.inf
+        for live in self._live.values():
+            deadline = min(deadline, live.earliest_valid)
+            if not live.deprecated:
+                deadline = min(deadline, live.preferred_until)
+        return None if deadline == math.inf else deadline
 
     def advance(self, now: float) -> list[TrackerEvent]:
         """Process the deadlines that have passed by ``now``."""
@@ -402,15 +417,23 @@ class PrefixTracker:
 
     def _expire(self, now: float) -> list[TrackerEvent]:
         events: list[TrackerEvent] = []
+        if now < self._earliest_valid:
+            return events
+        earliest = math.inf
         for prefix, live in list(self._live.items()):
-            announcements = live.announcements
-            for source, announcement in list(announcements.items()):
-                if announcement.valid_until <= now:
-                    del announcements[source]
-                    self._pairs -= 1
-            if not announcements:
-                del self._live[prefix]
-                events.append(PrefixExpired(prefix))
+            if live.earliest_valid <= now:
+                announcements = live.announcements
+                for source, announcement in list(announcements.items()):
+                    if announcement.valid_until <= now:
+                        del announcements[source]
+                        self._forget_pair(source, prefix)
+                if not announcements:
+                    del self._live[prefix]
+                    events.append(PrefixExpired(prefix))
+                    continue
+                live.refresh()
+            earliest = min(earliest, live.earliest_valid)
+        self._earliest_valid = earliest
         return events
 
     def _take(
@@ -443,8 +466,10 @@ class PrefixTracker:
         if valid_lifetime == 0:
             if live is not None and not is_new:
                 del live.announcements[source]
-                self._pairs -= 1
-                if not live.announcements:
+                self._forget_pair(source, prefix)
+                if live.announcements:
+                    live.refresh()
+                else:
                     del self._live[prefix]
                     events.append(PrefixWithdrawn(prefix, source))
             return
@@ -455,7 +480,7 @@ class PrefixTracker:
         )
         if live is None:
             live = self._live[prefix] = _LivePrefix(
-                global_unicast=classify(prefix) is AddressClass.GLOBAL_UNICAST
+                prefix=prefix, global_unicast=classify(prefix) is AddressClass.GLOBAL_UNICAST
             )
             events.append(
                 PrefixObserved(
@@ -467,13 +492,25 @@ class PrefixTracker:
             )
         if is_new:
             self._pairs += 1
+            self._by_source.setdefault(source, set()).add(prefix)
         live.announcements[source] = announcement
+        live.refresh()
+        self._earliest_valid = min(self._earliest_valid, announcement.valid_until)
+
+    def _forget_pair(self, source: Source, prefix: IPv6Network) -> None:
+        self._pairs -= 1
+        prefixes = self._by_source[source]
+        prefixes.discard(prefix)
+        if not prefixes:
+            del self._by_source[source]
 
     def _mark_stale(self, source: Source, announced: set[IPv6Network]) -> None:
-        for prefix, live in self._live.items():
-            announcement = live.announcements.get(source)
-            if announcement is not None and not announcement.stale and prefix not in announced:
+        for prefix in self._by_source.get(source, set()) - announced:
+            live = self._live[prefix]
+            announcement = live.announcements[source]
+            if not announcement.stale:
                 live.announcements[source] = replace(announcement, stale=True)
+                live.refresh()
 
     def _rejection(
         self,
@@ -525,9 +562,12 @@ class PrefixTracker:
         """Mark deprecations, then choose the current prefix and report it."""
         for prefix, live in self._live.items():
             if live.preferred_until > now:
-                live.deprecated = False
+                if live.deprecated:
+                    live.deprecated = False
+                    live.rank = None
             elif not live.deprecated:
                 live.deprecated = True
+                live.rank = None
                 events.append(PrefixDeprecated(prefix))
         self._choose(events, now)
 
@@ -538,18 +578,15 @@ class PrefixTracker:
                 events.append(PrefixLost(current))
                 self._current = None
             return
-        best_rank, best = max(
-            (_rank(prefix, live, now), prefix) for prefix, live in self._live.items()
-        )
+        best_live = max(self._live.values(), key=_rank)
+        best, best_rank = best_live.prefix, _rank(best_live)
         incumbent = None if current is None else self._live.get(current)
         if (
             current is None
             or incumbent is None
             or (
                 best != current
-                and _displaces(
-                    best_rank, _rank(current, incumbent, now), self._policy.switch_margin
-                )
+                and _displaces(best_rank, _rank(incumbent), self._policy.switch_margin)
             )
         ):
             chosen = self._view(best)
@@ -603,7 +640,7 @@ class PrefixTracker:
             valid_until=live.valid_until,
             last_announced=latest.announced_at,
             deprecated=live.deprecated,
-            stale=all(announcement.stale for announcement in announcements.values()),
+            stale=live.stale,
         )
 
 
@@ -634,19 +671,22 @@ class _Rank(NamedTuple):
     negated_length: int
 
 
-def _rank(prefix: IPv6Network, live: _LivePrefix, now: float) -> _Rank:
-    announcements = live.announcements.values()
-    preferred_until = live.preferred_until
-    preferred = preferred_until > now
-    return _Rank(
-        preferred=preferred,
-        global_unicast=live.global_unicast,
-        announced=not all(announcement.stale for announcement in announcements),
-        preferred_until=preferred_until if preferred else -math.inf,
-        last_announced=max(announcement.announced_at for announcement in announcements),
-        negated_address=-int(prefix.network_address),
-        negated_length=-prefix.prefixlen,
-    )
+def _rank(live: _LivePrefix) -> _Rank:
+    """The prefix's rank as of the latest `PrefixTracker._settle` (cached on ``live``)."""
+    rank = live.rank
+    if rank is None:
+        preferred = not live.deprecated
+        prefix = live.prefix
+        rank = live.rank = _Rank(
+            preferred=preferred,
+            global_unicast=live.global_unicast,
+            announced=not live.stale,
+            preferred_until=live.preferred_until if preferred else -math.inf,
+            last_announced=live.last_announced,
+            negated_address=-int(prefix.network_address),
+            negated_length=-prefix.prefixlen,
+        )
+    return rank
 
 
 def _displaces(challenger: _Rank, incumbent: _Rank, margin: float) -> bool:

@@ -313,9 +313,7 @@ class Controller:
             return
         delay = max(0.0, (min(deadlines) - self.clock()).total_seconds()) + 0.01
         loop = asyncio.get_running_loop()
-        self._timers[name] = loop.call_later(
-            delay, lambda: self.request_refresh(name)
-        )
+        self._timers[name] = loop.call_later(delay, lambda: self.request_refresh(name))
 
     def _pool_summary(self, name: str) -> PoolSummary | None:
         if name not in self.live:
@@ -338,8 +336,8 @@ class Controller:
         """Handle one watch event of a pool of ``backend``."""
         metadata = body["metadata"]
         key = PoolKey(backend.name, metadata.get("namespace") or "", metadata["name"])
-        template = (metadata.get("labels") or {}).get(api.LABEL_GENERATED_FROM)
-        if template is not None:
+        template = (metadata.get("annotations") or {}).get(api.ANNOTATION_GENERATED_FROM)
+        if template is not None and api.LABEL_GENERATED_FROM in (metadata.get("labels") or {}):
             await self._on_generated(backend, key, template, event_type, body)
             return
         old = self.pools.get(key)

@@ -450,9 +450,7 @@ class NetlinkSource:
             prefix,
             source=KERNEL,
             valid_lifetime=_remaining(valid_until, now),
-            preferred_lifetime=min(
-                _remaining(preferred_until, now), _remaining(valid_until, now)
-            ),
+            preferred_lifetime=min(_remaining(preferred_until, now), _remaining(valid_until, now)),
             now=now,
         )
 

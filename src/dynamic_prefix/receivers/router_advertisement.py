@@ -94,7 +94,9 @@ REMEMBERED_ROUTERS: Final = 16
 
 _READ_BATCH = 256  # datagrams read per readiness callback before yielding to the loop
 _MAX_MESSAGE = 65535
-_RECEIVE_BUFFER = 1 << 20  # asked for; the kernel caps it at net.core.rmem_max without CAP_NET_ADMIN
+_RECEIVE_BUFFER = (
+    1 << 20
+)  # asked for; the kernel caps it at net.core.rmem_max without CAP_NET_ADMIN
 _REOPEN_BACKOFF_INITIAL = 0.1
 _REOPEN_BACKOFF_MAX = 5.0
 _LINK_POLL_INTERVAL = 2.0  # only when link changes cannot be watched over netlink
@@ -560,9 +562,7 @@ class RaListener:
         link = _read_link(self.interface)
         if link is None:
             if self._socket is not None:
-                log.warning(
-                    "interface %s is gone; waiting for it to come back", self.interface
-                )
+                log.warning("interface %s is gone; waiting for it to come back", self.interface)
                 self._close_socket()
             self._stop_soliciting()
             self._link_up = False
@@ -737,7 +737,9 @@ class RaListener:
         if missed:
             self._overflow_seen = total
             self.drop_counts[DropReason.RECEIVE_BUFFER_OVERFLOW] += missed
-            log.debug("the kernel dropped %s RAs on %s: receive buffer full", missed, self.interface)
+            log.debug(
+                "the kernel dropped %s RAs on %s: receive buffer full", missed, self.interface
+            )
 
 
 # --- from tracker events to reports ----------------------------------------------------
