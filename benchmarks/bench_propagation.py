@@ -205,7 +205,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
         plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
-        plane.kubectl("apply", "-f", str(ROOT / "tests/operator/crds/cilium-v2.yaml"))
+        plane.kubectl("apply", "-f", str(ROOT / "src/dynamic_prefix/testbed/crds/cilium-v2.yaml"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
         operator = OperatorProcess(
             plane, Path(os.environ.get("BENCH_OPERATOR_LOG", Path(scratch) / "operator.log"))

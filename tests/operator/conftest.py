@@ -10,7 +10,7 @@ import pytest
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
 
-CRDS = Path(__file__).parent / "crds"
+CRDS = Path(__file__).parents[2] / "src/dynamic_prefix/testbed/crds"
 
 
 @pytest.fixture(scope="session")
