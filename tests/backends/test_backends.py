@@ -867,10 +867,10 @@ def test_calico_a_setting_removed_from_the_template_converges() -> None:
     assert calico_plan(tpl, whole(A), after).in_sync
 
 
-def test_calico_a_disabled_template_makes_every_generated_pool_disabled() -> None:
+def test_calico_a_disabled_template_only_keeps_its_own_placeholder_cidr_unused() -> None:
     cluster = calico_apply({}, calico_plan(template(disabled=True), whole(B, [A]), {}))
 
-    assert disabled_by_cidr(cluster) == {str(A): True, str(B): True}
+    assert disabled_by_cidr(cluster) == {str(A): True, str(B): False}
 
 
 def test_calico_a_cidr_equal_to_the_templates_own_is_not_generated() -> None:

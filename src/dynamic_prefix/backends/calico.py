@@ -3,10 +3,11 @@
 A real Calico refuses edits of an IPPool's cidr, so the user's annotated pool is a
 template that the operator never edits. For every CIDR the DynamicPrefix calls for, the
 operator creates a pool with the template's settings and that CIDR, named after both,
-labelled with the template's name. The pool of the current prefix is enabled as the
-template is; pools of history prefixes are set ``disabled: true`` so no new addresses
-come from them while existing ones keep working; a pool whose prefix left the history
-is deleted. Releasing the template deletes every pool made from it.
+labelled with the template's name. The pool of the current prefix is enabled; pools of
+history prefixes are set ``disabled: true`` so no new addresses come from them while
+existing ones keep working; a pool whose prefix left the history is deleted. The
+template's own ``disabled`` applies to the template only: set it to keep the template's
+placeholder CIDR unused. Releasing the template deletes every pool made from it.
 """
 
 from __future__ import annotations
@@ -78,9 +79,7 @@ class CalicoBackend:
                     continue  # the template itself serves it
                 spec = copy.deepcopy(dict(template_spec))
                 spec["cidr"] = str(cidr)
-                spec["disabled"] = (
-                    bool(template_spec.get("disabled", False)) or not placement.current
-                )
+                spec["disabled"] = not placement.current
                 name = generated_name(template_name, cidr)
                 desired.setdefault(name, self._object(resource, name, template_name, pool, spec))
 

@@ -1,8 +1,10 @@
 """`dynamic-prefix demo`: the product on one machine, with nothing but this checkout.
 
-Starts a real kube-apiserver + etcd on loopback, installs the DynamicPrefix CRD, applies
-the user guide's example with a static prefix in place of the router, and shows what is
-computed from it. Everything started is stopped again on exit, Ctrl-C included.
+Starts a real kube-apiserver + etcd on loopback, installs the DynamicPrefix CRD and the
+pool kinds of Cilium, MetalLB and Calico, applies the user guide's example and one
+annotated pool of each kind (with entries a user wrote by hand), runs the operator, and
+then changes the prefix a few times, showing after each change how the DynamicPrefix
+status and every pool followed. Everything started is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -10,22 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dynamic_prefix.cli.calc import format_table
 from dynamic_prefix.cli.crd import crd_manifest_text
 from dynamic_prefix.core import api
-from dynamic_prefix.core.addressing import parse_prefix
-from dynamic_prefix.core.compute import compute
-from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
 from dynamic_prefix.testbed.controlplane import ControlPlane
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "home-prefix.yaml"
-DEMO_PREFIX = "2001:db8:abcd:1::/64"
+PACKAGE = Path(__file__).parents[1]
+EXAMPLE = PACKAGE / "examples" / "home-prefix.yaml"
+CRDS = PACKAGE / "testbed" / "crds"
+PREFIXES = ("2001:db8:abcd:1::/64", "2001:db8:beef:1::/64", "2001:db8:cafe:1::/64",
+            "2001:db8:f00d:1::/64")  # fmt: skip
+DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
+POOL_PATHS = {
+    "Cilium LB pool ipv6-lb-pool": "/apis/cilium.io/v2/ciliumloadbalancerippools/ipv6-lb-pool",
+    "MetalLB pool demo/ipv6-pool": (
+        "/apis/metallb.io/v1beta1/namespaces/demo/ipaddresspools/ipv6-pool"
+    ),
+}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,11 +43,15 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
         help="run the local demo on a throw-away control plane",
-        description="Start a local kube-apiserver + etcd, install the CRD, apply the user "
-        "guide's example with a static prefix and show the computed ranges. Needs the "
+        description="Start a local kube-apiserver + etcd, install the CRDs, apply the user "
+        "guide's example and sample pools of Cilium, MetalLB and Calico, run the operator "
+        "and change the prefix a few times, showing the pools following. Needs the "
         "binaries that scripts/setup.sh builds.",
     )
-    parser.add_argument("--prefix", default=DEMO_PREFIX, help="the static prefix to use")
+    parser.add_argument("--rotations", type=int, default=3, help="prefix changes to show")
+    parser.add_argument(
+        "--check", action="store_true", help="non-interactive: exit 1 unless the pools followed"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -48,47 +62,126 @@ class _Narrator:
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+        print(f"[{time.monotonic() - self.started:6.2f}s] {text}", flush=True)
+
+
+def _annotations(**extra: str) -> dict[str, str]:
+    return {api.ANNOTATION_NAME: "home-prefix", api.ANNOTATION_ADDRESS_RANGE: "loadbalancers",
+            **extra}  # fmt: skip
+
+
+def sample_pools() -> list[dict[str, Any]]:
+    """One annotated pool of each kind, each with an entry a user wrote by hand."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {"name": "ipv6-lb-pool", "annotations": _annotations()},
+            "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]},
+        },
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "ipv6-pool", "namespace": "demo", "annotations": _annotations()},
+            "spec": {"addresses": ["198.51.100.10-198.51.100.20"]},
+        },
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "IPPool",
+            "metadata": {"name": "ipv6-lb", "annotations": _annotations()},
+            # The template's own CIDR is a placeholder, kept unused by disabled: true.
+            "spec": {"cidr": "fd00:0:0:ffff::/64", "blockSize": 122, "disabled": True},
+        },
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; exit code 0 when every step worked."""
-    prefix = parse_prefix(args.prefix)
+    """Run the demo; exit code 0 when the pools followed every change."""
     narrator = _Narrator()
     narrator.say("starting a local control plane (etcd + kube-apiserver)")
     try:
-        with ControlPlane() as plane:
-            narrator.say(f"control plane ready at {plane.server}")
-            plane.kubectl("apply", "-f", "-", input=crd_manifest_text())
-            plane.kubectl("wait", "--for=condition=Established", f"crd/{api.CRD_NAME}")
-            narrator.say(f"CRD {api.CRD_NAME} installed")
-
-            obj: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-            obj["spec"]["acquisition"] = {"static": {"prefix": str(prefix)}}
-            plane.kubectl("apply", "-f", "-", input=json.dumps(obj))
-            narrator.say(
-                f"applied the user guide's example with a static prefix {prefix}:\n"
-                + _indent(yaml.safe_dump(obj, sort_keys=False))
-            )
-            print(plane.kubectl("get", "dynamicprefixes").stdout, flush=True)
-
-            stored = json.loads(
-                plane.kubectl("get", "dynamicprefix", obj["metadata"]["name"], "-o", "json").stdout
-            )
-            spec = validate_dynamic_prefix(stored)
-            if isinstance(spec, Invalid):
-                narrator.say(f"the stored object is invalid: {spec}")
-                return 1
-            computed = compute(spec, prefix)
-            narrator.say("computed from the object as stored by the API server:")
-            print(format_table(stored["metadata"]["name"], computed), flush=True)
-            narrator.say("stopping the control plane")
+        with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
+            return _demo(plane, Cluster(plane), narrator, Path(scratch), args)
     except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
+        print("\ninterrupted; everything started was stopped", file=sys.stderr)
         return 130
-    narrator.say("done")
+
+
+def _demo(
+    plane: ControlPlane,
+    cluster: Cluster,
+    narrator: _Narrator,
+    scratch: Path,
+    args: argparse.Namespace,
+) -> int:
+    narrator.say(f"control plane ready at {plane.server}")
+    plane.kubectl("apply", "-f", "-", input=crd_manifest_text())
+    for crd in sorted(CRDS.glob("*.yaml")):
+        if crd.name != "cilium-v2alpha1.yaml":
+            plane.kubectl("apply", "-f", str(crd))
+    plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+    narrator.say("CRDs installed: DynamicPrefix, and the pool kinds of Cilium, MetalLB, Calico")
+
+    dynamic_prefix: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    dynamic_prefix["spec"]["acquisition"] = {"static": {"prefix": PREFIXES[0]}}
+    cluster.apply(dynamic_prefix)
+    for obj in sample_pools():
+        cluster.apply(obj)
+    narrator.say(
+        "applied the user guide's DynamicPrefix (a static prefix stands in for the router) "
+        "and three annotated pools, each with an entry written by hand"
+    )
+
+    operator = OperatorProcess(plane, scratch / "operator.log").start()
+    narrator.say("operator started")
+    followed = True
+    try:
+        for step, prefix in enumerate(PREFIXES[: args.rotations + 1]):
+            if step:
+                cluster.patch(
+                    f"{DP_PATH}/home-prefix",
+                    {"spec": {"acquisition": {"static": {"prefix": prefix}}}},
+                )
+                narrator.say(f"prefix changed to {prefix}")
+            followed &= _show(cluster, narrator, prefix)
+    finally:
+        operator.stop()
+    narrator.say("operator stopped; stopping the control plane")
+    if args.check and not followed:
+        print("the pools did not follow every change; operator log:\n" + operator.log(),
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
-def _indent(text: str) -> str:
-    return "".join(f"    {line}\n" for line in text.splitlines())
+def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
+    head = prefix.split("::/", maxsplit=1)[0]
+    try:
+        wait_for(
+            lambda: all(_has(cluster.get(path), head) for path in POOL_PATHS.values()),
+            timeout=30,
+            what=f"pools holding {prefix}",
+        )
+    except AssertionError as error:
+        narrator.say(str(error))
+        return False
+    narrator.say(f"every pool holds {prefix}:")
+    status = (cluster.get(f"{DP_PATH}/home-prefix") or {}).get("status") or {}
+    history = ", ".join(h["prefix"] for h in status.get("history") or []) or "(none)"
+    print(f"    DynamicPrefix home-prefix: current {status.get('currentPrefix')}, "
+          f"history {history}")  # fmt: skip
+    for label, path in POOL_PATHS.items():
+        spec = (cluster.get(path) or {}).get("spec") or {}
+        entries = spec.get("blocks", spec.get("addresses"))
+        print(f"    {label}: {json.dumps(entries)}")
+    calico = cluster.get("/apis/projectcalico.org/v3/ippools") or {"items": []}
+    for pool in calico["items"]:
+        if api.LABEL_GENERATED_FROM in (pool["metadata"].get("labels") or {}):
+            state = "disabled" if pool["spec"].get("disabled") else "enabled"
+            print(f"    Calico pool {pool['metadata']['name']}: {pool['spec']['cidr']} ({state})")
+    return True
+
+
+def _has(pool: dict[str, Any] | None, head: str) -> bool:
+    return pool is not None and head in json.dumps(pool.get("spec"))

@@ -68,7 +68,8 @@ than `TrackerPolicy.lifetime_tolerance` (default a tenth) of the lifetime remain
 relative to the deadline last reported, and by more than
 `TrackerPolicy.lifetime_resolution` (default 1 s: lifetimes are whole seconds on the wire
 and in the kernel); deadlines both in the past count as equal. So reported deadlines are
-never off by more than that; `PrefixTracker.current` always has the exact values. Which source announced last is not a reason to report.
+never off by more than that; `PrefixTracker.current` always has the exact values. Which
+source announced last is not a reason to report.
 
 Time must not go backwards; a ``now`` earlier than one already seen is taken as the
 latest seen.
@@ -306,7 +307,8 @@ class PrefixTracker:
         self._policy = policy
         self._live: dict[IPv6Network, _LivePrefix] = {}
         self._pairs = 0  # (source, prefix) announcements kept, over all live prefixes
-        self._by_source: dict[Source, set[IPv6Network]] = {}  # the same pairs, by source
+        self._fresh: dict[Source, set[IPv6Network]] = {}  # pairs not stale, by source
+        self._next_deadline = math.inf  # as of the latest _settle
         self._current: IPv6Network | None = None
         # (preferred_until, valid_until) of the current prefix when last reported.
         self._reported: tuple[float, float] = (math.nan, math.nan)
@@ -333,11 +335,7 @@ class PrefixTracker:
 
     def next_deadline(self) -> float | None:
         """When `advance` must next be called: a prefix expires or is deprecated then."""
-        deadline = math.inf
-        for live in self._live.values():
-            deadline = min(deadline, live.earliest_valid)
-            if not live.deprecated:
-                deadline = min(deadline, live.preferred_until)
+        deadline = self._next_deadline
         return None if deadline == math.inf else deadline
 
     def advance(self, now: float) -> list[TrackerEvent]:
@@ -492,25 +490,30 @@ class PrefixTracker:
             )
         if is_new:
             self._pairs += 1
-            self._by_source.setdefault(source, set()).add(prefix)
+        self._fresh.setdefault(source, set()).add(prefix)
         live.announcements[source] = announcement
         live.refresh()
         self._earliest_valid = min(self._earliest_valid, announcement.valid_until)
 
     def _forget_pair(self, source: Source, prefix: IPv6Network) -> None:
         self._pairs -= 1
-        prefixes = self._by_source[source]
-        prefixes.discard(prefix)
-        if not prefixes:
-            del self._by_source[source]
+        fresh = self._fresh.get(source)
+        if fresh is not None:
+            fresh.discard(prefix)
+            if not fresh:
+                del self._fresh[source]
 
     def _mark_stale(self, source: Source, announced: set[IPv6Network]) -> None:
-        for prefix in self._by_source.get(source, set()) - announced:
+        fresh = self._fresh.get(source)
+        if fresh is None:
+            return
+        for prefix in fresh - announced:
             live = self._live[prefix]
-            announcement = live.announcements[source]
-            if not announcement.stale:
-                live.announcements[source] = replace(announcement, stale=True)
-                live.refresh()
+            live.announcements[source] = replace(live.announcements[source], stale=True)
+            live.refresh()
+            fresh.discard(prefix)
+        if not fresh:
+            del self._fresh[source]
 
     def _rejection(
         self,
@@ -559,16 +562,20 @@ class PrefixTracker:
         events.append(PrefixIgnored(prefix, source, reason))
 
     def _settle(self, events: list[TrackerEvent], now: float) -> None:
-        """Mark deprecations, then choose the current prefix and report it."""
+        """Mark deprecations, note the next deadline, choose the current prefix, report it."""
+        deadline = math.inf
         for prefix, live in self._live.items():
             if live.preferred_until > now:
                 if live.deprecated:
                     live.deprecated = False
                     live.rank = None
+                deadline = min(deadline, live.preferred_until)
             elif not live.deprecated:
                 live.deprecated = True
                 live.rank = None
                 events.append(PrefixDeprecated(prefix))
+            deadline = min(deadline, live.earliest_valid)
+        self._next_deadline = deadline
         self._choose(events, now)
 
     def _choose(self, events: list[TrackerEvent], now: float) -> None:
@@ -747,7 +754,7 @@ def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Re
     None means there is nothing new to report.
     """
     gone: dict[IPv6Network, str] = {}
-    before: IPv6Network | None | _Unknown = _UNKNOWN
+    before: IPv6Network | _Unknown | None = _UNKNOWN
     touched = False  # the current prefix's lifetimes or deprecation changed
     for event in events:
         match event:
