@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,15 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.core.dhcpv6 import HARDWARE_TYPE_ETHERNET, DuidLl, DuidType, build_duid
+from dynamic_prefix.core.dhcpv6 import (
+    HARDWARE_TYPE_ETHERNET,
+    DuidLl,
+    DuidType,
+    Message,
+    MessageType,
+    build_duid,
+    build_message,
+)
 from dynamic_prefix.receivers.base import Dhcpv6Identity, SourceError, SourceState
 from dynamic_prefix.receivers.dhcpv6 import (
     Dhcpv6PdSource,
@@ -392,6 +401,7 @@ def test_stopping_releases_the_lease_and_kea_forgets_it(
     assert stopped["state"]["reason"] == "LeaseReleased"
     assert stopped["state"]["prefix"] is None
     assert driver.lines[-2]["state"]["reason"] == "LeaseReleased"  # reported, too
+    assert stopped["drop_counts"] == {}  # every answer from Kea was used
     poll_until(
         lambda: prefix not in [lease.prefix for lease in kea.leases()] or None,
         timeout=EXCHANGE_TIMEOUT,
@@ -399,6 +409,36 @@ def test_stopping_releases_the_lease_and_kea_forgets_it(
     )
     last = [record for record in kea.lease_records() if record.prefix == prefix][-1]
     assert last.valid_lifetime == 0
+
+
+@netns
+def test_a_reconfigure_from_the_link_is_dropped_and_counted(
+    link: Link, start_kea: Callable[..., Kea], start_driver: StartDriver
+) -> None:
+    start_kea(renew=1, rebind=2, preferred=3, valid=4)
+    driver = start_driver()
+    acquired_line = driver.acquired()
+    reconfigure = build_message(Message(MessageType.RECONFIGURE, 0, ()))
+    sender = link.python_in_router(
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "scope = socket.if_nametoindex(sys.argv[3])\n"
+        "s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 546, 0, scope))\n",
+        reconfigure.hex(),
+        str(link.node.link_local),
+        link.router_ifname,
+    )
+    assert sender.wait(timeout=STOP_TIMEOUT) == 0
+    # The second renewal began after the Reconfigure was queued on the client's socket.
+    for _ in range(2):
+        driver.next_state(lambda state: state["reason"] == "LeaseRenewed", what="LeaseRenewed")
+
+    stopped = driver.stop()
+
+    assert stopped["drop_counts"] == {"reconfigure-ignored": 1}
+    assert {state["prefix"] for state in driver.states_since(acquired_line)[:-1]} == {
+        acquired_line["state"]["prefix"]
+    }
 
 
 @netns
@@ -422,6 +462,8 @@ def test_port_546_in_use_is_a_clear_error(link: Link, start_driver: StartDriver)
 
 @netns
 def test_binding_port_546_without_privilege_is_a_clear_error(start_driver: StartDriver) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is needed to drop root")
     message = start_driver(user=65534).error()  # nobody, no capabilities
 
     assert "needs root or CAP_NET" in message

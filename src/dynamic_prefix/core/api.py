@@ -317,6 +317,14 @@ def status_schema() -> dict[str, Any]:
                 "x-kubernetes-list-map-keys": ["type"],
             },
             "observedGeneration": _integer("The .metadata.generation last acted on."),
+            "dhcpv6": _object(
+                "The DHCPv6 client's identity, kept so that a restart, a new pod or a new "
+                "leader renews the same binding (and so gets the same prefix).",
+                {
+                    "duid": _string("DUID, in hexadecimal."),
+                    "iaid": _integer("IAID of the prefix delegation."),
+                },
+            ),
         },
     )
 

@@ -45,10 +45,12 @@ from dynamic_prefix.core.status import PoolSummary, next_deadline, next_status, 
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
-from dynamic_prefix.operator.sources import SourceFactory, SourceManager, build_source
+from dynamic_prefix.operator.link_sources import StatusIdentityStore
+from dynamic_prefix.operator.sources import SourceBuilder, SourceManager, build_source
 
 logger = logging.getLogger(__name__)
 
+_NOT_YET = "not yet"  # a reconcile that could not judge the pool yet (no prefix known)
 DYNAMIC_PREFIXES = Resource(api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND)
 MAX_ATTEMPTS = 6
 RETRY_LATER_SECONDS = 30.0
@@ -119,14 +121,19 @@ class Controller:
         client: KubeClient,
         *,
         recorder: EventRecorder | None = None,
-        source_factory: SourceFactory = build_source,
+        source_factory: SourceBuilder = build_source,
         clock: Clock = utc_now,
         concurrency: int = 64,
     ) -> None:
         self.client = client
         self.recorder = recorder or EventRecorder(client)
         self.clock = clock
-        self.sources = SourceManager(self._on_source_change, source_factory)
+        self.sources = SourceManager(
+            self._on_source_change,
+            lambda name, spec, acquisition: source_factory(
+                name, spec, acquisition, identity_store=self._identity_store(name)
+            ),
+        )
         self.dynamic_prefixes: dict[str, dict[str, Any]] = {}
         self.pools: dict[PoolKey, _Pool] = {}
         self.pools_by_prefix: collections.defaultdict[str, set[PoolKey]] = collections.defaultdict(
@@ -149,6 +156,9 @@ class Controller:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._syncing: collections.Counter[str] = collections.Counter()
         self._refresh_pending: set[str] = set()
+        self._failing: collections.defaultdict[str, dict[PoolKey, str]] = collections.defaultdict(
+            dict
+        )
         self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
         self._warned: dict[PoolKey, str] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -169,6 +179,15 @@ class Controller:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _identity_store(self, name: str) -> StatusIdentityStore:
+        def store(body: dict[str, Any]) -> None:
+            if not _is_older(body, self.dynamic_prefixes.get(name)):
+                self.dynamic_prefixes[name] = body
+
+        return StatusIdentityStore(
+            self.client, DYNAMIC_PREFIXES, name, lambda: self.dynamic_prefixes.get(name), store
+        )
 
     # --- DynamicPrefix events --------------------------------------------------------
 
@@ -208,6 +227,7 @@ class Controller:
         self.live.discard(name)
         self._synced_inputs.pop(name, None)
         self.pool_problems.pop(name, None)
+        self._failing.pop(name, None)
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -316,13 +336,32 @@ class Controller:
         self._timers[name] = loop.call_later(delay, lambda: self.request_refresh(name))
 
     def _pool_summary(self, name: str) -> PoolSummary | None:
+        """Counts kept up to date by `_record_outcome`: no walk over every pool."""
         if name not in self.live:
             return None
         results = self.pool_problems.get(name, {})
-        keys = self.pools_by_prefix.get(name, set())
-        failing = tuple(f"{k}: {results[k]}" for k in sorted(keys, key=str) if results.get(k))
-        in_sync = sum(1 for k in keys if k in results and results[k] is None)
-        return PoolSummary(total=len(keys), in_sync=in_sync, failing=failing)
+        failing = self._failing.get(name, {})
+        shown = tuple(f"{key}: {failing[key]}" for key in sorted(failing, key=str)[:5])
+        return PoolSummary(
+            total=len(self.pools_by_prefix.get(name, ())),
+            in_sync=len(results) - len(failing),
+            failing=shown,
+        )
+
+    def _record_outcome(self, name: str, key: PoolKey, outcome: str | None) -> bool:
+        """Remember how a pool's reconcile ended; True if that changed anything to report."""
+        results = self.pool_problems[name]
+        changed = key not in results or results[key] != outcome
+        results[key] = outcome
+        if outcome is None:
+            self._failing[name].pop(key, None)
+        else:
+            self._failing[name][key] = outcome
+        return changed
+
+    def _forget_outcome(self, name: str, key: PoolKey) -> None:
+        self.pool_problems[name].pop(key, None)
+        self._failing[name].pop(key, None)
 
     # --- pools -----------------------------------------------------------------------
 
@@ -346,20 +385,32 @@ class Controller:
                 return
             if _same_version(body, old.body):
                 return  # the echo of our own write: we hold this version already
-        if old is not None:
-            old_reference = PoolReference.from_annotations(old.body["metadata"].get("annotations"))
-            if old_reference is not None:
-                self.pools_by_prefix[old_reference.dynamic_prefix].discard(key)
+        reference = (
+            None
+            if event_type == "DELETED"
+            else PoolReference.from_annotations(metadata.get("annotations"))
+        )
+        old_reference = (
+            None
+            if old is None
+            else PoolReference.from_annotations(old.body["metadata"].get("annotations"))
+        )
+        moved = old_reference is not None and (
+            reference is None or reference.dynamic_prefix != old_reference.dynamic_prefix
+        )
+        if old_reference is not None and moved:
+            self.pools_by_prefix[old_reference.dynamic_prefix].discard(key)
+            self._forget_outcome(old_reference.dynamic_prefix, key)
+            await self._refresh_pools_synced(old_reference.dynamic_prefix)
         if event_type == "DELETED":
             self.pools.pop(key, None)
             self._warned.pop(key, None)
             return
         self.pools[key] = _Pool(backend, resource, dict(body))
-        reference = PoolReference.from_annotations(metadata.get("annotations"))
         if reference is not None:
             self.pools_by_prefix[reference.dynamic_prefix].add(key)
-        await self.reconcile_pool(key)
-        if reference is not None:
+        changed = await self.reconcile_pool(key)
+        if reference is not None and changed:
             await self._refresh_pools_synced(reference.dynamic_prefix)
 
     async def _on_generated(
@@ -407,20 +458,25 @@ class Controller:
 
         self._spawn(refresh(), f"refresh:{name}")
 
-    async def reconcile_pool(self, key: PoolKey) -> None:
-        """Make one pool right; its outcome is recorded for the PoolsSynced condition."""
+    async def reconcile_pool(self, key: PoolKey) -> bool:
+        """Make one pool right and record the outcome for PoolsSynced.
+
+        Returns whether the outcome differs from the last one (worth a status refresh).
+        """
         async with self._pool_locks[key], self._semaphore:
             pool = self.pools.get(key)
             if pool is None:
                 if self.generated.get(key):
                     await self._release_generated(key)
-                return
+                return False
             reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
             if reference is None:
                 await self._release_pool_locked(key, pool)
-                return
+                return False
             outcome = await self._reconcile_referenced(key, pool, reference)
-            self.pool_problems[reference.dynamic_prefix][key] = outcome
+            if outcome is _NOT_YET:
+                return False
+            return self._record_outcome(reference.dynamic_prefix, key, outcome)
 
     async def _reconcile_referenced(
         self, key: PoolKey, pool: _Pool, reference: PoolReference
@@ -435,16 +491,16 @@ class Controller:
                 )
                 await self._warn(key, pool, "DynamicPrefixNotFound", problem)
                 return problem
-            return None  # its event will arrive; nothing to do before it is live
+            return _NOT_YET  # its event will arrive; nothing to do before it is live
         if reference.dynamic_prefix not in self.live:
-            return None  # nothing is written before the prefix is (re)learnt
+            return _NOT_YET  # nothing is written before the prefix is (re)learnt
         try:
             placements = self._placements_for(reference, dynamic_prefix)
         except ReferenceProblem as error:
             await self._warn(key, pool, "InvalidReference", f"{error}; pool left alone")
             return str(error)
         if not placements:
-            return None
+            return _NOT_YET
         return await self._apply_with_retries(key, pool, placements)
 
     def _placements_for(
@@ -569,8 +625,8 @@ class Controller:
                 plan = pool.backend.plan(
                     pool.resource, pool.body, None, generated=list(self.generated[key].values())
                 )
-        for results in self.pool_problems.values():
-            results.pop(key, None)
+        for name in list(self.pool_problems):
+            self._forget_outcome(name, key)
         await self.recorder.record(
             pool.body,
             type="Normal",

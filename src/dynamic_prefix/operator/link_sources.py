@@ -1,11 +1,80 @@
-"""Factories of the sources that listen on a node's link (RA, netlink, DHCPv6-PD)."""
+"""Factories of the sources that listen on a node's link, and the DHCPv6 identity store."""
 
 from __future__ import annotations
 
-from dynamic_prefix.core.spec import Acquisition, PrefixSourceSpec, source_name
-from dynamic_prefix.receivers.base import PrefixSource, SourceError
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dynamic_prefix.core.spec import (
+    Acquisition,
+    Dhcpv6PdSource,
+    NetlinkSource,
+    PrefixSourceSpec,
+    RouterAdvertisementSource,
+    source_name,
+)
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.receivers.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
+from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
+
+logger = logging.getLogger(__name__)
 
 
-def build_link_source(name: str, spec: PrefixSourceSpec, acquisition: Acquisition) -> PrefixSource:
-    """The receiver for a link source; `SourceError` if this build has none for it."""
-    raise SourceError(f"source {source_name(spec)} is not available in this build")
+class StatusIdentityStore:
+    """Keeps the DHCPv6 identity in ``status.dhcpv6`` of the DynamicPrefix.
+
+    The status outlives pods and leaders, so whoever runs the client next presents the
+    same DUID and IAID and the server renews the same binding.
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        resource: Resource,
+        name: str,
+        cached: Callable[[], Mapping[str, Any] | None],
+        store: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self._client = client
+        self._resource = resource
+        self._name = name
+        self._cached = cached
+        self._store = store
+
+    async def load(self) -> Dhcpv6Identity | None:
+        """The identity in the cached status, if any."""
+        body = self._cached() or {}
+        saved = (body.get("status") or {}).get("dhcpv6") or {}
+        try:
+            return Dhcpv6Identity(bytes.fromhex(saved["duid"]), int(saved["iaid"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def save(self, identity: Dhcpv6Identity) -> None:
+        """Write it to the status before it is used on the wire."""
+        patch = {"status": {"dhcpv6": {"duid": identity.duid.hex(), "iaid": identity.iaid}}}
+        self._store(
+            await self._client.patch(self._resource, self._name, patch, subresource="status")
+        )
+        logger.info("DynamicPrefix %s: DHCPv6 identity saved in status", self._name)
+
+
+def build_link_source(
+    name: str,
+    spec: PrefixSourceSpec,
+    acquisition: Acquisition,
+    *,
+    identity_store: IdentityStore | None = None,
+) -> PrefixSource:
+    """The receiver for a link source; `SourceError` if it cannot be built."""
+    match spec:
+        case Dhcpv6PdSource(interface=interface, requested_prefix_length=length):
+            if identity_store is None:
+                raise SourceError("the DHCPv6 client needs a place to keep its identity")
+            return Dhcpv6PdReceiver(
+                interface, requested_prefix_length=length, identity_store=identity_store
+            )
+        case RouterAdvertisementSource() | NetlinkSource():
+            raise SourceError(f"source {source_name(spec)} is not available in this build")
+    raise SourceError(f"unknown source {spec!r}")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dynamic_prefix.core.source_state import SourceState
 from dynamic_prefix.core.spec import (
@@ -24,24 +25,46 @@ from dynamic_prefix.core.spec import (
     StaticSource,
     source_name,
 )
-from dynamic_prefix.receivers.base import PrefixSource, SourceError
+from dynamic_prefix.operator.link_sources import build_link_source
+from dynamic_prefix.receivers.base import IdentityStore, PrefixSource, SourceError
 from dynamic_prefix.receivers.static import StaticSource as StaticPrefixSource
 
 logger = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str, PrefixSourceSpec, Acquisition], PrefixSource]
+
+
+class SourceBuilder(Protocol):
+    """`build_source`, or a stand-in for it (tests)."""
+
+    def __call__(
+        self,
+        name: str,
+        spec: PrefixSourceSpec,
+        acquisition: Acquisition,
+        *,
+        identity_store: IdentityStore | None = None,
+    ) -> PrefixSource:
+        """The receiver for one source of DynamicPrefix ``name``."""
+        ...
+
+
 StateCallback = Callable[[str, SourceState], None]
 
 
-def build_source(name: str, spec: PrefixSourceSpec, acquisition: Acquisition) -> PrefixSource:
+def build_source(
+    name: str,
+    spec: PrefixSourceSpec,
+    acquisition: Acquisition,
+    *,
+    identity_store: IdentityStore | None = None,
+) -> PrefixSource:
     """The receiver for one source of DynamicPrefix ``name``."""
     match spec:
         case StaticSource(prefix=prefix):
             return StaticPrefixSource(prefix)
         case RouterAdvertisementSource() | NetlinkSource() | Dhcpv6PdSource():
-            from dynamic_prefix.operator.link_sources import build_link_source  # noqa: PLC0415
-
-            return build_link_source(name, spec, acquisition)
+            return build_link_source(name, spec, acquisition, identity_store=identity_store)
 
 
 @dataclass
@@ -55,7 +78,7 @@ class _Running:
 class SourceManager:
     """Starts, restarts and stops the sources of every DynamicPrefix."""
 
-    def __init__(self, on_change: StateCallback, factory: SourceFactory = build_source) -> None:
+    def __init__(self, on_change: StateCallback, factory: SourceFactory) -> None:
         self._on_change = on_change
         self._factory = factory
         self._running: dict[str, _Running] = {}
