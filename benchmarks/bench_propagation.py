@@ -16,6 +16,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import statistics
 import tempfile
 import time
@@ -212,8 +214,19 @@ def main() -> None:
         ).start()
         try:
             results = []
+            profiler = None
+            if os.environ.get("BENCH_PYSPY") and operator.process is not None:
+                # developer aid: sample the operator while it works (py-spy, not a dependency)
+                profiler = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(operator.process.pid), "--format", "raw",
+                     "-r", "200", "-o", os.environ["BENCH_PYSPY"]],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             for index, n in enumerate(sizes):
                 results.append(asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1))))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait()
             assert operator.process is not None
             pid = operator.process.pid
             time.sleep(2)

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -433,10 +434,15 @@ class Controller:
         """Reconcile every pool that references ``name``, concurrently, then report it."""
         keys = list(self.pools_by_prefix.get(name, ()))
         self._syncing[name] += 1
+        started = time.monotonic()
         try:
             await asyncio.gather(*(self.reconcile_pool(key) for key in keys))
         finally:
             self._syncing[name] -= 1
+        logger.info(
+            "DynamicPrefix %s: %d pool(s) reconciled in %.0f ms",
+            name, len(keys), (time.monotonic() - started) * 1000,
+        )  # fmt: skip
         await self._refresh_pools_synced(name)
 
     async def _refresh_pools_synced(self, name: str) -> None:
@@ -533,6 +539,7 @@ class Controller:
                     await self._updated(key, pool, placements)
                 return None
             except Conflict:
+                logger.info("pool %s changed since it was read; reading it again", key)
                 fresh = await self._refetch(key, pool)
                 if fresh is None:
                     return None
@@ -574,7 +581,7 @@ class Controller:
             if p.address_range is not None else str(p.cidr)
             for p in placements
         )  # fmt: skip
-        logger.info("pool %s updated: %s", key, shown)
+        logger.debug("pool %s updated: %s", key, shown)
 
     async def _refetch(self, key: PoolKey, pool: _Pool) -> _Pool | None:
         metadata = pool.body["metadata"]

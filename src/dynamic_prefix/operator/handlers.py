@@ -35,6 +35,23 @@ def _is_ours(annotations: Any, labels: Any, **_: Any) -> bool:
     )
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-bases: with only ``on.event`` handlers nobody reads them.
+
+    kopf would otherwise deep-copy every object on every watch event to compute one; with
+    a thousand pools that was a sixth of the operator's CPU during a prefix change.
+    """
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 def build_registry(config: ClusterConfig) -> kopf.OperatorRegistry:
     """A kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
@@ -56,6 +73,7 @@ def build_registry(config: ClusterConfig) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # our own events, with our own wording
+        settings.persistence.diffbase_storage = _NoDiffBase()
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         client = KubeClient(config)
