@@ -563,18 +563,21 @@ class PrefixTracker:
 
     def _settle(self, events: list[TrackerEvent], now: float) -> None:
         """Mark deprecations, note the next deadline, choose the current prefix, report it."""
-        deadline = math.inf
-        for prefix, live in self._live.items():
+        lives = self._live.values()
+        for live in lives:
             if live.preferred_until > now:
                 if live.deprecated:
                     live.deprecated = False
                     live.rank = None
-                deadline = min(deadline, live.preferred_until)
             elif not live.deprecated:
                 live.deprecated = True
                 live.rank = None
-                events.append(PrefixDeprecated(prefix))
-            deadline = min(deadline, live.earliest_valid)
+                events.append(PrefixDeprecated(live.prefix))
+        deadline = min(
+            [live.earliest_valid for live in lives]
+            + [live.preferred_until for live in lives if not live.deprecated],
+            default=math.inf,
+        )
         self._next_deadline = deadline
         self._choose(events, now)
 

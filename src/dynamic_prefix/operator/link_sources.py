@@ -14,9 +14,14 @@ from dynamic_prefix.core.spec import (
     RouterAdvertisementSource,
     source_name,
 )
+from dynamic_prefix.core.tracker import TrackerPolicy
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.receivers.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
 from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
+from dynamic_prefix.receivers.netlink import NetlinkSource as NetlinkReceiver
+from dynamic_prefix.receivers.router_advertisement import (
+    RouterAdvertisementSource as RaReceiver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +80,13 @@ def build_link_source(
             return Dhcpv6PdReceiver(
                 interface, requested_prefix_length=length, identity_store=identity_store
             )
-        case RouterAdvertisementSource() | NetlinkSource():
-            raise SourceError(f"source {source_name(spec)} is not available in this build")
-    raise SourceError(f"unknown source {spec!r}")
+        case RouterAdvertisementSource(interface=interface, trusted_routers=trusted):
+            policy = TrackerPolicy(
+                trusted_routers=trusted, allow_ula=acquisition.allow_unique_local
+            )
+            return RaReceiver(interface, policy=policy)
+        case NetlinkSource(interface=interface):
+            return NetlinkReceiver(
+                interface, policy=TrackerPolicy(allow_ula=acquisition.allow_unique_local)
+            )
+    raise SourceError(f"no receiver for source {source_name(spec)}")

@@ -22,6 +22,20 @@ at once, and its addresses are ignored until the router announces it again. When
 kernel deletes the last address in a prefix (the interface went down or away, or someone
 deleted it) the prefix is withdrawn; when it deletes it at its valid lifetime, it
 expires.
+
+Reporting. One RA makes the kernel send several messages, the new address a few
+milliseconds after the rest (from a work queue). Reports wait until 5 ms have passed
+without news and no announced prefix's address is still due (at most 250 ms), so a
+renumbering is one ``Changed`` report rather than ``Withdrawn`` then ``Acquired``; this
+costs the netlink source a few milliseconds of latency over the raw-socket source.
+
+Limits, from the kernel: it configures at most ``max_addresses`` (16 by default)
+addresses per interface, and withdrawn prefixes keep theirs for up to two hours, so
+after many renumberings in a row it stops making addresses (and this source stops seeing
+new prefixes) until old ones expire. The Router Advertisement source has no such limit.
+Reading pyroute2's socket from the event loop (its asyncio transport) delivers each
+message as it arrives; selecting on its file descriptor with the synchronous API does
+not (it buffers, and events arrive one RA late).
 """
 
 from __future__ import annotations
@@ -68,6 +82,11 @@ in whole seconds and the kernel checks them on a coarse timer)."""
 _SETTLE = 0.005
 """How long reports wait for more netlink messages: one RA makes the kernel send several
 (an address, a prefix, another address), and they are reported together."""
+_ADDRESS_WAIT = 0.1
+"""How long a report waits for the address of a prefix just announced (the kernel sends
+the prefix at once, the new address from a work queue a few milliseconds later)."""
+_MAX_HOLD = 0.25
+"""The longest a report is held back for more messages."""
 _RESTART_BACKOFF_INITIAL = 0.1
 _RESTART_BACKOFF_MAX = 10.0
 _SYSCTL = Path("/proc/sys/net/ipv6/conf")
@@ -86,8 +105,10 @@ _IFA_F_DADFAILED = 0x08
 _IFA_F_PERMANENT = 0x80
 _PREFIX_ADDRESS = 1
 _PREFIX_CACHEINFO = 2
-_IF_PREFIX_ONLINK = 0x01
-_IF_PREFIX_AUTOCONF = 0x02
+# prefixmsg.prefix_flags holds the Prefix Information flags as on the wire (RFC 4861
+# section 4.6.2): the kernel copies the option's flag octet, not the IF_PREFIX_* values.
+_PREFIX_ON_LINK = 0x80
+_PREFIX_AUTONOMOUS = 0x40
 _NLMSGHDR_SIZE = 16
 _PREFIXMSG = struct.Struct("=BxxxiBBBx")  # family, pads, ifindex, type, length, flags, pad
 _RTATTR = struct.Struct("=HH")
@@ -144,8 +165,8 @@ def parse_prefix_message(message: bytes) -> PrefixMessage | None:
     return PrefixMessage(
         ifindex=ifindex,
         prefix=IPv6Network((address, length), strict=False),
-        on_link=bool(flags & _IF_PREFIX_ONLINK),
-        autonomous=bool(flags & _IF_PREFIX_AUTOCONF),
+        on_link=bool(flags & _PREFIX_ON_LINK),
+        autonomous=bool(flags & _PREFIX_AUTONOMOUS),
         preferred_lifetime=lifetimes[0],
         valid_lifetime=lifetimes[1],
     )
@@ -246,6 +267,7 @@ class NetlinkSource:
         self._ifindex: int | None = None
         self._addresses: dict[IPv6Address, _Address] = {}
         self._withdrawn: set[IPv6Network] = set()
+        self._expected: dict[IPv6Network, float] = {}  # prefix -> until when its address is
         self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0
         """How many times the netlink socket was reopened after an error."""
@@ -311,6 +333,7 @@ class NetlinkSource:
             await ipr.bind(groups=_RTMGRP_LINK | _RTMGRP_IPV6_IFADDR | _RTMGRP_IPV6_PREFIX)
             await self._resynchronise(ipr)
             pending: list[TrackerEvent] = []
+            held_since = 0.0
             flush_at: float | None = None
             while True:
                 try:
@@ -323,9 +346,12 @@ class NetlinkSource:
                 if not batch:
                     raise ConnectionError("the netlink socket was closed")
                 events = self._take(batch)
-                if events and flush_at is None:
-                    flush_at = self._now() + _SETTLE
-                pending += events
+                if events:
+                    now = self._now()
+                    if not pending:
+                        held_since = now
+                    pending += events
+                    flush_at = min(self._quiet_after(now), held_since + _MAX_HOLD)
         finally:
             with contextlib.suppress(Exception):
                 ipr.close()
@@ -377,6 +403,13 @@ class NetlinkSource:
                 events += self._take_link(message, deleted=kind == _RTM_DELLINK, now=now)
         return events
 
+    def _quiet_after(self, now: float) -> float:
+        """When pending events can be reported: soon, unless an address is still due."""
+        for prefix, until in list(self._expected.items()):
+            if until <= now:
+                del self._expected[prefix]
+        return max([now + _SETTLE, *self._expected.values()])
+
     def _take_address(self, message: Any, *, deleted: bool, now: float) -> list[TrackerEvent]:
         found = _slaac_address(message, now)
         if found is None:
@@ -385,6 +418,7 @@ class NetlinkSource:
         previous = self._addresses.pop(address, None)
         if record is not None and not deleted:
             self._addresses[address] = record
+            self._expected.pop(record.prefix, None)
         prefixes = {r.prefix for r in (previous, record) if r is not None}
         events: list[TrackerEvent] = []
         for prefix in sorted(prefixes):
@@ -402,6 +436,10 @@ class NetlinkSource:
             return self.tracker.observe_prefix(
                 prefix, source=KERNEL, valid_lifetime=0, preferred_lifetime=0, now=now
             )
+        if not held:
+            if message.autonomous and prefix.prefixlen == SLAAC_PREFIX_LENGTH:
+                self._expected[prefix] = now + _ADDRESS_WAIT  # the kernel is making one
+            return []
         if prefix in self._withdrawn:
             self._withdrawn.discard(prefix)
             return self._feed(prefix, now)

@@ -92,7 +92,15 @@ HOP_LIMIT: Final = 255
 REMEMBERED_ROUTERS: Final = 16
 """How many routers' latest RA a listener keeps to replay to consumers that join later."""
 
+REPEAT_WINDOW: Final = 1.0
+"""An RA equal to the one a router sent less than this many seconds before is not passed
+on (it is counted in ``repeats``): it would only move deadlines by less than the tracker's
+resolution. Keeps a flood of copies cheap."""
+
 _READ_BATCH = 256  # datagrams read per readiness callback before yielding to the loop
+_PARSED_REMEMBERED = 64  # recent messages' parse results, reused for repeats (floods)
+_PARSED_MAX_SIZE = 1500  # only messages up to this size are remembered
+_SENDERS_REMEMBERED = 64
 _MAX_MESSAGE = 65535
 _RECEIVE_BUFFER = (
     1 << 20
@@ -116,6 +124,7 @@ _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 _ARPHRD_ETHER = 1
 _IFREQ = struct.Struct("16s24x")  # struct ifreq: name, then a 24-octet union
+_MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic is slow per packet
 _U32 = struct.Struct("=I")
 _PKTINFO_IFINDEX = struct.Struct("=16sI")  # struct in6_pktinfo
 _ANCILLARY_SIZE = (
@@ -306,10 +315,11 @@ class RaListener:
     """One raw ICMPv6 socket on one interface, read for every consumer on it.
 
     Get one with `RaListener.shared`. Counters are for the listener as a whole: every RA
-    datagram read (``received``), those that passed the checks (``accepted``), those
-    dropped by `DropReason` (``drop_counts``, including ``receive-buffer-overflow`` for
-    datagrams the kernel dropped before they could be read, as it counts them), and the
-    Router Solicitations sent.
+    datagram read (``received``), those that passed the checks (``accepted``; of them,
+    ``repeats`` were copies of their router's previous RA within `REPEAT_WINDOW` and not
+    passed on), those dropped by `DropReason` (``drop_counts``, including
+    ``receive-buffer-overflow`` for datagrams the kernel dropped before they could be
+    read, as it counts them), and the Router Solicitations sent.
     """
 
     def __init__(
@@ -326,6 +336,7 @@ class RaListener:
         self.received = 0
         self.accepted = 0
         self.solicitations_sent = 0
+        self.repeats = 0
         self.reopened = 0
         """How many times the socket was opened again (the interface was re-created)."""
         self._loop = loop
@@ -336,6 +347,10 @@ class RaListener:
         self._mac: bytes | None = None
         self._overflow_seen = 0
         self._buffer = bytearray(_MAX_MESSAGE)
+        # Parsing is pure: a message seen again (routers repeat themselves, floods more
+        # so) reuses its result. Both dicts are bounded, oldest entry out first.
+        self._parsed: dict[bytes, RouterAdvertisement | NdpParseError] = {}
+        self._senders: dict[str, tuple[IPv6Address, bool]] = {}  # -> router, link-local
         self._handlers: list[AdvertisementHandler] = []
         self._latest: OrderedDict[IPv6Address, ReceivedAdvertisement] = OrderedDict()
         self._heard = asyncio.Event()
@@ -695,7 +710,7 @@ class RaListener:
                     _destination, arrival = _PKTINFO_IFINDEX.unpack_from(data)
             elif level == socket.SOL_SOCKET and kind == _SO_RXQ_OVFL:
                 self._count_overflow(_U32.unpack_from(data)[0])
-        if flags & socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             self._drop(DropReason.TRUNCATED, sender, f"longer than {len(self._buffer)} octets")
             return
         if arrival is not None and arrival != self._ifindex:
@@ -704,19 +719,26 @@ class RaListener:
         if hop_limit != HOP_LIMIT:
             self._drop(DropReason.HOP_LIMIT, sender, f"hop limit {hop_limit}")
             return
-        router = IPv6Address(sender.partition("%")[0])
-        if not router.is_link_local:
+        router, link_local = self._router_address(sender)
+        if not link_local:
             self._drop(DropReason.NOT_LINK_LOCAL_SOURCE, sender, "not a link-local source")
             return
-        try:
-            ra = parse_router_advertisement(bytes(self._buffer[:size]))
-        except NdpParseError as exc:
-            self._drop(exc.reason, sender, exc.detail)
+        parsed = self._parse(bytes(self._buffer[:size]))
+        if isinstance(parsed, NdpParseError):
+            self._drop(parsed.reason, sender, parsed.detail)
             return
         self.accepted += 1
         self._heard.set()
-        received = ReceivedAdvertisement(ra, router, now)
         latest = self._latest
+        previous = latest.get(router)
+        if (
+            previous is not None
+            and now - previous.at < REPEAT_WINDOW
+            and (previous.ra is parsed or previous.ra == parsed)
+        ):
+            self.repeats += 1  # nothing new: the deadlines move by less than a second
+            return
+        received = ReceivedAdvertisement(parsed, router, now)
         latest[router] = received
         latest.move_to_end(router)
         if len(latest) > REMEMBERED_ROUTERS:
@@ -726,6 +748,30 @@ class RaListener:
                 handler(received)
             except Exception:
                 log.exception("a consumer of Router Advertisements on %s failed", self.interface)
+
+    def _router_address(self, sender: str) -> tuple[IPv6Address, bool]:
+        """The sender's address without its zone (``fe80::1%eth0``) and whether it is
+        link-local, remembered."""
+        known = self._senders.get(sender)
+        if known is None:
+            if len(self._senders) >= _SENDERS_REMEMBERED:
+                del self._senders[next(iter(self._senders))]
+            router = IPv6Address(sender.partition("%")[0])
+            known = self._senders[sender] = (router, router.is_link_local)
+        return known
+
+    def _parse(self, message: bytes) -> RouterAdvertisement | NdpParseError:
+        parsed = self._parsed.get(message)
+        if parsed is None:
+            try:
+                parsed = parse_router_advertisement(message)
+            except NdpParseError as exc:
+                parsed = exc
+            if len(message) <= _PARSED_MAX_SIZE:
+                if len(self._parsed) >= _PARSED_REMEMBERED:
+                    del self._parsed[next(iter(self._parsed))]
+                self._parsed[message] = parsed
+        return parsed
 
     def _drop(self, reason: DropReason, sender: str, detail: str) -> None:
         self.drop_counts[reason] += 1
