@@ -1,0 +1,153 @@
+"""End to end on one machine: a router in a network namespace, the operator, the pools.
+
+The node end of the veth lives in the root namespace (with accept_ra_defrtr=0, so the
+machine never takes a default route from the test router), where the operator runs and
+can reach the control plane on loopback. radvd or Kea in the router namespace play the
+ISP's router.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from dynamic_prefix.testbed.kea import Kea, PdPool
+from dynamic_prefix.testbed.netns import Link, namespaces_supported
+from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+
+DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
+POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    supported, reason = namespaces_supported()
+    if not supported:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    with Link(node_in_root_namespace=True) as created:
+        yield created
+
+
+def blocks(cluster: Cluster, name: str) -> list[Any]:
+    obj = cluster.get(f"{POOLS}/{name}")
+    return [] if obj is None else list(obj["spec"].get("blocks") or [])
+
+
+def test_cilium_pool_follows_the_prefix_a_router_advertises(
+    cluster: Cluster, operator: OperatorProcess, link: Link
+) -> None:
+    tag = secrets.token_hex(3)
+    old, new = "2001:db8:e1::/64", "2001:db8:e2::/64"
+    with Radvd(link, prefixes=[PrefixAd(old, valid=600, preferred=300)]) as radvd:
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": f"ra-{tag}"},
+                "spec": {
+                    "acquisition": {
+                        "routerAdvertisement": {
+                            "interface": link.node_ifname,
+                            "trustedRouters": [str(link.router.link_local)],
+                        }
+                    },
+                    "addressRanges": [
+                        {"name": "lb", "start": "::f000:0:0:0", "end": "::ffff:ffff:ffff:ffff"}
+                    ],
+                },
+            }
+        )
+        cluster.apply(
+            {
+                "apiVersion": "cilium.io/v2",
+                "kind": "CiliumLoadBalancerIPPool",
+                "metadata": {
+                    "name": f"ra-pool-{tag}",
+                    "annotations": {
+                        api.ANNOTATION_NAME: f"ra-{tag}",
+                        api.ANNOTATION_ADDRESS_RANGE: "lb",
+                    },
+                },
+                "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]},
+            }
+        )
+        first = {"start": "2001:db8:e1:0:f000::", "stop": "2001:db8:e1:0:ffff:ffff:ffff:ffff"}
+        wait_for(
+            lambda: blocks(cluster, f"ra-pool-{tag}") == [{"cidr": "192.0.2.0/24"}, first],
+            what="pool filled from the router's prefix",
+        )
+        status = (cluster.get(f"{DP_PATH}/ra-{tag}") or {})["status"]
+        assert status["prefixSource"] == "router-advertisement"
+        assert status["currentPrefix"] == old
+
+        radvd.set_prefixes([PrefixAd(new, valid=600, preferred=300)], withdraw=[old])
+        second = {"start": "2001:db8:e2:0:f000::", "stop": "2001:db8:e2:0:ffff:ffff:ffff:ffff"}
+        wait_for(
+            lambda: blocks(cluster, f"ra-pool-{tag}") == [{"cidr": "192.0.2.0/24"}, second, first],
+            what="pool follows the new prefix and keeps the old one",
+        )
+        status = (cluster.get(f"{DP_PATH}/ra-{tag}") or {})["status"]
+        assert status["currentPrefix"] == new
+        assert [h["prefix"] for h in status["history"]] == [old]
+
+
+def test_subnet_of_a_delegated_prefix_reaches_the_pool(
+    cluster: Cluster, operator: OperatorProcess, link: Link
+) -> None:
+    tag = secrets.token_hex(3)
+    with Kea(link, pools=[PdPool("2001:db8:100::", 40, 56)]):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": f"pd-{tag}"},
+                "spec": {
+                    "acquisition": {
+                        "dhcpv6pd": {"interface": link.node_ifname, "requestedPrefixLength": 56}
+                    },
+                    "subnets": [{"name": "services", "offset": 1, "prefixLength": 64}],
+                },
+            }
+        )
+        cluster.apply(
+            {
+                "apiVersion": "cilium.io/v2",
+                "kind": "CiliumLoadBalancerIPPool",
+                "metadata": {
+                    "name": f"pd-pool-{tag}",
+                    "annotations": {
+                        api.ANNOTATION_NAME: f"pd-{tag}",
+                        api.ANNOTATION_SUBNET: "services",
+                    },
+                },
+                "spec": {"blocks": []},
+            }
+        )
+        status = wait_for(
+            lambda: (
+                ((cluster.get(f"{DP_PATH}/pd-{tag}") or {}).get("status") or {}).get(
+                    "currentPrefix"
+                )
+                and (cluster.get(f"{DP_PATH}/pd-{tag}") or {})["status"]
+            ),
+            timeout=30,
+            what="a delegated prefix in status",
+        )
+        assert status["prefixSource"] == "dhcpv6-pd"
+        delegated = status["currentPrefix"]
+        assert delegated.startswith("2001:db8:1")
+        assert delegated.endswith("/56")
+        assert status["dhcpv6"]["duid"]  # kept for restarts and leader changes
+        (subnet,) = status["subnets"]
+        wait_for(
+            lambda: blocks(cluster, f"pd-pool-{tag}") == [{"cidr": subnet["cidr"]}],
+            what="pool holds the carved subnet",
+        )
+        assert subnet["cidr"].endswith("/64")
