@@ -17,8 +17,8 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
