@@ -157,6 +157,7 @@ class Controller:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._syncing: collections.Counter[str] = collections.Counter()
         self._refresh_pending: set[str] = set()
+        self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
         self._failing: collections.defaultdict[str, dict[PoolKey, str]] = collections.defaultdict(
             dict
         )
@@ -341,10 +342,13 @@ class Controller:
         if name not in self.live:
             return None
         results = self.pool_problems.get(name, {})
+        total = len(self.pools_by_prefix.get(name, ()))
+        if len(results) < total:
+            return None  # some pools not judged yet (just started): keep what status says
         failing = self._failing.get(name, {})
         shown = tuple(f"{key}: {failing[key]}" for key in sorted(failing, key=str)[:5])
         return PoolSummary(
-            total=len(self.pools_by_prefix.get(name, ())),
+            total=total,
             in_sync=len(results) - len(failing),
             failing=shown,
         )
@@ -406,6 +410,10 @@ class Controller:
         if event_type == "DELETED":
             self.pools.pop(key, None)
             self._warned.pop(key, None)
+            if self.generated.get(key):
+                # a Calico template deleted by its user takes its generated pools along
+                async with self._pool_locks[key]:
+                    await self._release_generated(key)
             return
         self.pools[key] = _Pool(backend, resource, dict(body))
         if reference is not None:
@@ -443,6 +451,17 @@ class Controller:
             "DynamicPrefix %s: %d pool(s) reconciled in %.0f ms",
             name, len(keys), (time.monotonic() - started) * 1000,
         )  # fmt: skip
+        updated = self._batch_updates.pop(name, [])
+        body = self.dynamic_prefixes.get(name)
+        if updated and body is not None:
+            current = (body.get("status") or {}).get("currentPrefix")
+            listed = ", ".join(sorted(updated)[:10]) + (", ..." if len(updated) > 10 else "")
+            await self.recorder.record(
+                body,
+                type="Normal",
+                reason="PoolsUpdated",
+                message=f"{len(updated)} pool(s) updated for prefix {current}: {listed}",
+            )
         await self._refresh_pools_synced(name)
 
     async def _refresh_pools_synced(self, name: str) -> None:
@@ -534,7 +553,7 @@ class Controller:
             if plan.problems:
                 await self._warn(key, pool, "MalformedEntries", "; ".join(plan.problems))
             try:
-                await self._apply(pool, plan)
+                await self._apply(pool, plan, key)
                 if plan.actions:
                     await self._updated(key, pool, placements)
                 return None
@@ -556,7 +575,8 @@ class Controller:
         self._retry_later(key)
         return "kept conflicting with other writers"
 
-    async def _apply(self, pool: _Pool, plan: Plan) -> None:
+    async def _apply(self, pool: _Pool, plan: Plan, key: PoolKey | None = None) -> None:
+        generated = self.generated[key] if key is not None else {}
         for action in plan.actions:
             match action:
                 case Patch(resource=resource, name=name, namespace=namespace, body=body):
@@ -566,10 +586,12 @@ class Controller:
                 case Create(resource=resource, body=body):
                     # Conflict: it exists already; its own event brings it back to us
                     with contextlib.suppress(Conflict):
-                        await self.client.create(resource, body)
+                        created = await self.client.create(resource, body)
+                        generated[created["metadata"]["name"]] = created
                 case Delete(resource=resource, name=name, namespace=namespace):
                     with contextlib.suppress(NotFound):
                         await self.client.delete(resource, name, namespace=namespace)
+                    generated.pop(name, None)
 
     async def _updated(
         self, key: PoolKey, pool: _Pool, placements: tuple[Placement, ...] | None
@@ -582,6 +604,17 @@ class Controller:
             for p in placements
         )  # fmt: skip
         logger.debug("pool %s updated: %s", key, shown)
+        reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+        if reference is not None and self._syncing[reference.dynamic_prefix]:
+            # one event on the DynamicPrefix tells about the whole batch (sync_pools_of)
+            self._batch_updates[reference.dynamic_prefix].append(str(key))
+            return
+        await self.recorder.record(
+            pool.body,
+            type="Normal",
+            reason="PoolUpdated",
+            message=f"entries of the dynamic prefix operator set to: {shown}",
+        )
 
     async def _refetch(self, key: PoolKey, pool: _Pool) -> _Pool | None:
         metadata = pool.body["metadata"]

@@ -98,8 +98,16 @@ def build_registry(config: ClusterConfig) -> kopf.OperatorRegistry:
 
 
 def _register_pool_handler(registry: kopf.OperatorRegistry, backend: PoolBackend) -> None:
+    # Calico templates carry no record of ours (their generated pools do), so a template
+    # whose annotation was removed must still be seen: all IPPools are watched unfiltered.
+    everything = backend.group == "projectcalico.org"
+
     @kopf.on.event(
-        backend.group, backend.plural, registry=registry, when=_is_ours, id=f"pool-{backend.name}"
+        backend.group,
+        backend.plural,
+        registry=registry,
+        when=None if everything else _is_ours,
+        id=f"pool-{backend.name}",
     )
     async def pool_event(event: Any, resource: kopf.Resource, memo: kopf.Memo, **_: Any) -> None:
         controller: Controller = memo["controller"]
