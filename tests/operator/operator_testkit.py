@@ -25,6 +25,8 @@ RANGE = "lb"
 RANGE_START = "::f000:0:0:0"
 RANGE_END = "::ffff:ffff:ffff:ffff"
 COMPONENT = "dynamic-prefix-operator"
+# The operator reacts to events within a second; this only bounds how long a failure takes.
+WAIT_SECONDS = 10.0
 
 
 def new_tag() -> str:
@@ -75,7 +77,15 @@ def create_dynamic_prefix(cluster: Cluster, obj: dict[str, Any]) -> dict[str, An
 
 
 def set_prefix(cluster: Cluster, dp: str, prefix: str) -> None:
-    """Rotate: what a new prefix from the ISP looks like with the static source."""
+    """Rotate: what a new prefix from the ISP looks like with the static source.
+
+    First waits until the operator has taken the prefix in the spec now as current, as
+    every prefix of an ISP is in use for a while: without that, a quick test could skip a
+    prefix, and it would never enter the history.
+    """
+    obj = cluster.get(f"{DP_PATH}/{dp}")
+    assert obj is not None, f"DynamicPrefix {dp} does not exist"
+    wait_current(cluster, dp, obj["spec"]["acquisition"]["static"]["prefix"])
     cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": prefix}}}})
 
 
@@ -100,10 +110,26 @@ def condition_status(cluster: Cluster, dp: str, kind: str) -> str | None:
 
 def wait_current(cluster: Cluster, dp: str, prefix: str) -> dict[str, Any]:
     """Wait until the operator has written ``prefix`` as status.currentPrefix."""
-    return wait_for(
-        lambda: (status := status_of(cluster, dp)).get("currentPrefix") == prefix and status,
-        what=f"{dp} currentPrefix {prefix}",
-    )
+
+    def written() -> dict[str, Any] | None:
+        status = status_of(cluster, dp)
+        return status if status.get("currentPrefix") == prefix else None
+
+    return wait_for(written, timeout=WAIT_SECONDS, what=f"{dp} currentPrefix {prefix}")
+
+
+def wait_condition_message(cluster: Cluster, dp: str, kind: str, message: str) -> None:
+    """Wait until condition ``kind`` of ``dp`` says ``message``; a failure shows what it said."""
+    seen: list[Any] = [None]
+
+    def says_it() -> bool:
+        seen[0] = condition(cluster, dp, kind)
+        return seen[0] is not None and seen[0].get("message") == message
+
+    try:
+        wait_for(says_it, timeout=WAIT_SECONDS, what=f"{dp} {kind}: {message}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n  the condition: {seen[0]!r}") from None
 
 
 def wait_ready(cluster: Cluster, dp: str) -> None:
@@ -130,6 +156,7 @@ def wait_event(
 ) -> dict[str, Any]:
     events = wait_for(
         lambda: events_about(cluster, name, namespace=namespace, reason=reason),
+        timeout=WAIT_SECONDS,
         what=f"a {reason} event about {name}",
     )
     return events[0]
@@ -367,6 +394,10 @@ class CalicoPoolKind:
             "spec": copy.deepcopy(CALICO_TEMPLATE_SPEC),
         }
 
+    def generated_name(self, name: str, prefix: str) -> str:
+        """The name of the pool made from template ``name`` for range ``lb`` of ``prefix``."""
+        return f"{name}-{lb_cidr(prefix).replace(':', '-').replace('/', '-')}"
+
     def generated(self, cluster: Cluster, name: str) -> list[dict[str, Any]]:
         """The pools the operator made from template ``name``."""
         selector = urlencode({"labelSelector": f"{api.LABEL_GENERATED_FROM}={name}"})
@@ -474,6 +505,7 @@ def wait_pool(
     *,
     namespace: str | None = None,
     what: str = "",
+    timeout: float = WAIT_SECONDS,
 ) -> None:
     """Wait until the pool holds ``want``; the failure shows what it held instead."""
     seen: list[Any] = [None]
@@ -483,6 +515,6 @@ def wait_pool(
         return bool(seen[0] == want)
 
     try:
-        wait_for(holds_want, what=f"{kind.id} {name}: {what or 'content'}")
+        wait_for(holds_want, timeout=timeout, what=f"{kind.id} {name}: {what or 'content'}")
     except AssertionError as error:
         raise AssertionError(f"{error}\n  holds: {seen[0]!r}\n  want:  {want!r}") from None

@@ -83,7 +83,8 @@ class KubeClient:
         self.requests: collections.Counter[str] = collections.Counter()
 
     async def __aenter__(self) -> KubeClient:
-        connector = aiohttp.TCPConnector(ssl=self._config.ssl_context(), limit=64)
+        # room for the pool batch (64 in flight) next to the long-lived watches
+        connector = aiohttp.TCPConnector(ssl=self._config.ssl_context(), limit=96)
         self._session = aiohttp.ClientSession(
             base_url=self._config.server,
             connector=connector,

@@ -144,6 +144,7 @@ class Controller:
             collections.defaultdict(dict)
         )
         self.live: set[str] = set()
+        self.pools_listed = False  # until every served pool kind was listed once
         self.pool_problems: collections.defaultdict[str, dict[PoolKey, str | None]] = (
             collections.defaultdict(dict)
         )
@@ -177,10 +178,31 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
+    def spawn(self, coroutine: Any, name: str) -> None:
+        """Run ``coroutine`` in the background; cancelled by `close`, errors logged."""
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    def mark_pools_listed(self) -> None:
+        """Every pool kind the cluster serves has been listed once: pools can be judged.
+
+        Until then no pool is reconciled and PoolsSynced is not judged, so that a restart
+        neither recreates pools it has not seen yet nor reports "0/0 pools in sync".
+        """
+        if self.pools_listed:
+            return
+        self.pools_listed = True
+        for name in list(self.live):
+            self.spawn(self.sync_pools_of(name), f"listed:{name}")
+        for key, pool in list(self.pools.items()):
+            if PoolReference.from_annotations(pool.body["metadata"].get("annotations")) is None:
+                self.spawn(self.reconcile_pool(key), f"listed:{key}")  # releases, if any
 
     def _identity_store(self, name: str) -> StatusIdentityStore:
         def store(body: dict[str, Any]) -> None:
@@ -339,7 +361,7 @@ class Controller:
 
     def _pool_summary(self, name: str) -> PoolSummary | None:
         """Counts kept up to date by `_record_outcome`: no walk over every pool."""
-        if name not in self.live:
+        if name not in self.live or not self.pools_listed:
             return None
         results = self.pool_problems.get(name, {})
         total = len(self.pools_by_prefix.get(name, ()))
@@ -481,13 +503,17 @@ class Controller:
                 self._refresh_pending.discard(name)
             await self.refresh_status(name)
 
-        self._spawn(refresh(), f"refresh:{name}")
+        self.spawn(refresh(), f"refresh:{name}")
 
     async def reconcile_pool(self, key: PoolKey) -> bool:
         """Make one pool right and record the outcome for PoolsSynced.
 
         Returns whether the outcome differs from the last one (worth a status refresh).
         """
+        if not self.pools_listed:
+            # before every kind was listed once, a Calico template may be seen before the
+            # pools made from it; `mark_pools_listed` reconciles everything afterwards
+            return False
         async with self._pool_locks[key], self._semaphore:
             pool = self.pools.get(key)
             if pool is None:
@@ -631,7 +657,7 @@ class Controller:
     def _retry_later(self, key: PoolKey) -> None:
         loop = asyncio.get_running_loop()
         loop.call_later(
-            RETRY_LATER_SECONDS, lambda: self._spawn(self.reconcile_pool(key), f"retry:{key}")
+            RETRY_LATER_SECONDS, lambda: self.spawn(self.reconcile_pool(key), f"retry:{key}")
         )
 
     async def _warn(self, key: PoolKey, pool: _Pool, reason: str, message: str) -> None:

@@ -1,0 +1,457 @@
+"""The manifests under deploy/: what they say, that the API server takes them, and that their
+ServiceAccount may do the operator's whole job (the operator runs its scenario as that
+account, RBAC enforced) and nothing more.
+
+The control plane has no controller-manager and no nodes, so the Deployment never gets a
+pod: the operator runs here as a process holding a token of the deployed ServiceAccount
+(TokenRequest API), which is exactly what RBAC sees of a pod.
+
+Cleanup leaves the CRD, the namespace and the RBAC objects in place (other tests install
+the same CRD, and a namespace never finishes terminating without a controller-manager);
+only the DynamicPrefix and pools this module creates are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.controlplane import ControlPlane
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from tests.operator.operator_testkit import (
+    CALICO_POOL,
+    CILIUM_CIDR_GROUP,
+    CILIUM_LB_POOL,
+    DP_PATH,
+    METALLB_POOL,
+    PoolKind,
+    create,
+    create_dynamic_prefix,
+    dynamic_prefix,
+    events_about,
+    new_tag,
+    wait_current,
+    wait_pool,
+)
+
+REPO = Path(__file__).parents[2]
+DEPLOY = REPO / "deploy"
+POOL_CRDS = REPO / "src/dynamic_prefix/testbed/crds"
+NAMESPACE = "dynamic-prefix-system"
+SERVICE_ACCOUNT = "dynamic-prefix-operator"
+USERNAME = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+DEPLOYMENT = "dynamic-prefix-operator"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+WAIT_SECONDS = 15.0
+A, B = "2001:db8:de1::/64", "2001:db8:de2::/64"
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of a directory under deploy/: the objects it would apply."""
+    result = subprocess.run(
+        [os.environ.get("KUBECTL", "kubectl"), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
+    return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = find(objects, "Deployment", DEPLOYMENT)["spec"]["template"]["spec"]
+    containers: list[dict[str, Any]] = pod["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def rules(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every RBAC rule, with the kind of role that holds it."""
+    return [
+        (obj["kind"], rule)
+        for obj in objects
+        if obj["kind"] in ("ClusterRole", "Role")
+        for rule in obj.get("rules") or []
+    ]
+
+
+def granted_writes(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) of every write the ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for kind, rule in rules(objects)
+        if kind == "ClusterRole"
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule.get("verbs") or []
+        if verb in WRITE_VERBS
+    }
+
+
+# --- what the manifests say --------------------------------------------------------------
+
+
+def test_the_default_install_holds_the_crd_the_account_its_roles_and_the_deployment() -> None:
+    objects = render(DEPLOY)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        [
+            ("Namespace", NAMESPACE),
+            ("CustomResourceDefinition", api.CRD_NAME),
+            ("ServiceAccount", SERVICE_ACCOUNT),
+            ("ClusterRole", "dynamic-prefix-operator"),
+            ("ClusterRoleBinding", "dynamic-prefix-operator"),
+            ("Role", "dynamic-prefix-operator-leader-election"),
+            ("RoleBinding", "dynamic-prefix-operator-leader-election"),
+            ("Deployment", DEPLOYMENT),
+        ]
+    )
+    crd = yaml.safe_load((DEPLOY / "crd/dynamicprefixes.yaml").read_text(encoding="utf-8"))
+    assert find(objects, "CustomResourceDefinition") == crd, "the generated CRD, unchanged"
+    for obj in objects:
+        if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding", "Deployment"):
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["kind"]
+    for binding in (find(objects, "ClusterRoleBinding"), find(objects, "RoleBinding")):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+        ]
+
+
+def test_the_pod_is_on_the_host_network_as_root_holding_only_net_raw_on_a_read_only_root() -> None:
+    objects = render(DEPLOY)
+    deployment = find(objects, "Deployment", DEPLOYMENT)
+    pod = deployment["spec"]["template"]["spec"]
+    container = operator_container(objects)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
+    }
+    assert container["args"] == ["run", "--log-format", "json"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert set(container["resources"]["limits"]) == {"memory"}
+
+
+def test_the_deployment_runs_the_image_the_build_script_makes() -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    container = operator_container(render(DEPLOY))
+    assert container["image"] == f"localhost/dynamic-prefix-operator:{version}"
+    script = (REPO / "scripts/build-image.sh").read_text(encoding="utf-8")
+    assert "localhost/dynamic-prefix-operator:$version" in script
+
+
+def test_no_rule_grants_secrets_wildcards_or_non_resource_urls() -> None:
+    found = rules(render(DEPLOY))
+    assert found
+    for kind, rule in found:
+        assert "nonResourceURLs" not in rule, (kind, rule)
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], (kind, rule)
+        assert not {"secrets", "pods", "configmaps"} & set(rule["resources"]), (kind, rule)
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+    namespaced = [rule for kind, rule in found if kind == "Role"]
+    assert namespaced == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+
+
+def test_the_dhcpv6_overlay_adds_net_bind_service_and_changes_nothing_else() -> None:
+    base, overlay = render(DEPLOY), render(DEPLOY / "overlays/dhcpv6")
+    capabilities = operator_container(overlay)["securityContext"]["capabilities"]
+    assert capabilities == {"drop": ["ALL"], "add": ["NET_RAW", "NET_BIND_SERVICE"]}
+    capabilities["add"].remove("NET_BIND_SERVICE")
+    assert overlay == base
+
+
+def test_the_netlink_overlay_runs_as_the_image_user_without_any_capability() -> None:
+    container = operator_container(render(DEPLOY / "overlays/netlink-nonroot"))
+    context = container["securityContext"]
+    assert context["runAsUser"] == context["runAsGroup"] == 65532
+    assert context["runAsNonRoot"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    containerfile = (REPO / "Containerfile").read_text(encoding="utf-8")
+    assert re.search(r"^USER 65532:65532$", containerfile, re.MULTILINE), "the image's user"
+
+
+def test_the_metrics_service_selects_the_operator_pod_and_its_named_port() -> None:
+    objects = render(DEPLOY / "overlays/metrics")
+    service = find(objects, "Service")
+    assert service["metadata"]["namespace"] == NAMESPACE
+    labels = find(objects, "Deployment", DEPLOYMENT)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    ports = {port["name"] for port in operator_container(objects)["ports"]}
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http-metrics"]
+    assert "http-metrics" in ports
+    assert [o for o in objects if o["kind"] != "Service"] == render(DEPLOY)
+
+
+# --- against the API server --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """deploy/ applied, and a token of its ServiceAccount."""
+
+    token: str
+    kubeconfig: Path
+
+
+@pytest.fixture(scope="module")
+def deployed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    control_plane.kubectl("apply", "-k", str(DEPLOY))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", f"crd/{api.CRD_NAME}"
+    )
+    token = control_plane.create_service_account_token(NAMESPACE, SERVICE_ACCOUNT, create=False)
+    kubeconfig = tmp_path_factory.mktemp("service-account") / "kubeconfig"
+    control_plane.kubeconfig_for_token(token, kubeconfig, user=SERVICE_ACCOUNT)
+    return Deployed(token, kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def pool_crds(control_plane: ControlPlane) -> None:
+    """The Cilium, MetalLB and Calico pool kinds, installed as admin before any operator starts
+    (the session's convention; tests/operator/test_crd_discovery.py covers kinds installed
+    later, on a control plane of its own)."""
+    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml"):
+        control_plane.kubectl("apply", "-f", str(POOL_CRDS / name))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+
+
+def test_kubectl_apply_k_is_accepted_and_the_server_keeps_every_field(
+    control_plane: ControlPlane, deployed: Deployed
+) -> None:
+    stored = json.loads(control_plane.kubectl("get", "-k", str(DEPLOY), "-o", "json").stdout)
+    assert len(stored["items"]) == len(render(DEPLOY))
+    pod = find(stored["items"], "Deployment", DEPLOYMENT)["spec"]["template"]["spec"]
+    want = operator_container(render(DEPLOY))
+    got = pod["containers"][0]
+    for field in ("image", "args", "securityContext", "resources", "volumeMounts"):
+        assert got[field] == want[field], field
+    assert pod["hostNetwork"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+@pytest.mark.parametrize("overlay", ["dhcpv6", "netlink-nonroot", "metrics"])
+def test_every_overlay_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, deployed: Deployed, overlay: str
+) -> None:
+    control_plane.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay))
+
+
+class ServiceAccountOperator(OperatorProcess):
+    """`dynamic-prefix run` with a kubeconfig of its own, as the Deployment runs it."""
+
+    def __init__(self, plane: ControlPlane, log_path: Path, kubeconfig: Path) -> None:
+        super().__init__(plane, log_path)
+        self.kubeconfig = kubeconfig
+
+    def start(self) -> ServiceAccountOperator:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dynamic_prefix.cli.main", "run",
+                 "--kubeconfig", str(self.kubeconfig), "--log-format", "json"],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        return self
+
+
+@pytest.fixture
+def sa_operator(
+    control_plane: ControlPlane, deployed: Deployed, pool_crds: None, tmp_path: Path
+) -> Iterator[ServiceAccountOperator]:
+    process = ServiceAccountOperator(control_plane, tmp_path / "operator.log", deployed.kubeconfig)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print("---- operator log ----\n" + process.log()[-20000:])
+
+
+# A refusal by the API server, as the operator or kopf would log it. Writes into a namespace
+# being deleted are refused with 403 too: a namespace left Terminating by another test (no
+# controller-manager here) can hold pools the operator posts events about.
+_REFUSAL = re.compile(r"\b403\b|forbidden|not enough permissions", re.IGNORECASE)
+
+
+def refusals(log: str) -> list[str]:
+    """Log lines that report a request refused for lack of permission."""
+    return [
+        line for line in log.splitlines()
+        if _REFUSAL.search(line) and "because it is being terminated" not in line
+    ]  # fmt: skip
+
+
+def test_the_operator_does_its_whole_job_as_the_service_account_using_every_write_granted(
+    control_plane: ControlPlane,
+    deployed: Deployed,
+    sa_operator: ServiceAccountOperator,
+    namespace: str,
+) -> None:
+    cluster = Cluster(control_plane)
+    tag = new_tag()
+    dp = f"rbac-{tag}"
+    pools: list[tuple[PoolKind, str, str | None]] = [
+        (CILIUM_LB_POOL, f"rbac-lb-{tag}", None),
+        (CILIUM_CIDR_GROUP, f"rbac-cidrs-{tag}", None),
+        (METALLB_POOL, f"rbac-metallb-{tag}", namespace),
+        (CALICO_POOL, f"rbac-calico-{tag}", None),
+    ]
+    try:
+        create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
+        for kind, name, where in pools:
+            create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
+        for kind, name, where in pools:
+            wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="A")
+
+        wait_current(cluster, dp, A)
+        cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": B}}}})
+        for kind, name, where in pools:
+            wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="B, A")
+
+        cluster.delete(f"{DP_PATH}/{dp}")
+        wait_for(
+            lambda: cluster.get(f"{DP_PATH}/{dp}") is None,
+            timeout=WAIT_SECONDS,
+            what=f"{dp} finalized and gone",
+        )
+        for kind, name, where in pools:
+            wait_pool(cluster, kind, name, kind.released(), namespace=where, what="released")
+        wait_for(
+            lambda: events_about(cluster, dp, reason="PoolsReleased"),
+            timeout=WAIT_SECONDS,
+            what="a PoolsReleased event in default",
+        )
+        metallb_pool = pools[2][1]
+        wait_for(
+            lambda: events_about(cluster, metallb_pool, namespace=namespace, reason="PoolReleased"),
+            timeout=WAIT_SECONDS,
+            what="a PoolReleased event next to the MetalLB pool",
+        )
+    finally:
+        sa_operator.stop()
+        for kind, name, where in pools:
+            cluster.delete(kind.path(name, where))
+        cluster.delete(f"{DP_PATH}/{dp}")
+
+    assert sa_operator.process is not None
+    assert sa_operator.process.returncode == 0, "the operator stopped cleanly"
+    assert refusals(sa_operator.log()) == []
+
+    mine = [w for w in control_plane.audit_writes() if w["user"]["username"] == USERNAME]
+    refused = [w for w in mine if w["responseStatus"]["code"] == 403]
+    assert refused == []
+    used = {
+        (
+            w["objectRef"].get("apiGroup", ""),
+            "/".join(filter(None, (w["objectRef"]["resource"], w["objectRef"].get("subresource")))),
+            w["verb"],
+        )
+        for w in mine
+        if w["responseStatus"]["code"] < 400
+    }
+    assert granted_writes(render(DEPLOY)) - used == set(), "granted but never needed"
+
+
+# Asked with the ServiceAccount's token. Writes are refused before their body is read, so
+# an empty body is enough to ask.
+REFUSED = [
+    ("GET", "/api/v1/namespaces/kube-system/secrets"),
+    ("GET", "/api/v1/secrets"),
+    ("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/any"),
+    ("DELETE", "/apis/cilium.io/v2/ciliumloadbalancerippools/any"),
+    ("POST", "/apis/cilium.io/v2/ciliumloadbalancerippools"),
+    ("DELETE", "/apis/metallb.io/v1beta1/namespaces/default/ipaddresspools/any"),
+    ("POST", f"/apis/{api.API_VERSION}/{api.PLURAL}"),
+    ("PUT", f"/apis/{api.API_VERSION}/{api.PLURAL}/any"),
+    ("DELETE", f"/apis/{api.API_VERSION}/{api.PLURAL}/any"),
+    ("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{DEPLOYMENT}"),
+    ("PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{api.CRD_NAME}"),
+    ("GET", "/api/v1/namespaces/default/events"),
+    ("GET", "/api/v1/namespaces"),
+    ("GET", "/api/v1/configmaps"),
+    ("POST", f"/api/v1/namespaces/{NAMESPACE}/pods"),
+    ("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/any"),
+    ("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/any"),
+    ("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
+]
+# The same token is accepted for what the operator does, so the refusals above are RBAC's.
+ALLOWED = [
+    ("GET", "/apis", 200),
+    ("GET", f"/apis/{api.API_VERSION}/{api.PLURAL}", 200),
+    ("GET", "/apis/metallb.io/v1beta1/ipaddresspools", 200),
+    ("GET", "/apis/projectcalico.org/v3/ippools/absent", 404),
+    ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", 200),
+    ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/absent", 404),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), REFUSED, ids=[f"{m} {p}" for m, p in REFUSED])
+def test_the_service_account_is_refused_anything_the_operator_does_not_do(
+    control_plane: ControlPlane, deployed: Deployed, method: str, path: str
+) -> None:
+    body = None if method in ("GET", "DELETE") else {}
+    response = control_plane.request(method, path, body=body, token=deployed.token)
+    assert response.status == 403, response.body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), ALLOWED, ids=[f"{m} {p}" for m, p, _ in ALLOWED]
+)
+def test_the_service_account_may_read_what_the_operator_reads(
+    control_plane: ControlPlane,
+    deployed: Deployed,
+    pool_crds: None,
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    response = control_plane.request(method, path, token=deployed.token)
+    assert response.status == status, response.body

@@ -1,0 +1,120 @@
+"""Pool kinds the operator finds by itself: CRDs installed after it started, and Cilium
+clusters that serve only cilium.io/v2alpha1.
+
+These run on a control plane of their own, holding only the DynamicPrefix CRD at first:
+on the session's control plane every pool CRD is installed before any operator starts,
+and only one version of the Cilium CRDs can be installed at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dynamic_prefix import testbed
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.controlplane import ControlPlane
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
+from tests.operator.operator_testkit import (
+    CALICO_POOL,
+    CILIUM_CIDR_GROUP,
+    CILIUM_LB_POOL,
+    METALLB_POOL,
+    PoolKind,
+    create,
+    create_dynamic_prefix,
+    dynamic_prefix,
+    new_tag,
+    set_prefix,
+    wait_pool,
+    wait_ready,
+)
+
+CRDS = Path(testbed.__file__).parent / "crds"
+DYNAMIC_PREFIX_CRD = Path(__file__).parents[2] / "deploy" / "crd" / "dynamicprefixes.yaml"
+LATE_CRDS = ("metallb.yaml", "calico.yaml", "cilium-v2alpha1.yaml")
+A, B = "2001:db8:a1::/64", "2001:db8:b2::/64"
+
+V2ALPHA1_LB_POOL = dataclasses.replace(
+    CILIUM_LB_POOL, id="cilium-lb-pool-v2alpha1", group_version="cilium.io/v2alpha1"
+)
+V2ALPHA1_CIDR_GROUP = dataclasses.replace(
+    CILIUM_CIDR_GROUP, id="cilium-cidr-group-v2alpha1", group_version="cilium.io/v2alpha1"
+)
+
+
+@pytest.fixture(scope="module")
+def bare_plane() -> Iterator[ControlPlane]:
+    """A control plane of this module's own, with the DynamicPrefix CRD and no pool CRD."""
+    with ControlPlane() as plane:
+        plane.kubectl("apply", "-f", str(DYNAMIC_PREFIX_CRD))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{api.CRD_NAME}")
+        yield plane
+
+
+@pytest.fixture
+def bare_operator(bare_plane: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """An operator on `bare_plane`, not yet started (a test decides when); stopped after."""
+    process = OperatorProcess(bare_plane, tmp_path / "operator.log")
+    try:
+        yield process
+    finally:
+        process.stop()
+        print("---- operator log ----\n" + process.log()[-20000:])
+
+
+def _install(plane: ControlPlane, *manifests: str) -> None:
+    for manifest in manifests:
+        plane.kubectl("apply", "-f", str(CRDS / manifest))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+
+
+def test_pool_kinds_whose_crds_are_installed_after_the_operator_started_are_served_at_once(
+    bare_plane: ControlPlane, bare_operator: OperatorProcess
+) -> None:
+    cluster = Cluster(bare_plane)
+    for manifest in LATE_CRDS:  # whatever ran before on this control plane
+        bare_plane.kubectl("delete", "--ignore-not-found", "--wait", "-f", str(CRDS / manifest))
+    tag = new_tag()
+    dp, namespace = f"late-{tag}", f"late-{tag}"
+    bare_operator.start()
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
+    wait_ready(cluster, dp)  # the operator runs, with no pool kind to watch yet
+
+    _install(bare_plane, *LATE_CRDS)
+    bare_plane.kubectl("create", "namespace", namespace)
+    kinds: list[PoolKind] = [V2ALPHA1_LB_POOL, V2ALPHA1_CIDR_GROUP, METALLB_POOL, CALICO_POOL]
+    pools = [(kind, f"late-{kind.id}-{tag}", namespace if kind.namespaced else None)
+             for kind in kinds]  # fmt: skip
+    for kind, name, where in pools:
+        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
+
+    for kind, name, where in pools:
+        wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="filled")
+    set_prefix(cluster, dp, B)
+    for kind, name, where in pools:
+        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="rotated")
+
+
+def test_cilium_pools_served_only_as_v2alpha1_are_filled_and_follow_rotations(
+    bare_plane: ControlPlane, bare_operator: OperatorProcess
+) -> None:
+    cluster = Cluster(bare_plane)
+    _install(bare_plane, "cilium-v2alpha1.yaml")
+    assert bare_plane.request("GET", "/apis/cilium.io/v2").status == 404
+    tag = new_tag()
+    dp = f"alpha-{tag}"
+    bare_operator.start()
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
+    pools = [(V2ALPHA1_LB_POOL, f"alpha-pool-{tag}"), (V2ALPHA1_CIDR_GROUP, f"alpha-group-{tag}")]
+    for kind, name in pools:
+        create(cluster, kind.collection(), kind.manifest(name, dp=dp))
+
+    for kind, name in pools:
+        wait_pool(cluster, kind, name, kind.expected([A]), what="filled")
+    set_prefix(cluster, dp, B)
+    for kind, name in pools:
+        wait_pool(cluster, kind, name, kind.expected([B, A]), what="rotated")
