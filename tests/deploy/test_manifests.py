@@ -6,13 +6,14 @@ The control plane has no controller-manager and no nodes, so the Deployment neve
 pod: the operator runs here as a process holding a token of the deployed ServiceAccount
 (TokenRequest API), which is exactly what RBAC sees of a pod.
 
-Cleanup leaves the CRD, the namespace and the RBAC objects in place (other tests install
-the same CRD, and a namespace never finishes terminating without a controller-manager);
-only the DynamicPrefix and pools this module creates are removed.
+Cleanup leaves what deploy/ installs in place (other tests install the same CRD, and a
+namespace never finishes terminating without a controller-manager); the DynamicPrefix and
+pools this module creates are removed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -329,6 +330,45 @@ def refusals(log: str) -> list[str]:
     ]  # fmt: skip
 
 
+def fill_rotate_release(
+    cluster: Cluster, dp: str, pools: list[tuple[PoolKind, str, str | None]], namespace: str
+) -> None:
+    """The operator's job end to end: pools filled, a new prefix, the DynamicPrefix deleted."""
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
+    for kind, name, where in pools:
+        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
+    for kind, name, where in pools:
+        wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="A")
+
+    wait_current(cluster, dp, A)
+    cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": B}}}})
+    for kind, name, where in pools:
+        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="B, A")
+
+    cluster.delete(f"{DP_PATH}/{dp}")
+    wait_for(
+        lambda: cluster.get(f"{DP_PATH}/{dp}") is None,
+        timeout=WAIT_SECONDS,
+        what=f"{dp} finalized and gone",
+    )
+    for kind, name, where in pools:
+        wait_pool(cluster, kind, name, kind.released(), namespace=where, what="released")
+    wait_for(
+        lambda: events_about(cluster, dp, reason="PoolsReleased"),
+        timeout=WAIT_SECONDS,
+        what="a PoolsReleased event about the DynamicPrefix in default",
+    )
+    for kind, name, where in pools:
+        if where is not None:
+            wait_for(
+                functools.partial(
+                    events_about, cluster, name, namespace=where, reason="PoolReleased"
+                ),
+                timeout=WAIT_SECONDS,
+                what=f"a PoolReleased event next to {kind.id} {where}/{name}",
+            )
+
+
 def test_the_operator_does_its_whole_job_as_the_service_account_using_every_write_granted(
     control_plane: ControlPlane,
     deployed: Deployed,
@@ -345,36 +385,13 @@ def test_the_operator_does_its_whole_job_as_the_service_account_using_every_writ
         (CALICO_POOL, f"rbac-calico-{tag}", None),
     ]
     try:
-        create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
-        for kind, name, where in pools:
-            create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
-        for kind, name, where in pools:
-            wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="A")
-
-        wait_current(cluster, dp, A)
-        cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": B}}}})
-        for kind, name, where in pools:
-            wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="B, A")
-
-        cluster.delete(f"{DP_PATH}/{dp}")
-        wait_for(
-            lambda: cluster.get(f"{DP_PATH}/{dp}") is None,
-            timeout=WAIT_SECONDS,
-            what=f"{dp} finalized and gone",
-        )
-        for kind, name, where in pools:
-            wait_pool(cluster, kind, name, kind.released(), namespace=where, what="released")
-        wait_for(
-            lambda: events_about(cluster, dp, reason="PoolsReleased"),
-            timeout=WAIT_SECONDS,
-            what="a PoolsReleased event in default",
-        )
-        metallb_pool = pools[2][1]
-        wait_for(
-            lambda: events_about(cluster, metallb_pool, namespace=namespace, reason="PoolReleased"),
-            timeout=WAIT_SECONDS,
-            what="a PoolReleased event next to the MetalLB pool",
-        )
+        fill_rotate_release(cluster, dp, pools, namespace)
+    except AssertionError as error:
+        found = refusals(sa_operator.log())
+        if not found:
+            raise
+        shown = "\n".join(found)[-5000:]
+        raise AssertionError(f"{error}\nrefused, in the operator's log:\n{shown}") from None
     finally:
         sa_operator.stop()
         for kind, name, where in pools:
@@ -437,21 +454,17 @@ ALLOWED = [
 def test_the_service_account_is_refused_anything_the_operator_does_not_do(
     control_plane: ControlPlane, deployed: Deployed, method: str, path: str
 ) -> None:
-    body = None if method in ("GET", "DELETE") else {}
+    body: dict[str, Any] | None = None if method in ("GET", "DELETE") else {}
     response = control_plane.request(method, path, body=body, token=deployed.token)
     assert response.status == 403, response.body
 
 
+@pytest.mark.usefixtures("pool_crds")
 @pytest.mark.parametrize(
     ("method", "path", "status"), ALLOWED, ids=[f"{m} {p}" for m, p, _ in ALLOWED]
 )
 def test_the_service_account_may_read_what_the_operator_reads(
-    control_plane: ControlPlane,
-    deployed: Deployed,
-    pool_crds: None,
-    method: str,
-    path: str,
-    status: int,
+    control_plane: ControlPlane, deployed: Deployed, method: str, path: str, status: int
 ) -> None:
     response = control_plane.request(method, path, token=deployed.token)
     assert response.status == status, response.body
