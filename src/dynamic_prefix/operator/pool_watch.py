@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
 MAX_BACKOFF = 30.0
 LISTING_PATIENCE = 30.0  # seconds to wait for every kind's first list before going on
+# seconds between discovery attempts while a new CRD is not served yet
+DISCOVERY_RETRIES = (0.2, 0.5, 1.0, 2.0, 5.0)
 RECORD_ANNOTATIONS = (
     api.ANNOTATION_NAME,
     api.ANNOTATION_MANAGED_BLOCKS,
@@ -146,6 +148,7 @@ class PoolKinds:
         self.backends = backends
         self.watchers: dict[str, tuple[Resource, asyncio.Task[None]]] = {}
         self._listed: dict[str, asyncio.Event] = {}
+        self._retries: set[asyncio.Task[None]] = set()
         self._on_change = on_change
 
     async def run(self) -> None:
@@ -171,10 +174,16 @@ class PoolKinds:
                         version = str(listing["metadata"].get("resourceVersion", ""))
                     async for event in self.client.watch(CRDS, resource_version=version):
                         version = event.object.get("metadata", {}).get("resourceVersion", version)
-                        group = (event.object.get("spec") or {}).get("group")
-                        affected = tuple(b for b in self.backends if b.group == group)
+                        spec = event.object.get("spec") or {}
+                        plural = (spec.get("names") or {}).get("plural")
+                        affected = tuple(
+                            b for b in self.backends
+                            if b.group == spec.get("group") and b.plural == plural
+                        )  # fmt: skip
                         if affected:
-                            await self._rediscover(affected)
+                            missing = await self._rediscover(affected)
+                            if missing and event.type != "DELETED":
+                                self._retry_discovery(missing)
                         backoff = 0.5
                 except Gone:
                     version = None
@@ -183,19 +192,45 @@ class PoolKinds:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
+            for retry in list(self._retries):
+                retry.cancel()
             for _, task in self.watchers.values():
                 task.cancel()
             await asyncio.gather(
                 *(task for _, task in self.watchers.values()), return_exceptions=True
             )
 
-    async def _rediscover(self, backends: tuple[PoolBackend, ...]) -> None:
+    def _retry_discovery(self, backends: tuple[PoolBackend, ...]) -> None:
+        """A CRD exists but discovery does not serve it yet: API discovery lags behind
+        the CRD's Established condition by a moment; ask again a few times."""
+
+        async def retry() -> None:
+            pending = backends
+            for delay in DISCOVERY_RETRIES:
+                await asyncio.sleep(delay)
+                pending = await self._rediscover(pending)
+                if not pending:
+                    return
+            logger.warning(
+                "CRDs of %s exist but are not served; they are watched when they change",
+                ", ".join(b.kind for b in pending),
+            )
+
+        task = asyncio.create_task(retry(), name="rediscover")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _rediscover(self, backends: tuple[PoolBackend, ...]) -> tuple[PoolBackend, ...]:
+        """Start, switch or stop watchers; returns the backends the cluster does not serve."""
+        missing: list[PoolBackend] = []
         for backend in backends:
             try:
                 resource = await served_resource(self.client, backend)
             except ApiError as error:
                 logger.warning("discovering %s: %s", backend.kind, error)
                 continue
+            if resource is None:
+                missing.append(backend)
             running = self.watchers.get(backend.name)
             if running is not None and running[0] == resource:
                 continue
@@ -214,3 +249,4 @@ class PoolKinds:
                 logger.info("watching %s (%s)", backend.kind, resource.api_version)
             if self._on_change is not None:
                 self._on_change(backend.name, resource)
+        return tuple(missing)
