@@ -71,6 +71,13 @@ def test_pool_is_filled_then_follows_rotations_keeping_user_blocks(
         what="rotation keeps old and new",
     )
     set_prefix(cluster, dp, "2001:db8:3::/64")
+    wait_for(
+        lambda: (
+            (cluster.get(f"{DP_PATH}/{dp}") or {}).get("status", {}).get("currentPrefix")
+            == "2001:db8:3::/64"
+        ),
+        what="the third prefix taken (a prefix replaced before it was seen is never current)",
+    )
     set_prefix(cluster, dp, "2001:db8:4::/64")
     wait_for(
         lambda: (
