@@ -18,7 +18,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -291,16 +290,7 @@ class ServiceAccountOperator(OperatorProcess):
     def __init__(self, plane: ControlPlane, log_path: Path, kubeconfig: Path) -> None:
         super().__init__(plane, log_path)
         self.kubeconfig = kubeconfig
-
-    def start(self) -> ServiceAccountOperator:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "dynamic_prefix.cli.main", "run",
-                 "--kubeconfig", str(self.kubeconfig), "--log-format", "json"],
-                stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-        return self
+        self.extra_args = ("--log-format", "json")
 
 
 @pytest.fixture

@@ -25,6 +25,15 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port of /metrics, /healthz and /readyz (0: none; default 8080)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="", help="address to listen on (default: every address)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -45,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf says "Handler ... succeeded" for every watch event: noise, and slow at scale
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    registry = build_registry(config)
+    registry = build_registry(
+        config, metrics_host=args.metrics_host, metrics_port=args.metrics_port
+    )
     asyncio.run(
         kopf.operator(registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo())
     )

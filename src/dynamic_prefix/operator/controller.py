@@ -102,10 +102,21 @@ def _is_older(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> 
     return old.isdigit() and new.isdigit() and int(new) < int(old)
 
 
+def reference_name(pool: _Pool) -> str:
+    """The DynamicPrefix a pool references ("" if none), for metric labels."""
+    reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+    return "" if reference is None else reference.dynamic_prefix
+
+
 def _same_version(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     """Whether both are the same version of an object (equal, non-empty resourceVersions)."""
     version = (one.get("metadata") or {}).get("resourceVersion")
     return bool(version) and version == (other.get("metadata") or {}).get("resourceVersion")
+
+
+def _snake(reason: str) -> str:
+    """``PrefixChanged`` -> ``prefix_changed``, for metric labels."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in reason).lstrip("_")
 
 
 def _finalizers_patch(body: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
@@ -145,6 +156,7 @@ class Controller:
         )
         self.live: set[str] = set()
         self.pools_listed = False  # until every served pool kind was listed once
+        self.stats: collections.Counter[tuple[str, str]] = collections.Counter()  # metrics
         self.pool_problems: collections.defaultdict[str, dict[PoolKey, str | None]] = (
             collections.defaultdict(dict)
         )
@@ -241,6 +253,7 @@ class Controller:
         await self.refresh_status(name)
 
     def _on_source_change(self, name: str, state: SourceState) -> None:
+        self.stats[name, "source_report"] += 1
         if state.prefix is not None:
             self.live.add(name)
         self.request_refresh(name)
@@ -333,6 +346,7 @@ class Controller:
                     return
                 self.dynamic_prefixes[name] = body
             for event in update.events:
+                self.stats[name, _snake(event.reason)] += 1
                 await self.recorder.record(body, type=event.type, reason=event.reason,
                                            message=event.message)  # fmt: skip
             self._arm_timer(name, body.get("status") or {}, state)
@@ -581,6 +595,7 @@ class Controller:
             try:
                 await self._apply(pool, plan, key)
                 if plan.actions:
+                    self.stats[reference_name(pool), "pool_write"] += 1
                     await self._updated(key, pool, placements)
                 return None
             except Conflict:
@@ -596,6 +611,7 @@ class Controller:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except ApiError as error:
+                self.stats[reference_name(pool), "pool_error"] += 1
                 await self._warn(key, pool, "UpdateFailed", f"cannot update the pool: {error}")
                 return str(error)
         self._retry_later(key)

@@ -18,6 +18,7 @@ from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import ClusterConfig
 from dynamic_prefix.operator.controller import Controller
+from dynamic_prefix.operator.observability import ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolKinds
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def build_registry(config: ClusterConfig) -> kopf.OperatorRegistry:
+def build_registry(
+    config: ClusterConfig, *, metrics_host: str = "", metrics_port: int = 8080
+) -> kopf.OperatorRegistry:
     """A kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
 
@@ -72,10 +75,21 @@ def build_registry(config: ClusterConfig) -> kopf.OperatorRegistry:
         memo["pool_kinds"] = asyncio.create_task(
             PoolKinds(client, controller, BACKENDS).run(), name="pool-kinds"
         )
+        server = ObservabilityServer(controller, host=metrics_host, port=metrics_port)
+        memo["server"] = server
+        if metrics_port:
+            try:
+                await server.start()
+            except OSError as error:
+                raise kopf.PermanentError(
+                    f"cannot serve metrics and health on port {metrics_port}: {error}; "
+                    "choose another with --metrics-port"
+                ) from error
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         controller: Controller = memo["controller"]
+        await memo["server"].stop()
         memo["pool_kinds"].cancel()
         await asyncio.gather(memo["pool_kinds"], return_exceptions=True)
         await controller.close()

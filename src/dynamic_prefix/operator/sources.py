@@ -73,6 +73,7 @@ class _Running:
     tasks: list[asyncio.Task[None]]
     states: dict[int, SourceState] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
+    sources: dict[int, PrefixSource] = field(default_factory=dict)
 
 
 class SourceManager:
@@ -132,6 +133,10 @@ class SourceManager:
                 return state
         return running.states.get(0) or next(iter(running.states.values()))
 
+    def running(self) -> dict[str, list[PrefixSource]]:
+        """The source objects running for each DynamicPrefix (for metrics)."""
+        return {name: list(r.sources.values()) for name, r in self._running.items()}
+
     def errors(self, name: str) -> list[str]:
         """Why sources of ``name`` could not run, if any could not."""
         running = self._running.get(name)
@@ -148,6 +153,7 @@ class SourceManager:
 
         try:
             source = self._factory(name, spec, running.acquisition)
+            running.sources[rank] = source
             await source.run(report)
         except asyncio.CancelledError:
             raise

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +21,13 @@ from typing import Any, TypeVar
 from dynamic_prefix.testbed.controlplane import ControlPlane
 
 T = TypeVar("T")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def wait_for(predicate: Callable[[], T | None], *, timeout: float = 20.0, what: str = "") -> T:
@@ -73,16 +83,30 @@ class OperatorProcess:
         self.plane = plane
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.kubeconfig: Path | None = None  # another identity than the admin's, if set
+        self.extra_args: tuple[str, ...] = ()
+        self.metrics_port = 0
 
     def start(self) -> OperatorProcess:
         log = self.log_path.open("ab")
+        self.metrics_port = _free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dynamic_prefix.cli.main", "run", "--kubeconfig",
-             str(self.plane.kubeconfig)],
+             str(self.kubeconfig or self.plane.kubeconfig), "--metrics-host", "127.0.0.1",
+             "--metrics-port", str(self.metrics_port), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         log.close()
         return self
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET one of the operator's own endpoints (/metrics, /healthz, /readyz)."""
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -1,0 +1,161 @@
+"""Metrics, health and readiness on one small HTTP endpoint.
+
+Metrics are read from the controller's own state when Prometheus scrapes, rather than
+updated all over the code: what the operator believes (status), how the pools stand,
+what the sources dropped and why, how many API requests it made. Names follow the
+Prometheus conventions (``_total`` counters, ``_seconds``, base units).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from dynamic_prefix import __version__
+from dynamic_prefix.core.status import parse_time
+from dynamic_prefix.operator.controller import Controller
+
+logger = logging.getLogger(__name__)
+
+
+class ControllerCollector:
+    """A Prometheus collector over a `Controller`'s state."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric, computed now."""
+        controller = self.controller
+        info = GaugeMetricFamily(
+            "dynamic_prefix_build_info", "The operator's version.", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+        current = GaugeMetricFamily(
+            "dynamic_prefix_current_prefix_info",
+            "The current prefix of each DynamicPrefix (value 1) and its source.",
+            labels=["dynamic_prefix", "prefix", "source"],
+        )
+        deadlines = GaugeMetricFamily(
+            "dynamic_prefix_prefix_lifetime_end_timestamp_seconds",
+            "When the current prefix's preferred and valid lifetimes end (Unix time).",
+            labels=["dynamic_prefix", "lifetime"],
+        )
+        live = GaugeMetricFamily(
+            "dynamic_prefix_prefix_confirmed",
+            "1 when a source in this process has reported the prefix (pools may be written).",
+            labels=["dynamic_prefix"],
+        )
+        for name, body in sorted(controller.dynamic_prefixes.items()):
+            status = body.get("status") or {}
+            if status.get("currentPrefix"):
+                current.add_metric(
+                    [name, status["currentPrefix"], str(status.get("prefixSource", ""))], 1
+                )
+            for lifetime, field in (("preferred", "preferredUntil"), ("valid", "validUntil")):
+                moment = parse_time(status.get(field))
+                if moment is not None:
+                    deadlines.add_metric([name, lifetime], moment.timestamp())
+            live.add_metric([name], 1 if name in controller.live else 0)
+        yield current
+        yield deadlines
+        yield live
+
+        pools = GaugeMetricFamily(
+            "dynamic_prefix_pools",
+            "Pools referencing each DynamicPrefix, by sync state after their last reconcile.",
+            labels=["dynamic_prefix", "state"],
+        )
+        for name, results in sorted(controller.pool_problems.items()):
+            failing = sum(1 for outcome in results.values() if outcome is not None)
+            pools.add_metric([name, "in_sync"], len(results) - failing)
+            pools.add_metric([name, "failing"], failing)
+        yield pools
+
+        counters = CounterMetricFamily(
+            "dynamic_prefix_events_total",
+            "Things that happened, by DynamicPrefix and kind (prefix_changed, source_report, "
+            "pool_write, pool_error, ...).",
+            labels=["dynamic_prefix", "kind"],
+        )
+        for (name, kind), count in sorted(controller.stats.items()):
+            counters.add_metric([name, kind], count)
+        yield counters
+
+        requests = CounterMetricFamily(
+            "dynamic_prefix_api_requests_total",
+            "Requests the operator sent to the Kubernetes API, by verb.",
+            labels=["verb"],
+        )
+        for verb, count in sorted(controller.client.requests.items()):
+            requests.add_metric([verb], count)
+        yield requests
+
+        dropped = CounterMetricFamily(
+            "dynamic_prefix_packets_dropped_total",
+            "Router Advertisements and DHCPv6 messages dropped, by source and reason.",
+            labels=["dynamic_prefix", "source", "reason"],
+        )
+        for name, sources in sorted(controller.sources.running().items()):
+            for source in sources:
+                for reason, count in _drop_counts(source).items():
+                    dropped.add_metric([name, source.name, str(reason)], count)
+        yield dropped
+
+
+def _drop_counts(source: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for owner in (getattr(source, "listener", None), source):
+        for reason, count in dict(getattr(owner, "drop_counts", None) or {}).items():
+            key = str(getattr(reason, "value", reason))
+            counts[key] = counts.get(key, 0) + int(count)
+    return counts
+
+
+class ObservabilityServer:
+    """``/metrics``, ``/healthz`` (the event loop answers) and ``/readyz`` (pools listed)."""
+
+    def __init__(self, controller: Controller, *, host: str, port: int) -> None:
+        self.controller = controller
+        self.host = host
+        self.port = port
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ControllerCollector(controller))
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen; a port in use is an error the operator reports and exits on."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        logger.info("metrics and health on http://%s:%d", self.host or "*", self.port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.controller.pools_listed:
+            return web.Response(status=503, text="pool kinds not listed yet\n")
+        return web.Response(text="ready\n")

@@ -1,0 +1,65 @@
+"""The operator's own endpoints: /healthz, /readyz and /metrics, read as Prometheus would."""
+
+from __future__ import annotations
+
+import secrets
+
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+
+
+def test_health_readiness_and_metrics_tell_what_the_operator_believes(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    tag = secrets.token_hex(3)
+    dp, pool = f"metrics-{tag}", f"metrics-pool-{tag}"
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": dp},
+            "spec": {
+                "acquisition": {"static": {"prefix": "2001:db8:5e::/64"}},
+                "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}],
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {
+                "name": pool,
+                "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"},
+            },
+            "spec": {"blocks": []},
+        }
+    )
+
+    def get(path: str) -> tuple[int, str] | None:
+        try:
+            return operator.http_get(path)
+        except OSError:
+            return None  # not listening yet
+
+    assert wait_for(lambda: get("/healthz"), what="/healthz answers") == (200, "ok\n")
+    wait_for(lambda: (get("/readyz") or (0, ""))[0] == 200, what="/readyz ready")
+
+    expected = [
+        f'dynamic_prefix_current_prefix_info{{dynamic_prefix="{dp}",'
+        f'prefix="2001:db8:5e::/64",source="static"}} 1.0',
+        f'dynamic_prefix_pools{{dynamic_prefix="{dp}",state="in_sync"}} 1.0',
+        f'dynamic_prefix_pools{{dynamic_prefix="{dp}",state="failing"}} 0.0',
+        f'dynamic_prefix_prefix_confirmed{{dynamic_prefix="{dp}"}} 1.0',
+        f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="prefix_acquired"}} 1.0',
+        f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="pool_write"}} 1.0',
+    ]
+
+    def metrics_show_it() -> bool:
+        answer = get("/metrics")
+        return answer is not None and all(line in answer[1] for line in expected)
+
+    wait_for(metrics_show_it, what="metrics for the DynamicPrefix and its pool")
+    text = operator.http_get("/metrics")[1]
+    assert 'dynamic_prefix_api_requests_total{verb="patch"}' in text
+    assert "dynamic_prefix_build_info" in text
