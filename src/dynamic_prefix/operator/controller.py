@@ -39,6 +39,7 @@ from dynamic_prefix.backends.base import (
     ReferenceProblem,
     resolve_placements,
 )
+from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.core import api
 from dynamic_prefix.core.source_state import SourceState
 from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
@@ -729,8 +730,6 @@ class Controller:
             if pool.backend.name == backend_name:
                 return pool.resource
         group, _, version = str(body.get("apiVersion", "")).partition("/")
-        from dynamic_prefix.backends.registry import BACKENDS  # noqa: PLC0415
-
         for backend in BACKENDS:
             if backend.name == backend_name:
                 return Resource(group, version, backend.plural, namespaced=False, kind=backend.kind)
