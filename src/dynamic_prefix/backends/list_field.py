@@ -9,6 +9,7 @@ over). Malformed entries are kept and reported, never deleted.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,23 @@ from dynamic_prefix.kube.client import Resource
 Entry = Any  # a JSON value: a string for MetalLB and CIDR groups, an object for Cilium blocks
 
 
-def _key(entry: Entry) -> str:
+def _key(entry: Entry) -> Any:
+    """A hashable identity of an entry: equal entries, equal keys (key order ignored)."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values()):
+        return tuple(sorted(entry.items()))
     return json.dumps(entry, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(
+    render: Callable[[Placement], list[Entry]], placement: Placement
+) -> tuple[Entry, ...]:
+    """``render(placement)``, computed once per placement: a prefix change renders the same
+    placements for every pool, and formatting IPv6 addresses is not cheap. The entries
+    are shared between pools: read, never modified."""
+    return tuple(render(placement))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +84,7 @@ class ListFieldBackend:
         if placements is not None:
             seen: set[str] = set()
             for placement in placements:
-                for entry in self.render(placement):
+                for entry in _rendered(self.render, placement):
                     if _key(entry) not in seen:
                         seen.add(_key(entry))
                         desired.append(entry)

@@ -641,17 +641,17 @@ class Controller:
     ) -> None:
         if placements is None:
             return
+        reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+        if reference is not None and self._syncing[reference.dynamic_prefix]:
+            # one event on the DynamicPrefix tells about the whole batch (sync_pools_of)
+            self._batch_updates[reference.dynamic_prefix].append(str(key))
+            return
         shown = ", ".join(
             str(p.address_range.start) + "-" + str(p.address_range.end)
             if p.address_range is not None else str(p.cidr)
             for p in placements
         )  # fmt: skip
         logger.debug("pool %s updated: %s", key, shown)
-        reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
-        if reference is not None and self._syncing[reference.dynamic_prefix]:
-            # one event on the DynamicPrefix tells about the whole batch (sync_pools_of)
-            self._batch_updates[reference.dynamic_prefix].append(str(key))
-            return
         await self.recorder.record(
             pool.body,
             type="Normal",
