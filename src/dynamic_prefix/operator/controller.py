@@ -56,6 +56,7 @@ _NOT_YET = "not yet"  # a reconcile that could not judge the pool yet (no prefix
 DYNAMIC_PREFIXES = Resource(api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND)
 MAX_ATTEMPTS = 6
 RETRY_LATER_SECONDS = 30.0
+STATUS_RETRY_SECONDS = 5.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -271,7 +272,9 @@ class Controller:
             timer.cancel()
 
     async def _add_finalizer(self, name: str) -> None:
-        body = self.dynamic_prefixes[name]
+        body = self.dynamic_prefixes.get(name)
+        if body is None or api.FINALIZER in (body["metadata"].get("finalizers") or []):
+            return
         finalizers = [*(body["metadata"].get("finalizers") or []), api.FINALIZER]
         try:
             self.dynamic_prefixes[name] = await self.client.patch(
@@ -281,6 +284,14 @@ class Controller:
             pass  # a newer version is on its way to us; its event adds the finalizer
         except NotFound:
             self._forget(name)
+        except ApiError as error:
+            # without the finalizer, deleting the DynamicPrefix could not release its
+            # pools: try again later; the rest of the handling goes on meanwhile
+            logger.warning("DynamicPrefix %s: finalizer not added: %s", name, error)
+            self._later(
+                RETRY_LATER_SECONDS,
+                lambda: self.spawn(self._add_finalizer(name), f"finalizer:{name}"),
+            )
 
     async def _finalize(self, name: str) -> None:
         """Release every pool of a DynamicPrefix being deleted, then let it go."""
@@ -297,7 +308,12 @@ class Controller:
         if failed:
             await self.recorder.record(body, type="Warning", reason="ReleaseFailed",
                                        message="; ".join(failed)[:900])  # fmt: skip
-            raise TemporaryError(0, f"could not release pools of {name}: {failed}")
+            # the DynamicPrefix stays (its finalizer) until its pools are released: again later
+            self._later(
+                RETRY_LATER_SECONDS,
+                lambda: self.spawn(self.on_dynamic_prefix("MODIFIED", body), f"finalize:{name}"),
+            )
+            return
         await self.recorder.record(
             body,
             type="Normal",
@@ -344,6 +360,13 @@ class Controller:
                         subresource="status",
                     )
                 except NotFound:
+                    return
+                except ApiError as error:
+                    # a status that could not be written is computed again a bit later:
+                    # a static source will not report again to trigger it
+                    logger.warning("DynamicPrefix %s: status not written: %s", name, error)
+                    self.stats[name, "status_error"] += 1
+                    self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
                     return
                 self.dynamic_prefixes[name] = body
             for event in update.events:
@@ -672,10 +695,13 @@ class Controller:
         return fresh
 
     def _retry_later(self, key: PoolKey) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(
+        self._later(
             RETRY_LATER_SECONDS, lambda: self.spawn(self.reconcile_pool(key), f"retry:{key}")
         )
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after ``delay`` seconds (retries of failed API calls)."""
+        asyncio.get_running_loop().call_later(delay, callback)
 
     async def _warn(self, key: PoolKey, pool: _Pool, reason: str, message: str) -> None:
         """A Warning event on the pool, once per distinct message (no event storms)."""
