@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
 from typing import Any
 
 import kopf
 
 from dynamic_prefix.kube.config import ConfigError, load_config
+from dynamic_prefix.kube.leader import LeaseSettings
 from dynamic_prefix.operator.handlers import build_registry
 
 
@@ -34,6 +37,29 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--metrics-host", default="", help="address to listen on (default: every address)"
     )
+    election = parser.add_argument_group(
+        "leader election", "Several replicas may run; one holds a Lease and does the work."
+    )
+    election.add_argument(
+        "--no-leader-election",
+        dest="leader_election",
+        action="store_false",
+        help="write without holding the Lease (only ever run one replica then)",
+    )
+    election.add_argument("--lease-name", default="dynamic-prefix-operator")
+    election.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    election.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name in the Lease (default: $POD_NAME, else host-pid)",
+    )
+    election.add_argument("--lease-duration", type=float, default=15.0, metavar="SECONDS")
+    election.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    election.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -54,8 +80,25 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf says "Handler ... succeeded" for every watch event: noise, and slow at scale
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    lease = None
+    if args.leader_election:
+        try:
+            lease = LeaseSettings(
+                namespace=args.lease_namespace,
+                name=args.lease_name,
+                lease_duration=args.lease_duration,
+                renew_deadline=args.renew_deadline,
+                retry_period=args.retry_period,
+            )
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     registry = build_registry(
-        config, metrics_host=args.metrics_host, metrics_port=args.metrics_port
+        config,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        lease=lease,
+        identity=args.identity,
     )
     asyncio.run(
         kopf.operator(registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo())

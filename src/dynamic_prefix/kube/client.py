@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from dynamic_prefix.kube.config import ClusterConfig
-from dynamic_prefix.kube.errors import ApiError, TemporaryError, error_for
+from dynamic_prefix.kube.errors import ApiError, NotLeader, TemporaryError, error_for
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,16 @@ class WatchEvent:
 class KubeClient:
     """One HTTP session to one API server; use as ``async with KubeClient(config)``."""
 
-    def __init__(self, config: ClusterConfig, *, user_agent: str = "dynamic-prefix") -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        user_agent: str = "dynamic-prefix",
+        may_write: Callable[[], bool] | None = None,
+    ) -> None:
         self._config = config
         self._user_agent = user_agent
+        self._may_write = may_write
         self._session: aiohttp.ClientSession | None = None
         self.requests: collections.Counter[str] = collections.Counter()
 
@@ -129,6 +136,10 @@ class KubeClient:
         """Send one request and decode its JSON answer; errors become `ApiError`s."""
         if self._session is None:
             raise RuntimeError("KubeClient used outside 'async with'")
+        if verb in WRITE_VERBS and self._may_write is not None and not self._may_write():
+            # checked at the moment of writing, so that a process that was paused while
+            # it led cannot write once it may no longer hold the lease
+            raise NotLeader(0, f"{method} {path}: not the leader; nothing is written")
         self.requests[verb] += 1
         url = path + (f"?{urlencode(params)}" if params else "")
         data = None if body is None else json.dumps(body)

@@ -40,6 +40,10 @@ class Gone(ApiError):
     """410: a watch's resourceVersion is too old; list again."""
 
 
+class NotLeader(ApiError):
+    """Not sent at all: this replica does not hold the leader lease, so it must not write."""
+
+
 class TemporaryError(ApiError):
     """5xx, 429 or no answer at all: worth retrying after a pause."""
 

@@ -138,8 +138,10 @@ class Controller:
         source_factory: SourceBuilder = build_source,
         clock: Clock = utc_now,
         concurrency: int = 64,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client = client
+        self.leading = leading  # a standby keeps its caches warm and writes nothing
         self.recorder = recorder or EventRecorder(client)
         self.clock = clock
         self.sources = SourceManager(
@@ -203,6 +205,25 @@ class Controller:
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
+    async def start_leading(self) -> None:
+        """This replica became the leader: take over every DynamicPrefix from its status."""
+        for body in list(self.dynamic_prefixes.values()):
+            self.spawn(self.on_dynamic_prefix(None, body), "lead")
+        if self.pools_listed:
+            for key, pool in list(self.pools.items()):
+                if PoolReference.from_annotations(pool.body["metadata"].get("annotations")) is None:
+                    self.spawn(self.reconcile_pool(key), f"lead:{key}")
+
+    async def stop_leading(self) -> None:
+        """Leadership lost: stop the sources; nothing is written (the client refuses too)."""
+        for name in list(self.live):
+            self.live.discard(name)
+        self._synced_inputs.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        await self.sources.stop_all()
+
     def mark_pools_listed(self) -> None:
         """Every pool kind the cluster serves has been listed once: pools can be judged.
 
@@ -238,6 +259,8 @@ class Controller:
         if _is_older(body, self.dynamic_prefixes.get(name)):
             return  # we already hold a newer version (the answer to our own write)
         self.dynamic_prefixes[name] = dict(body)
+        if not self.leading():
+            return
         if body["metadata"].get("deletionTimestamp"):
             if api.FINALIZER in (body["metadata"].get("finalizers") or []):
                 await self._finalize(name)
@@ -338,7 +361,7 @@ class Controller:
         """Recompute the status of ``name``; write it and sync pools if anything changed."""
         async with self._status_locks[name]:
             body = self.dynamic_prefixes.get(name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None or body["metadata"].get("deletionTimestamp") or not self.leading():
                 return
             spec = validate_dynamic_prefix(body)
             state = self.sources.state(name)
@@ -478,6 +501,8 @@ class Controller:
         self.pools[key] = _Pool(backend, resource, dict(body))
         if reference is not None:
             self.pools_by_prefix[reference.dynamic_prefix].add(key)
+        if not self.leading():
+            return
         changed = await self.reconcile_pool(key)
         if reference is not None and changed:
             await self._refresh_pools_synced(reference.dynamic_prefix)
@@ -548,6 +573,8 @@ class Controller:
 
         Returns whether the outcome differs from the last one (worth a status refresh).
         """
+        if not self.leading():
+            return False
         if not self.pools_listed:
             # before every kind was listed once, a Calico template may be seen before the
             # pools made from it; `mark_pools_listed` reconciles everything afterwards

@@ -17,6 +17,7 @@ from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import ClusterConfig
+from dynamic_prefix.kube.leader import LeaderElector, LeaseSettings
 from dynamic_prefix.operator.controller import Controller
 from dynamic_prefix.operator.observability import ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolKinds
@@ -42,8 +43,14 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 
 def build_registry(
-    config: ClusterConfig, *, metrics_host: str = "", metrics_port: int = 8080
+    config: ClusterConfig,
+    *,
+    metrics_host: str = "",
+    metrics_port: int = 8080,
+    lease: LeaseSettings | None = None,
+    identity: str = "dynamic-prefix",
 ) -> kopf.OperatorRegistry:
+    """A kopf registry with every handler; ``lease`` None runs without leader election."""
     """A kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
 
@@ -67,11 +74,32 @@ def build_registry(
         settings.persistence.diffbase_storage = _NoDiffBase()
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        client = KubeClient(config)
+        electors: list[LeaderElector] = []  # the one elector, once made (if electing)
+
+        def may_write() -> bool:
+            return all(elector.may_write() for elector in electors)
+
+        client = KubeClient(config, user_agent=f"dynamic-prefix/{identity}", may_write=may_write)
         await client.__aenter__()
-        controller = Controller(client)
+        controller = Controller(client, leading=may_write)
         memo["client"] = client
         memo["controller"] = controller
+        memo["elector"] = None
+        # the Lease has a client of its own: renewing it is the one write a standby makes
+        lease_client = KubeClient(config, user_agent=f"dynamic-prefix/{identity}")
+        await lease_client.__aenter__()
+        memo["lease_client"] = lease_client
+        if lease is not None:
+            electors.append(
+                LeaderElector(
+                    lease_client,
+                    lease,
+                    identity,
+                    on_started=controller.start_leading,
+                    on_stopped=controller.stop_leading,
+                )
+            )
+            memo["elector"] = asyncio.create_task(electors[0].run(), name="leader-election")
         memo["pool_kinds"] = asyncio.create_task(
             PoolKinds(client, controller, BACKENDS).run(), name="pool-kinds"
         )
@@ -93,7 +121,11 @@ def build_registry(
         memo["pool_kinds"].cancel()
         await asyncio.gather(memo["pool_kinds"], return_exceptions=True)
         await controller.close()
+        if memo["elector"] is not None:  # gives the lease up for a standby
+            memo["elector"].cancel()
+            await asyncio.gather(memo["elector"], return_exceptions=True)
         await memo["client"].close()
+        await memo["lease_client"].close()
 
     @kopf.on.event(api.GROUP, api.PLURAL, registry=registry)
     async def dynamic_prefix_event(event: Any, memo: kopf.Memo, **_: Any) -> None:

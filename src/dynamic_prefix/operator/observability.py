@@ -38,6 +38,11 @@ class ControllerCollector:
         )
         info.add_metric([__version__], 1)
         yield info
+        leader = GaugeMetricFamily(
+            "dynamic_prefix_leader", "1 while this replica holds the leader Lease and may write."
+        )
+        leader.add_metric([], 1 if controller.leading() else 0)
+        yield leader
 
         current = GaugeMetricFamily(
             "dynamic_prefix_current_prefix_info",
@@ -121,7 +126,11 @@ def _drop_counts(source: Any) -> dict[str, int]:
 
 
 class ObservabilityServer:
-    """``/metrics``, ``/healthz`` (the event loop answers) and ``/readyz`` (pools listed)."""
+    """``/metrics``, ``/healthz`` (the event loop answers) and ``/readyz``.
+
+    Ready means the watches are up (every pool kind listed once): true of the leader and of
+    a healthy standby alike, so that a rolling update can go on while one replica leads.
+    """
 
     def __init__(self, controller: Controller, *, host: str, port: int) -> None:
         self.controller = controller

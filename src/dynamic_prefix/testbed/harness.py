@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -85,6 +86,8 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.kubeconfig: Path | None = None  # another identity than the admin's, if set
         self.extra_args: tuple[str, ...] = ()
+        # a Lease of its own, so operators of different tests never wait for each other
+        self.lease_name = f"dynamic-prefix-test-{secrets.token_hex(4)}"
         self.metrics_port = 0
 
     def start(self) -> OperatorProcess:
@@ -93,7 +96,8 @@ class OperatorProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dynamic_prefix.cli.main", "run", "--kubeconfig",
              str(self.kubeconfig or self.plane.kubeconfig), "--metrics-host", "127.0.0.1",
-             "--metrics-port", str(self.metrics_port), *self.extra_args],
+             "--metrics-port", str(self.metrics_port), "--lease-name", self.lease_name,
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         log.close()

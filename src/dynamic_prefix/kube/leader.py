@@ -1,0 +1,183 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, as Kubernetes controllers do it.
+
+One replica holds the Lease and renews it every ``retry_period``; the others try to take
+it over when it has not been renewed for ``lease_duration``. The holder considers itself
+leader only until ``renew_deadline`` after its last successful renewal, measured on the
+monotonic clock at the moment of every write (`may_write`). Because ``renew_deadline``
+is shorter than ``lease_duration``, a leader that lost the API server, or was paused,
+stops writing before anyone else may take the Lease: never two writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound
+
+logger = logging.getLogger(__name__)
+
+LEASES = Resource("coordination.k8s.io", "v1", "leases", namespaced=True, kind="Lease")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    """Where the Lease is and how it is held (client-go's defaults)."""
+
+    namespace: str
+    name: str = "dynamic-prefix-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need retry period < renew deadline < lease duration")
+
+
+def _micro_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro_time(text: object) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class LeaderElector:
+    """Takes and renews the Lease; tells when leadership starts and ends."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: LeaseSettings,
+        identity: str,
+        *,
+        on_started: Callable[[], Awaitable[None]],
+        on_stopped: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.identity = identity
+        self._on_started = on_started
+        self._on_stopped = on_stopped
+        self._renewed_at: float | None = None  # monotonic time of the last renewal
+        self._leading = False
+
+    def may_write(self) -> bool:
+        """True while this replica holds the Lease, judged now on the monotonic clock."""
+        return (
+            self._leading
+            and self._renewed_at is not None
+            and time.monotonic() - self._renewed_at < self.settings.renew_deadline
+        )
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica is the leader (and may write)."""
+        return self.may_write()
+
+    async def run(self) -> None:
+        """Until cancelled; a cancelled leader gives the Lease up so a standby takes over."""
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    held = await self._try_acquire_or_renew()
+                except ApiError as error:
+                    logger.warning("leader lease %s: %s", self.settings.name, error)
+                    held = False
+                if held:
+                    self._renewed_at = started
+                    if not self._leading:
+                        self._leading = True
+                        logger.info("leading (lease %s/%s held as %s)", self.settings.namespace,
+                                    self.settings.name, self.identity)  # fmt: skip
+                        await self._on_started()
+                elif self._leading and not self.may_write():
+                    await self._step_down("the lease could not be renewed in time")
+                await asyncio.sleep(self.settings.retry_period)
+        finally:
+            if self._leading:
+                await self._step_down("stopping")
+                await self._release()
+
+    async def _step_down(self, why: str) -> None:
+        self._leading = False
+        logger.warning("no longer leading: %s", why)
+        await self._on_stopped()
+
+    async def _try_acquire_or_renew(self) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        settings = self.settings
+        try:
+            lease: dict[str, Any] = await self.client.get(
+                LEASES, settings.name, namespace=settings.namespace
+            )
+        except NotFound:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": settings.name, "namespace": settings.namespace},
+                "spec": self._spec(now, acquired=now, transitions=0),
+            }
+            try:
+                await self.client.create(LEASES, body)
+            except Conflict:
+                return False  # someone else created it first
+            return True
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        renewed = _parse_micro_time(spec.get("renewTime"))
+        duration = float(spec.get("leaseDurationSeconds") or settings.lease_duration)
+        expired = renewed is None or now >= renewed + dt.timedelta(seconds=duration)
+        if holder and holder != self.identity and not expired:
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0)
+        ours = holder == self.identity
+        lease["spec"] = self._spec(
+            now,
+            acquired=_parse_micro_time(spec.get("acquireTime")) if ours else now,
+            transitions=transitions if ours else transitions + 1,
+        )
+        try:
+            await self.client.replace(LEASES, settings.name, lease)  # resourceVersion: no race
+        except Conflict:
+            return False
+        return True
+
+    def _spec(
+        self, now: dt.datetime, *, acquired: dt.datetime | None, transitions: int
+    ) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.settings.lease_duration),
+            "acquireTime": _micro_time(acquired or now),
+            "renewTime": _micro_time(now),
+            "leaseTransitions": transitions,
+        }
+
+    async def _release(self) -> None:
+        """Give the Lease up on a clean stop (a standby need not wait for it to expire)."""
+        try:
+            lease = await self.client.get(
+                LEASES, self.settings.name, namespace=self.settings.namespace
+            )
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = None
+            lease["spec"]["leaseDurationSeconds"] = 1
+            await self.client.replace(LEASES, self.settings.name, lease)
+            logger.info("lease %s released", self.settings.name)
+        except ApiError as error:
+            logger.warning("could not release the lease: %s", error)
