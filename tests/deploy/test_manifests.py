@@ -290,7 +290,8 @@ class ServiceAccountOperator(OperatorProcess):
     def __init__(self, plane: ControlPlane, log_path: Path, kubeconfig: Path) -> None:
         super().__init__(plane, log_path)
         self.kubeconfig = kubeconfig
-        self.extra_args = ("--log-format", "json")
+        # the Deployment's POD_NAMESPACE: the Role for the Lease is in that namespace
+        self.extra_args = ("--log-format", "json", "--lease-namespace", NAMESPACE)
 
 
 @pytest.fixture
