@@ -59,7 +59,7 @@ from dynamic_prefix.core import api
 from dynamic_prefix.core.ndp import INFINITE_LIFETIME
 from dynamic_prefix.core.tracker import PrefixTracker, TrackerEvent, TrackerPolicy
 from dynamic_prefix.receivers.base import ReportCallback, SourceError, SourceState
-from dynamic_prefix.receivers.router_advertisement import TrackerReporter
+from dynamic_prefix.receivers.tracking import TrackerReporter
 
 __all__ = [
     "KERNEL",

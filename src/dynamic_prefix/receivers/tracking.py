@@ -1,0 +1,153 @@
+"""Running a `PrefixTracker` in an event loop: the part the RA and netlink sources share.
+
+The tracker is pure and takes the time as an argument; this shell feeds it loop time,
+keeps one timer armed at its next deadline, and turns its events into `SourceState`
+reports with wall-clock deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Iterable
+
+from dynamic_prefix.core.tracker import PrefixIgnored, PrefixTracker, TrackerEvent, explain
+from dynamic_prefix.receivers.base import ReportCallback, SourceState
+
+log = logging.getLogger(__name__)
+
+
+class TrackerReporter:
+    """Runs a `PrefixTracker` in an event loop: one timer, `SourceState` reports.
+
+    The shared part of the sources built on the tracker. ``apply`` takes the events of
+    each tracker call, re-arms the timer at `PrefixTracker.next_deadline` (whose expiry
+    calls `PrefixTracker.advance`), and reports a new state when `explain` finds the
+    current prefix changed. Deadlines are converted from the loop's monotonic clock to
+    wall-clock UTC at the moment of the report.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        interface: str | None,
+        tracker: PrefixTracker,
+        wall_clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.source = source
+        self.interface = interface
+        self.tracker = tracker
+        self._wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
+        where = f" on {interface}" if interface else ""
+        self.state = SourceState(
+            source=source, prefix=None, reason="Starting", message=f"starting{where}"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._report: ReportCallback | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, report: ReportCallback) -> None:
+        """Begin reporting to ``report`` in ``loop``."""
+        self._loop = loop
+        self._report = report
+
+    def stop(self) -> None:
+        """Cancel the timer and report nothing more."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+        self._report = None
+
+    def set_state(self, *, reason: str, message: str) -> None:
+        """Report a state without a tracker event (starting, waiting for the interface)."""
+        current = self.tracker.current
+        self._publish(
+            SourceState(
+                source=self.source,
+                prefix=None if current is None else current.prefix,
+                preferred_until=None if current is None else self._wall(current.preferred_until),
+                valid_until=None if current is None else self._wall(current.valid_until),
+                origin=self.state.origin,
+                reason=reason,
+                message=message,
+            )
+        )
+
+    def advance(self) -> None:
+        """Let the tracker process deadlines that have passed."""
+        if self._loop is not None:
+            self.apply(self.tracker.advance(self._loop.time()))
+
+    def apply(self, events: Iterable[TrackerEvent]) -> None:
+        """Log and report what ``events`` (of one tracker call) change; re-arm the timer."""
+        events = list(events)
+        for event in events:
+            if isinstance(event, PrefixIgnored):
+                log.info(
+                    "%s: ignoring %s from %s: %s%s",
+                    self.source,
+                    event.prefix,
+                    event.source,
+                    event.reason,
+                    self._where(),
+                )
+        current = self.tracker.current
+        report = explain(events, current)
+        if report is not None:
+            where = self._where()
+            log.info("%s: %s: %s%s", self.source, report.reason, report.message, where)
+            self._publish(
+                SourceState(
+                    source=self.source,
+                    prefix=None if current is None else current.prefix,
+                    preferred_until=(
+                        None if current is None else self._wall(current.preferred_until)
+                    ),
+                    valid_until=None if current is None else self._wall(current.valid_until),
+                    origin=self.state.origin if current is None else str(current.source),
+                    reason=str(report.reason),
+                    message=report.message + where,
+                )
+            )
+        self._arm()
+
+    def _where(self) -> str:
+        return f" (on {self.interface})" if self.interface else ""
+
+    def _publish(self, state: SourceState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if self._report is not None:
+            self._report(state)
+
+    def _wall(self, deadline: float) -> dt.datetime | None:
+        if deadline == math.inf or self._loop is None:
+            return None
+        return self._wall_clock() + dt.timedelta(seconds=deadline - self._loop.time())
+
+    def _arm(self) -> None:
+        loop = self._loop
+        deadline = self.tracker.next_deadline()
+        if loop is None or deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        loop, deadline = self._loop, self._timer_at
+        self._timer = None
+        self._timer_at = None
+        if loop is None or deadline is None:
+            return
+        # The loop may run a timer a hair early; the deadline has come all the same.
+        self.apply(self.tracker.advance(max(loop.time(), deadline)))
