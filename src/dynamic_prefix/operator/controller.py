@@ -216,8 +216,7 @@ class Controller:
 
     async def stop_leading(self) -> None:
         """Leadership lost: stop the sources; nothing is written (the client refuses too)."""
-        for name in list(self.live):
-            self.live.discard(name)
+        self.live.clear()
         self._synced_inputs.clear()
         for timer in self._timers.values():
             timer.cancel()
