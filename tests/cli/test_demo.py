@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamic_prefix.cli.main import main
+from dynamic_prefix.testbed.netns import namespaces_supported
 
 
 @pytest.mark.controlplane
@@ -13,6 +14,10 @@ def test_demo_shows_every_pool_following_each_prefix_change(
 ) -> None:
     assert main(["demo", "--check", "--rotations", "2"]) == 0
     out = capsys.readouterr().out
+    supported, _ = namespaces_supported()
+    if supported:  # as root: the prefix comes from radvd in a network namespace
+        assert "simulated router: radvd in network namespace" in out
+        assert "radvd reconfigured" in out
     assert "CRDs installed" in out
     for prefix in ("2001:db8:abcd:1::/64", "2001:db8:beef:1::/64", "2001:db8:cafe:1::/64"):
         assert f"every pool holds {prefix}" in out
@@ -20,3 +25,13 @@ def test_demo_shows_every_pool_following_each_prefix_change(
     assert out.count('{"cidr": "192.0.2.0/24"}') == 3
     assert out.count('"198.51.100.10-198.51.100.20"') == 3
     assert "history 2001:db8:beef:1::/64, 2001:db8:abcd:1::/64" in out
+
+
+@pytest.mark.controlplane
+def test_demo_without_a_simulated_router_changes_a_static_prefix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--check", "--static", "--rotations", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no simulated router (--static given)" in out
+    assert "every pool holds 2001:db8:beef:1::/64" in out

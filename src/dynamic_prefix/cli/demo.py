@@ -1,15 +1,18 @@
 """`dynamic-prefix demo`: the product on one machine, with nothing but this checkout.
 
 Starts a real kube-apiserver + etcd on loopback, installs the DynamicPrefix CRD and the
-pool kinds of Cilium, MetalLB and Calico, applies the user guide's example and one
-annotated pool of each kind (with entries a user wrote by hand), runs the operator, and
-then changes the prefix a few times, showing after each change how the DynamicPrefix
-status and every pool followed. Everything started is stopped on exit, Ctrl-C included.
+pool kinds of Cilium, MetalLB and Calico, makes a simulated router (radvd in a network
+namespace, on a veth whose other end is on this host), applies the user guide's example
+listening there and one annotated pool of each kind (with entries a user wrote by hand),
+runs the operator, then renumbers the router a few times, showing after each change how
+the DynamicPrefix status and every pool followed. Without root (no namespaces) a static
+prefix stands in for the router. Everything started is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -23,6 +26,8 @@ from dynamic_prefix.cli.crd import crd_manifest_text
 from dynamic_prefix.core import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from dynamic_prefix.testbed.netns import Link, namespaces_supported
+from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
 
 PACKAGE = Path(__file__).parents[1]
 EXAMPLE = PACKAGE / "examples" / "home-prefix.yaml"
@@ -51,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--rotations", type=int, default=3, help="prefix changes to show")
     parser.add_argument(
         "--check", action="store_true", help="non-interactive: exit 1 unless the pools followed"
+    )
+    parser.add_argument(
+        "--static",
+        action="store_true",
+        help="no simulated router: change a static prefix (the default needs root for "
+        "network namespaces)",
     )
     parser.set_defaults(handler=run)
 
@@ -123,36 +134,101 @@ def _demo(
     plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
     narrator.say("CRDs installed: DynamicPrefix, and the pool kinds of Cilium, MetalLB, Calico")
 
-    dynamic_prefix: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    dynamic_prefix["spec"]["acquisition"] = {"static": {"prefix": PREFIXES[0]}}
-    cluster.apply(dynamic_prefix)
-    for obj in sample_pools():
-        cluster.apply(obj)
-    narrator.say(
-        "applied the user guide's DynamicPrefix (a static prefix stands in for the router) "
-        "and three annotated pools, each with an entry written by hand"
-    )
-
-    operator = OperatorProcess(plane, scratch / "operator.log").start()
-    narrator.say("operator started")
-    followed = True
-    try:
-        for step, prefix in enumerate(PREFIXES[: args.rotations + 1]):
-            if step:
-                cluster.patch(
-                    f"{DP_PATH}/home-prefix",
-                    {"spec": {"acquisition": {"static": {"prefix": prefix}}}},
-                )
-                narrator.say(f"prefix changed to {prefix}")
-            followed &= _show(cluster, narrator, prefix)
-    finally:
-        operator.stop()
+    with contextlib.ExitStack() as stack:
+        router = _router(stack, narrator, static=args.static)
+        dynamic_prefix: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+        dynamic_prefix["spec"]["acquisition"] = router.acquisition()
+        cluster.apply(dynamic_prefix)
+        for obj in sample_pools():
+            cluster.apply(obj)
+        narrator.say(
+            f"applied the user guide's DynamicPrefix ({router.describe()}) and three "
+            "annotated pools, each with an entry written by hand"
+        )
+        operator = OperatorProcess(plane, scratch / "operator.log").start()
+        narrator.say("operator started")
+        followed = True
+        try:
+            for step, prefix in enumerate(PREFIXES[: args.rotations + 1]):
+                if step:
+                    router.change(cluster, prefix, previous=PREFIXES[step - 1])
+                    narrator.say(f"prefix changed to {prefix} ({router.how()})")
+                followed &= _show(cluster, narrator, prefix)
+        finally:
+            operator.stop()
     narrator.say("operator stopped; stopping the control plane")
     if args.check and not followed:
         print("the pools did not follow every change; operator log:\n" + operator.log(),
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+class _StaticRouter:
+    """No router: the prefix is changed in the DynamicPrefix's spec."""
+
+    def acquisition(self) -> dict[str, Any]:
+        return {"static": {"prefix": PREFIXES[0]}}
+
+    def describe(self) -> str:
+        return "a static prefix stands in for the router"
+
+    def how(self) -> str:
+        return "spec.acquisition.static edited"
+
+    def change(self, cluster: Cluster, prefix: str, *, previous: str) -> None:
+        cluster.patch(
+            f"{DP_PATH}/home-prefix", {"spec": {"acquisition": {"static": {"prefix": prefix}}}}
+        )
+
+
+class _RadvdRouter:
+    """radvd in a network namespace, advertising on a veth whose other end is ours."""
+
+    def __init__(self, link: Link, radvd: Radvd) -> None:
+        self.link = link
+        self.radvd = radvd
+
+    def acquisition(self) -> dict[str, Any]:
+        return {
+            "routerAdvertisement": {
+                "interface": self.link.node_ifname,
+                "trustedRouters": [str(self.link.router.link_local)],
+            }
+        }
+
+    def describe(self) -> str:
+        return (
+            f"Router Advertisements from radvd in namespace {self.link.router_namespace}, "
+            f"heard on {self.link.node_ifname}"
+        )
+
+    def how(self) -> str:
+        return "radvd reconfigured: new prefix advertised, the old one withdrawn"
+
+    def change(self, cluster: Cluster, prefix: str, *, previous: str) -> None:
+        self.radvd.set_prefixes([_advertised(prefix)], withdraw=[previous])
+
+
+def _advertised(prefix: str) -> PrefixAd:
+    return PrefixAd(prefix, valid=3600, preferred=1800)
+
+
+def _router(
+    stack: contextlib.ExitStack, narrator: _Narrator, *, static: bool
+) -> _StaticRouter | _RadvdRouter:
+    """A simulated router if this machine can make network namespaces, else none."""
+    supported, reason = (False, "--static given") if static else namespaces_supported()
+    if not supported:
+        narrator.say(f"no simulated router ({reason}): the prefix is set in the spec instead")
+        return _StaticRouter()
+    link = stack.enter_context(Link(node_in_root_namespace=True))
+    radvd = stack.enter_context(Radvd(link, prefixes=[_advertised(PREFIXES[0])]))
+    narrator.say(
+        f"simulated router: radvd in network namespace {link.router_namespace} advertises "
+        f"{PREFIXES[0]} on a veth whose other end, {link.node_ifname}, is on this host"
+    )
+    return _RadvdRouter(link, radvd)
 
 
 def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
