@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynamic_prefix import __version__
-from dynamic_prefix.cli import calc, crd, demo, run
+from dynamic_prefix.cli import calc, crd, demo, run, status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd.add_parser(subparsers)
     demo.add_parser(subparsers)
     run.add_parser(subparsers)
+    status.add_parser(subparsers)
     return parser
 
 

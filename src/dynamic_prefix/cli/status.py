@@ -1,0 +1,151 @@
+"""`dynamic-prefix status`: every DynamicPrefix, what it believes, and its pools' state.
+
+A pool is "in sync" when the operator would write nothing to it: its desired content is
+computed here exactly as the operator computes it (`backends`), read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, resolve_placements
+from dynamic_prefix.backends.registry import BACKENDS
+from dynamic_prefix.cli.output import FORMATS, render_data, render_table
+from dynamic_prefix.core import api
+from dynamic_prefix.core.status import READY
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.config import ConfigError, load_config
+from dynamic_prefix.kube.errors import ApiError
+from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
+from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "status",
+        help="show every DynamicPrefix and the pools it manages",
+        description="Show every DynamicPrefix (prefix, source, lifetimes, conditions) and "
+        "every pool that references it, with whether the pool holds what it should.",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
+    parser.add_argument("-o", "--output", choices=FORMATS, default="table")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report; exit 1 when some DynamicPrefix is not Ready or a pool is out of sync."""
+    try:
+        config = load_config(args.kubeconfig)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(collect(KubeClient(config)))
+    except ApiError as error:
+        print(f"error: the API server said: {error}", file=sys.stderr)
+        return 2
+    if args.output == "table":
+        sys.stdout.write(format_report(report))
+    else:
+        sys.stdout.write(render_data(report, args.output))
+    healthy = all(
+        dp["ready"] == "True" and all(p["inSync"] for p in dp["pools"])
+        for dp in report["dynamicPrefixes"]
+    )
+    return 0 if healthy else 1
+
+
+async def collect(client: KubeClient) -> dict[str, Any]:
+    """Every DynamicPrefix with its pools, as plain data."""
+    async with client:
+        listing = await client.list_objects(DYNAMIC_PREFIXES)
+        dynamic_prefixes = {item["metadata"]["name"]: item for item in listing.get("items") or []}
+        pools: list[tuple[Any, Resource, dict[str, Any]]] = []
+        for backend in BACKENDS:
+            resource = await served_resource(client, backend)
+            if resource is None:
+                continue
+            for item in (await client.list_objects(resource)).get("items") or []:
+                if is_relevant(backend, item):
+                    pools.append((backend, resource, item))
+    report = []
+    for name, obj in sorted(dynamic_prefixes.items()):
+        status = obj.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        entry = {
+            "name": name,
+            "currentPrefix": status.get("currentPrefix"),
+            "source": status.get("prefixSource"),
+            "preferredUntil": status.get("preferredUntil"),
+            "validUntil": status.get("validUntil"),
+            "history": [h.get("prefix") for h in status.get("history") or []],
+            "ready": conditions.get(READY, {}).get("status", "Unknown"),
+            "conditions": {
+                k: f"{c.get('status')} {c.get('reason')}: {c.get('message')}"
+                for k, c in conditions.items()
+            },
+            "pools": [],
+        }
+        for backend, resource, pool in pools:
+            reference = PoolReference.from_annotations(pool["metadata"].get("annotations"))
+            if reference is None or reference.dynamic_prefix != name:
+                continue
+            entry["pools"].append(_pool_state(backend, resource, pool, reference, obj))
+        report.append(entry)
+    return {"dynamicPrefixes": report}
+
+
+def _pool_state(
+    backend: Any, resource: Resource, pool: dict[str, Any], reference: PoolReference, dp: Any
+) -> dict[str, Any]:
+    metadata = pool["metadata"]
+    state: dict[str, Any] = {
+        "kind": backend.kind,
+        "namespace": metadata.get("namespace", ""),
+        "name": metadata["name"],
+        "reference": reference.address_range or reference.subnet or "(whole prefix)",
+    }
+    try:
+        placements = resolve_placements(reference, dp)
+    except ReferenceProblem as error:
+        return {**state, "inSync": False, "problem": str(error)}
+    plan = backend.plan(resource, pool, placements)
+    problem = "; ".join(plan.problems) or (
+        "" if plan.in_sync else "differs from what it should hold"
+    )
+    return {**state, "inSync": plan.in_sync, "problem": problem}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The human-readable report."""
+    entries = report["dynamicPrefixes"]
+    if not entries:
+        return f"no {api.KIND} in the cluster\n"
+    rows = [
+        [
+            e["name"], e["currentPrefix"] or "-", e["source"] or "-", e["preferredUntil"] or "-",
+            e["validUntil"] or "-", e["ready"],
+            f"{sum(p['inSync'] for p in e['pools'])}/{len(e['pools'])} in sync",
+        ]
+        for e in entries
+    ]  # fmt: skip
+    parts = [render_table(["NAME", "PREFIX", "SOURCE", "PREFERRED UNTIL", "VALID UNTIL",
+                           "READY", "POOLS"], rows)]  # fmt: skip
+    for e in entries:
+        if e["history"]:
+            parts.append(f"\n{e['name']}: kept from before: {', '.join(e['history'])}\n")
+        for kind, text in sorted(e["conditions"].items()):
+            parts.append(f"  {kind}: {text}\n")
+        if e["pools"]:
+            pool_rows = [
+                [p["kind"], p["namespace"] or "-", p["name"], p["reference"],
+                 "yes" if p["inSync"] else "NO", p.get("problem", "")]
+                for p in e["pools"]
+            ]  # fmt: skip
+            headers = ["KIND", "NAMESPACE", "NAME", "USES", "IN SYNC", "PROBLEM"]
+            parts.append("\n" + render_table(headers, pool_rows))
+    return "".join(parts)

@@ -1,0 +1,65 @@
+"""`dynamic-prefix status` against the real control plane, with the operator running."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+from dynamic_prefix.cli.main import main
+from dynamic_prefix.core import api
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+
+
+def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
+    cluster: Cluster, operator: OperatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag = secrets.token_hex(3)
+    dp, pool = f"status-{tag}", f"status-pool-{tag}"
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": dp},
+            "spec": {
+                "acquisition": {"static": {"prefix": "2001:db8:57::/64"}},
+                "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}],
+            },
+        }
+    )
+    manifest = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumLoadBalancerIPPool",
+        "metadata": {
+            "name": pool,
+            "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"},
+        },
+        "spec": {"blocks": []},
+    }
+    cluster.apply(manifest)
+    kubeconfig = str(cluster.plane.kubeconfig)
+
+    def ours() -> dict[str, object] | None:
+        main(["status", "--kubeconfig", kubeconfig, "-o", "json"])
+        report = json.loads(capsys.readouterr().out)
+        found = [e for e in report["dynamicPrefixes"] if e["name"] == dp]
+        return found[0] if found and found[0]["ready"] == "True" else None
+
+    entry = wait_for(ours, what="the DynamicPrefix ready in status")
+    assert entry["currentPrefix"] == "2001:db8:57::/64"
+    assert entry["source"] == "static"
+    assert entry["pools"] == [
+        {"kind": "CiliumLoadBalancerIPPool", "namespace": "", "name": pool, "reference": "lb",
+         "inSync": True, "problem": ""}
+    ]  # fmt: skip
+
+    # A pool the operator does not know yet how to fill (stopped) shows as out of sync.
+    operator.stop()
+    cluster.patch(f"/apis/cilium.io/v2/ciliumloadbalancerippools/{pool}", {"spec": {"blocks": []}})
+    code = main(["status", "--kubeconfig", kubeconfig])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert dp in out
+    assert f"CiliumLoadBalancerIPPool   -           {pool}" in out
+    assert "differs from what it should hold" in out
