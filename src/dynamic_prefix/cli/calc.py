@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from ipaddress import IPv6Address
 from typing import Any
 
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
 from dynamic_prefix.cli.output import FORMATS, render_data, render_table
 from dynamic_prefix.core import api
 from dynamic_prefix.core.addressing import AddressError, parse_prefix
-from dynamic_prefix.core.compute import Computed, compute
+from dynamic_prefix.core.compute import SUFFIX_BITS, Computed, compute, dhcpv6_pool_outside
 from dynamic_prefix.core.spec import Invalid, StaticSource, validate_dynamic_prefix
 
 EXIT_INVALID = 2
@@ -114,4 +115,23 @@ def format_table(name: str, computed: Computed) -> str:
         parts.append(render_table(["NAME", "CIDR", "ADDRESSES"], rows))
     if not computed.address_ranges and not computed.subnets:
         parts.append("(no address ranges or subnets in the spec)\n")
+    if computed.address_ranges and computed.prefix.prefixlen == SUFFIX_BITS:
+        parts.append(_router_settings(computed))
     return "".join(parts)
+
+
+def _router_settings(computed: Computed) -> str:
+    """What the router's DHCPv6 pool must be set to so that it leaves the ranges free."""
+    span = dhcpv6_pool_outside(computed.address_ranges)
+    if span is None:
+        return "\nROUTER SETTINGS\nThe ranges cover the whole /64: no room is left for DHCPv6.\n"
+    start, end = (str(IPv6Address(value)) for value in span)
+    return (
+        "\nROUTER SETTINGS (the router must not hand out addresses in the ranges above)\n"
+        f"  UniFi:   Networks > IPv6 > DHCPv6 range: start {start}, end {end}\n"
+        "  OpenWRT: /etc/config/dhcp, in the LAN section:\n"
+        f"             option pool_start '{start}'\n"
+        f"             option pool_end '{end}'\n"
+        "  SLAAC: addresses are random or EUI-64 based; give no device a static address "
+        "inside the ranges.\n"
+    )

@@ -109,3 +109,25 @@ def compute(spec: DynamicPrefixSpec, prefix: IPv6Network) -> Computed:
             continue
         subnets.append(ComputedSubnet(subnet_spec.name, cidr))
     return Computed(prefix, tuple(ranges), tuple(subnets), tuple(problems))
+
+
+SUFFIX_BITS = 64  # the DHCPv6 pool of a router is a range of suffixes inside a /64
+
+
+def dhcpv6_pool_outside(ranges: tuple[ComputedRange, ...]) -> tuple[int, int] | None:
+    """The widest span of /64 suffixes a router's DHCPv6 pool may use, clear of ``ranges``.
+
+    Suffix 0 (the Subnet-Router anycast address, RFC 4291 2.6.1) is never handed out.
+    None when the ranges leave no room at all.
+    """
+    last = (1 << SUFFIX_BITS) - 1
+    taken = sorted(
+        (int(r.start) & last, int(r.end) & last) for r in ranges if r.range.size <= last + 1
+    )
+    best: tuple[int, int] | None = None
+    cursor = 1
+    for start, end in [*taken, (last + 1, last + 1)]:
+        if start > cursor and (best is None or start - 1 - cursor > best[1] - best[0]):
+            best = (cursor, start - 1)
+        cursor = max(cursor, end + 1)
+    return best

@@ -1,0 +1,51 @@
+"""What the router's DHCPv6 pool may use, given the ranges the operator reserves."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address
+
+import pytest
+
+from dynamic_prefix.core.addressing import address_range, parse_prefix, parse_suffix
+from dynamic_prefix.core.compute import ComputedRange, dhcpv6_pool_outside
+
+PREFIX = parse_prefix("2001:db8:abcd:1::/64")
+
+
+def ranges(*spans: tuple[str, str]) -> tuple[ComputedRange, ...]:
+    return tuple(
+        ComputedRange(
+            f"r{index}",
+            address_range(PREFIX, start_suffix=parse_suffix(start), end_suffix=parse_suffix(end)),
+        )
+        for index, (start, end) in enumerate(spans)
+    )
+
+
+def shown(span: tuple[int, int] | None) -> tuple[str, str] | None:
+    return None if span is None else (str(IPv6Address(span[0])), str(IPv6Address(span[1])))
+
+
+@pytest.mark.parametrize(
+    ("spans", "pool"),
+    [
+        # the user guide: reserve the top sixteenth, the router keeps the rest
+        ((("::f000:0:0:0", "::ffff:ffff:ffff:ffff"),), ("::1", "::efff:ffff:ffff:ffff")),
+        # a range at the bottom: the pool goes above it
+        ((("::1", "::ffff"),), ("::1:0", "::ffff:ffff:ffff:ffff")),
+        # in the middle: the larger side wins (below, by 255 addresses)
+        ((("::8000:0:0:0", "::8000:0:0:ff"),), ("::1", "::7fff:ffff:ffff:ffff")),
+        ((("::7000:0:0:0", "::7fff:ffff:ffff:ffff"),), ("::8000:0:0:0", "::ffff:ffff:ffff:ffff")),
+        # two ranges: the widest gap between or around them
+        (
+            (("::1000:0:0:0", "::1fff:ffff:ffff:ffff"), ("::f000:0:0:0", "::ffff:ffff:ffff:ffff")),
+            ("::2000:0:0:0", "::efff:ffff:ffff:ffff"),
+        ),
+        # everything but suffix 0 (the Subnet-Router anycast address) is reserved
+        ((("::1", "::ffff:ffff:ffff:ffff"),), None),
+    ],
+)
+def test_dhcpv6_pool_is_the_widest_span_clear_of_every_range(
+    spans: tuple[tuple[str, str], ...], pool: tuple[str, str] | None
+) -> None:
+    assert shown(dhcpv6_pool_outside(ranges(*spans))) == pool
