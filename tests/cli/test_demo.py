@@ -17,7 +17,7 @@ def test_demo_shows_every_pool_following_each_prefix_change(
     supported, _ = namespaces_supported()
     if supported:  # as root: the prefix comes from radvd in a network namespace
         assert "simulated router: radvd in network namespace" in out
-        assert "radvd reconfigured" in out
+        assert "radvd renumbered" in out
     assert "CRDs installed" in out
     for prefix in ("2001:db8:abcd:1::/64", "2001:db8:beef:1::/64", "2001:db8:cafe:1::/64"):
         assert f"every pool holds {prefix}" in out

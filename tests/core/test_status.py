@@ -885,3 +885,44 @@ def test_history_never_holds_the_current_prefix_nor_duplicates_nor_too_many(
         assert len(history) <= limit
         expected = [str(p) for p in deprecated_order if p != current][:limit]
         assert history == expected
+
+
+def test_a_history_prefix_the_source_saw_withdrawn_leaves_at_once() -> None:
+    old, new = IPv6Network("2001:db8:aa::/64"), IPv6Network("2001:db8:bb::/64")
+    spec = validate_dynamic_prefix(
+        {
+            "apiVersion": "dynamic-prefix.io/v1alpha1",
+            "kind": "DynamicPrefix",
+            "metadata": {"name": "w"},
+            "spec": {"acquisition": {"routerAdvertisement": {"interface": "eth0"}}},
+        }
+    )
+    now = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+    later = now + dt.timedelta(hours=1)
+    first = next_status(
+        spec=spec,
+        previous={},
+        source=SourceState("router-advertisement", old, valid_until=later),
+        pools=None,
+        generation=1,
+        now=now,
+    ).status
+    changed = next_status(
+        spec=spec,
+        previous=first,
+        source=SourceState("router-advertisement", new, valid_until=later),
+        pools=None,
+        generation=1,
+        now=now,
+    ).status
+    assert [h["prefix"] for h in changed["history"]] == [str(old)]
+    withdrawn = next_status(
+        spec=spec,
+        previous=changed,
+        source=SourceState("router-advertisement", new, valid_until=later, gone=frozenset({old})),
+        pools=None,
+        generation=1,
+        now=now,
+    ).status
+    assert "history" not in withdrawn
+    assert withdrawn["currentPrefix"] == str(new)

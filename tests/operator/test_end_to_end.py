@@ -87,7 +87,10 @@ def test_cilium_pool_follows_the_prefix_a_router_advertises(
         assert status["prefixSource"] == "router-advertisement"
         assert status["currentPrefix"] == old
 
-        radvd.set_prefixes([PrefixAd(new, valid=600, preferred=300)], withdraw=[old])
+        # renumbering as routers do it: the old prefix deprecated, still valid for a while
+        radvd.set_prefixes(
+            [PrefixAd(new, valid=600, preferred=300), PrefixAd(old, valid=300, preferred=0)]
+        )
         second = {"start": "2001:db8:e2:0:f000::", "stop": "2001:db8:e2:0:ffff:ffff:ffff:ffff"}
         wait_for(
             lambda: blocks(cluster, f"ra-pool-{tag}") == [{"cidr": "192.0.2.0/24"}, second, first],
@@ -96,6 +99,16 @@ def test_cilium_pool_follows_the_prefix_a_router_advertises(
         status = (cluster.get(f"{DP_PATH}/ra-{tag}") or {})["status"]
         assert status["currentPrefix"] == new
         assert [h["prefix"] for h in status["history"]] == [old]
+
+        # the router withdraws the old prefix (valid lifetime 0): its lifetime has ended,
+        # so it leaves the history and the pool at once
+        radvd.set_prefixes([PrefixAd(new, valid=600, preferred=300)], withdraw=[old])
+        wait_for(
+            lambda: blocks(cluster, f"ra-pool-{tag}") == [{"cidr": "192.0.2.0/24"}, second],
+            what="the withdrawn prefix leaves the pool",
+        )
+        status = (cluster.get(f"{DP_PATH}/ra-{tag}") or {})["status"]
+        assert status.get("history", []) == []
 
 
 def test_subnet_of_a_delegated_prefix_reaches_the_pool(

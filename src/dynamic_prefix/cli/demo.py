@@ -204,10 +204,13 @@ class _RadvdRouter:
         )
 
     def how(self) -> str:
-        return "radvd reconfigured: new prefix advertised, the old one withdrawn"
+        return "radvd renumbered: the new prefix advertised, the old one deprecated"
 
     def change(self, cluster: Cluster, prefix: str, *, previous: str) -> None:
-        self.radvd.set_prefixes([_advertised(prefix)], withdraw=[previous])
+        # as a router does when its delegation changes (RFC 7084 L-13): the old prefix
+        # is still valid for a while but no longer preferred
+        deprecated = PrefixAd(previous, valid=1800, preferred=0)
+        self.radvd.set_prefixes([_advertised(prefix), deprecated])
 
 
 def _advertised(prefix: str) -> PrefixAd:

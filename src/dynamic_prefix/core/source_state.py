@@ -22,3 +22,6 @@ class SourceState:
     origin: str = ""  # who told us: a router's link-local address, a DHCPv6 server, "spec"
     reason: str = ""  # CamelCase, for conditions: Acquired, Expired, Withdrawn, Starting...
     message: str = ""  # for people: what happened, in a sentence
+    # prefixes this source saw withdrawn or expire: their valid lifetime has ended, so
+    # they leave the history (and the pools) at once
+    gone: frozenset[IPv6Network] = frozenset()

@@ -6,7 +6,8 @@ whole new status plus the events worth telling people about. It decides:
 
 - which prefix is current, and when an old one moves into the history;
 - the history: newest first, a prefix listed once (A -> B -> A lists B only), trimmed to
-  ``maxPrefixHistory`` entries and to entries whose valid lifetime has not ended;
+  ``maxPrefixHistory`` entries and to entries whose valid lifetime has not ended (by
+  their recorded deadline, or because the source saw them withdrawn or expire);
 - conditions (Ready, PrefixAcquired, PoolsSynced, Degraded), whose lastTransitionTime
   moves only when their status flips.
 
@@ -193,6 +194,8 @@ def next_status(
     )
 
     current = current_prefix(status)
+    if source is not None and source.gone:
+        history = [entry for entry in history if entry.prefix not in source.gone]
     history = trim_history(
         history, current=current, limit=spec.transition.max_prefix_history, now=now
     )

@@ -8,15 +8,26 @@ reports with wall-clock deadlines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Iterable
+from ipaddress import IPv6Network
 
-from dynamic_prefix.core.tracker import PrefixIgnored, PrefixTracker, TrackerEvent, explain
+from dynamic_prefix.core.tracker import (
+    PrefixExpired,
+    PrefixIgnored,
+    PrefixTracker,
+    PrefixWithdrawn,
+    TrackerEvent,
+    explain,
+)
 from dynamic_prefix.receivers.base import ReportCallback, SourceState
 
 log = logging.getLogger(__name__)
+
+MAX_GONE = 16  # withdrawn or expired prefixes remembered (history holds at most 10)
 
 
 class TrackerReporter:
@@ -49,6 +60,7 @@ class TrackerReporter:
         self._report: ReportCallback | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._gone: dict[IPv6Network, None] = {}  # withdrawn or expired, newest last
 
     def start(self, loop: asyncio.AbstractEventLoop, report: ReportCallback) -> None:
         """Begin reporting to ``report`` in ``loop``."""
@@ -75,6 +87,7 @@ class TrackerReporter:
                 origin=self.state.origin,
                 reason=reason,
                 message=message,
+                gone=frozenset(self._gone),
             )
         )
 
@@ -96,8 +109,14 @@ class TrackerReporter:
                     event.reason,
                     self._where(),
                 )
+        gone_before = frozenset(self._gone)
+        self._remember_gone(events)
         current = self.tracker.current
         report = explain(events, current)
+        if report is None and frozenset(self._gone) != gone_before:
+            # a prefix no longer current was withdrawn or expired: the controller drops
+            # it from the history, so it must hear of it
+            self._publish(dataclasses.replace(self.state, gone=frozenset(self._gone)))
         if report is not None:
             where = self._where()
             log.info("%s: %s: %s%s", self.source, report.reason, report.message, where)
@@ -112,9 +131,20 @@ class TrackerReporter:
                     origin=self.state.origin if current is None else str(current.source),
                     reason=str(report.reason),
                     message=report.message + where,
+                    gone=frozenset(self._gone),
                 )
             )
         self._arm()
+
+    def _remember_gone(self, events: list[TrackerEvent]) -> None:
+        for event in events:
+            if isinstance(event, PrefixWithdrawn | PrefixExpired):
+                self._gone.pop(event.prefix, None)
+                self._gone[event.prefix] = None
+        for tracked in self.tracker.prefixes:
+            self._gone.pop(tracked.prefix, None)  # announced again: not gone any more
+        while len(self._gone) > MAX_GONE:
+            del self._gone[next(iter(self._gone))]
 
     def _where(self) -> str:
         return f" (on {self.interface})" if self.interface else ""
