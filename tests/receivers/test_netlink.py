@@ -12,13 +12,13 @@ import contextlib
 import datetime as dt
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv6Network
 from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.receivers.base import SourceError, SourceState
+from dynamic_prefix.receivers.base import SourceError
 from dynamic_prefix.receivers.netlink import (
     KERNEL,
     NetlinkSource,
@@ -28,47 +28,11 @@ from dynamic_prefix.receivers.netlink import (
 )
 from dynamic_prefix.testbed.netns import Link, namespaces_supported, run_command
 from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from tests.receivers.reports import Reports
 
 TIMEOUT = 10.0
 P1 = IPv6Network("2001:db8:1::/64")
 P2 = IPv6Network("2001:db8:2::/64")
-
-
-class Reports:
-    """The report callback: every state reported, and a way to wait for one."""
-
-    def __init__(self) -> None:
-        self.states: list[SourceState] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, state: SourceState) -> None:
-        self.states.append(state)
-        self._arrived.set()
-
-    def mark(self) -> int:
-        return len(self.states)
-
-    async def wait_for(
-        self,
-        predicate: Callable[[SourceState], bool],
-        *,
-        what: str,
-        since: int = 0,
-        timeout: float = TIMEOUT,
-    ) -> SourceState:
-        seen = since
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    for state in self.states[seen:]:
-                        if predicate(state):
-                            return state
-                    seen = len(self.states)
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            reported = "\n".join(f"  {state}" for state in self.states)
-            pytest.fail(f"{what}: not reported within {timeout:g} s; reported:\n{reported}")
 
 
 @contextlib.asynccontextmanager

@@ -34,7 +34,7 @@ from dynamic_prefix.core.ndp import (
     parse_router_solicitation,
 )
 from dynamic_prefix.core.tracker import TrackerPolicy
-from dynamic_prefix.receivers.base import SourceError, SourceState
+from dynamic_prefix.receivers.base import SourceError
 from dynamic_prefix.receivers.router_advertisement import (
     RaListener,
     RouterAdvertisementSource,
@@ -43,6 +43,7 @@ from dynamic_prefix.receivers.router_advertisement import (
 )
 from dynamic_prefix.testbed.netns import Link, namespaces_supported, run_command
 from dynamic_prefix.testbed.radvd import PrefixAd, Radvd, send_crafted_ra
+from tests.receivers.reports import Reports
 
 T = TypeVar("T")
 
@@ -55,44 +56,6 @@ FLOOD_SIZE = 10_000
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-class Reports:
-    """The report callback: every state reported, and a way to wait for one."""
-
-    def __init__(self) -> None:
-        self.states: list[SourceState] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, state: SourceState) -> None:
-        self.states.append(state)
-        self._arrived.set()
-
-    def mark(self) -> int:
-        """A position: `wait_for` with ``since`` looks only at reports after it."""
-        return len(self.states)
-
-    async def wait_for(
-        self,
-        predicate: Callable[[SourceState], bool],
-        *,
-        what: str,
-        since: int = 0,
-        timeout: float = TIMEOUT,
-    ) -> SourceState:
-        seen = since
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    for state in self.states[seen:]:
-                        if predicate(state):
-                            return state
-                    seen = len(self.states)
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            reported = "\n".join(f"  {state}" for state in self.states)
-            pytest.fail(f"{what}: not reported within {timeout:g} s; reported:\n{reported}")
 
 
 async def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = TIMEOUT) -> T:
