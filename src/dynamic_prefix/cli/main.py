@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynamic_prefix import __version__
-from dynamic_prefix.cli import calc, crd, demo, run, status
+from dynamic_prefix.cli import calc, crd, demo, doctor, run, status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(subparsers)
     run.add_parser(subparsers)
     status.add_parser(subparsers)
+    doctor.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,246 @@
+"""`dynamic-prefix doctor`: the troubleshooting guide as a command, run on the node.
+
+It checks what the operator needs on this node, in order, and says what to do about
+each problem: the interface, the capability to listen to Router Advertisements, the
+sysctls that matter, what routers actually advertise (and with which lifetimes), and
+whether a device on the link already uses an address inside a reserved range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import ipaddress
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any
+
+from dynamic_prefix.cli.manifests import ManifestError, load_documents
+from dynamic_prefix.core import api
+from dynamic_prefix.core.compute import compute
+from dynamic_prefix.core.ndp import INFINITE_LIFETIME
+from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.receivers.base import SourceError
+from dynamic_prefix.receivers.router_advertisement import (
+    RaListener,
+    ReceivedAdvertisement,
+    SolicitationPacing,
+    default_route_interface,
+)
+
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "doctor",
+        help="check this node: interface, capabilities, sysctls, RAs, address conflicts",
+        description="Check what the operator needs on this node and say what to fix: the "
+        "interface, CAP_NET_RAW, the sysctls that matter, the Router Advertisements heard "
+        "(from whom, which prefixes, which lifetimes), and neighbours already using an "
+        "address inside the reserved ranges of a DynamicPrefix (-f). Exit code 1 on "
+        "problems.",
+    )
+    parser.add_argument(
+        "--interface", help="interface to check (default: that of the IPv6 default route)"
+    )
+    parser.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to listen for RAs (default 10)"
+    )
+    parser.add_argument("-f", "--filename", help="a DynamicPrefix whose reserved ranges to check")
+    parser.set_defaults(handler=run)
+
+
+@dataclass
+class Report:
+    """Findings, printed as they come."""
+
+    problems: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def say(self, level: str, text: str, advice: str = "") -> None:
+        if level != OK:
+            self.problems += 1
+        line = f"[{level:>4}] {text}" + (f"\n       -> {advice}" if advice else "")
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every check; 0 when nothing needs fixing."""
+    report = Report()
+    try:
+        interface = args.interface or default_route_interface()
+    except SourceError as error:
+        report.say(FAIL, f"no --interface given: {error}",
+                   "name the interface of the VLAN whose prefix to follow")  # fmt: skip
+        return 1
+    if not _check_interface(report, interface):
+        return 1
+    _check_sysctls(report, interface)
+    if not _check_raw_socket(report):
+        return 1
+    heard = asyncio.run(_listen(interface, args.wait))
+    prefixes = _report_advertisements(report, interface, heard, args.wait)
+    if args.filename:
+        _check_reserved_ranges(report, interface, args.filename, prefixes)
+    print(f"\n{report.problems} problem(s) found" if report.problems else "\nno problems found")
+    return 1 if report.problems else 0
+
+
+def _check_interface(report: Report, interface: str) -> bool:
+    try:
+        socket.if_nametoindex(interface)
+    except OSError:
+        names = ", ".join(name for _, name in socket.if_nameindex())
+        report.say(FAIL, f"interface {interface} does not exist here",
+                   f"interfaces: {names}. In a pod the operator needs hostNetwork: true "
+                   "to see the node's interfaces")  # fmt: skip
+        return False
+    state = _read(Path(f"/sys/class/net/{interface}/operstate")) or "unknown"
+    if state in ("up", "unknown"):
+        report.say(OK, f"interface {interface} exists and is {state}")
+    else:
+        report.say(FAIL, f"interface {interface} is {state}", f"ip link set {interface} up")
+        return False
+    return True
+
+
+def _check_sysctls(report: Report, interface: str) -> None:
+    base = Path(f"/proc/sys/net/ipv6/conf/{interface}")
+    if _read(base / "disable_ipv6") == "1":
+        report.say(FAIL, f"IPv6 is disabled on {interface}",
+                   f"sysctl -w net.ipv6.conf.{interface}.disable_ipv6=0")  # fmt: skip
+    accept_ra, forwarding = _read(base / "accept_ra"), _read(base / "forwarding")
+    if forwarding == "1" and accept_ra not in ("2", None):
+        report.say(WARN, f"{interface} forwards IPv6 and accept_ra={accept_ra}: the kernel "
+                   "ignores RAs, so the netlink source sees no prefix (the RA source does)",
+                   f"sysctl -w net.ipv6.conf.{interface}.accept_ra=2, or use "
+                   "acquisition.routerAdvertisement")  # fmt: skip
+    else:
+        report.say(OK, f"sysctls: accept_ra={accept_ra}, forwarding={forwarding}")
+
+
+def _check_raw_socket(report: Report) -> bool:
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    except OSError as error:
+        if error.errno in (errno.EPERM, errno.EACCES):
+            report.say(FAIL, "cannot open a raw ICMPv6 socket (CAP_NET_RAW missing)",
+                       "run as root, or give the container NET_RAW (deploy/ does); the "
+                       "netlink source needs no capability")  # fmt: skip
+            return False
+        raise
+    probe.close()
+    report.say(OK, "CAP_NET_RAW: raw ICMPv6 sockets can be opened")
+    return True
+
+
+async def _listen(interface: str, seconds: float) -> list[ReceivedAdvertisement]:
+    heard: list[ReceivedAdvertisement] = []
+    try:
+        async with RaListener.shared(interface, pacing=SolicitationPacing(max_delay=0)) as ear:
+            unsubscribe = ear.subscribe(heard.append)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                unsubscribe()
+    except SourceError as error:
+        print(f"[FAIL] listening on {interface}: {error}")
+    return heard
+
+
+def _report_advertisements(
+    report: Report, interface: str, heard: list[ReceivedAdvertisement], seconds: float
+) -> list[IPv6Network]:
+    if not heard:
+        report.say(FAIL, f"no Router Advertisement on {interface} within {seconds:g} s "
+                   "(a Router Solicitation was sent)",
+                   "check the router advertises on this VLAN (rdisc6, tcpdump -i "
+                   f"{interface} 'icmp6 and ip6[40] == 134'), and that the interface "
+                   "is the right one")  # fmt: skip
+        return []
+    prefixes: list[IPv6Network] = []
+    for router in dict.fromkeys(r.router for r in heard):
+        latest = [r for r in heard if r.router == router][-1].ra
+        infos = latest.prefix_information
+        report.say(OK, f"router {router} advertises {len(infos)} prefix(es)")
+        for info in infos:
+            usable = info.autonomous and info.prefix.prefixlen == 64
+            lifetimes = (f"valid {_lifetime(info.valid_lifetime)}, "
+                         f"preferred {_lifetime(info.preferred_lifetime)}")  # fmt: skip
+            level = OK if usable and info.valid_lifetime else WARN
+            why = "" if usable else " (not usable: needs the A flag and a /64)"
+            report.say(level, f"  {info.prefix} {lifetimes}{why}")
+            if usable and info.valid_lifetime:
+                prefixes.append(info.prefix)
+    return prefixes
+
+
+def _lifetime(seconds: int) -> str:
+    return "infinite" if seconds == INFINITE_LIFETIME else f"{seconds} s"
+
+
+def _check_reserved_ranges(
+    report: Report, interface: str, filename: str, prefixes: list[IPv6Network]
+) -> None:
+    try:
+        documents = [d for d in load_documents(filename) if d.get("kind") == api.KIND]
+    except ManifestError as error:
+        report.say(FAIL, str(error))
+        return
+    neighbours = _neighbours(interface)
+    for document in documents:
+        name = document.get("metadata", {}).get("name", "?")
+        spec = validate_dynamic_prefix(document)
+        if isinstance(spec, Invalid):
+            report.say(FAIL, f"DynamicPrefix {name} is invalid: {spec}")
+            continue
+        for prefix in prefixes:
+            for placed in compute(spec, prefix).address_ranges:
+                inside = [(a, mac) for a, mac in neighbours if a in placed.range]
+                for address, mac in inside:
+                    report.say(WARN, f"{address} ({mac}) is inside {name}/{placed.name} "
+                               f"({placed.start} - {placed.end})",
+                               "a device uses an address the operator hands to services: "
+                               "exclude the range from the router's DHCPv6 pool "
+                               "(dynamic-prefix calc prints the settings) or move the "
+                               "device")  # fmt: skip
+                if not inside:
+                    report.say(OK, f"no neighbour on {interface} inside {name}/{placed.name} "
+                               f"({placed.start} - {placed.end})")  # fmt: skip
+
+
+def _neighbours(interface: str) -> list[tuple[IPv6Address, str]]:
+    """The kernel's IPv6 neighbour table on the interface (``ip -6 neigh``)."""
+    try:
+        output = subprocess.run(
+            ["ip", "-6", "neigh", "show", "dev", interface],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in output.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            address = ipaddress.IPv6Address(fields[0])
+        except ValueError:
+            continue
+        mac = fields[fields.index("lladdr") + 1] if "lladdr" in fields else "no link address"
+        found.append((address, mac))
+    return found
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
