@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dynamic_prefix.cli.crd import crd_manifest_text
+from dynamic_prefix.cli.crd import crd_manifest_text, reference_markdown
 from dynamic_prefix.cli.main import main
 
 ROOT = Path(__file__).parents[2]
@@ -140,6 +140,15 @@ def test_committed_crd_manifest_is_generated_from_the_schema() -> None:
     assert committed == crd_manifest_text(), (
         "run: dynamic-prefix crd > deploy/crd/dynamicprefixes.yaml"
     )
+
+
+def test_committed_field_reference_is_generated_from_the_schema() -> None:
+    committed = (ROOT / "docs/reference.md").read_text()
+    assert committed == reference_markdown(), (
+        "run: dynamic-prefix crd --reference > docs/reference.md"
+    )
+    for field in ("spec.acquisition.dhcpv6pd.requestedPrefixLength", "status.history[].validUntil"):
+        assert f"`{field}`" in committed
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
