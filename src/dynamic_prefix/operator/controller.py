@@ -83,6 +83,11 @@ class _Pool:
     resource: Resource
     body: dict[str, Any]
 
+    @property
+    def reference(self) -> PoolReference | None:
+        """What the pool's annotations ask for (None: not annotated)."""
+        return PoolReference.from_annotations(self.body["metadata"].get("annotations"))
+
 
 def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON merge patch turning ``old`` into ``new`` at the top level (None removes)."""
@@ -106,7 +111,7 @@ def _is_older(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> 
 
 def reference_name(pool: _Pool) -> str:
     """The DynamicPrefix a pool references ("" if none), for metric labels."""
-    reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+    reference = pool.reference
     return "" if reference is None else reference.dynamic_prefix
 
 
@@ -210,9 +215,7 @@ class Controller:
         for body in list(self.dynamic_prefixes.values()):
             self.spawn(self.on_dynamic_prefix(None, body), "lead")
         if self.pools_listed:
-            for key, pool in list(self.pools.items()):
-                if PoolReference.from_annotations(pool.body["metadata"].get("annotations")) is None:
-                    self.spawn(self.reconcile_pool(key), f"lead:{key}")
+            self._reconcile_unreferenced("lead")
 
     async def stop_leading(self) -> None:
         """Leadership lost: stop the sources; nothing is written (the client refuses too)."""
@@ -234,9 +237,13 @@ class Controller:
         self.pools_listed = True
         for name in list(self.live):
             self.spawn(self.sync_pools_of(name), f"listed:{name}")
+        self._reconcile_unreferenced("listed")
+
+    def _reconcile_unreferenced(self, why: str) -> None:
+        """Reconcile every pool no DynamicPrefix references: it may hold entries to release."""
         for key, pool in list(self.pools.items()):
-            if PoolReference.from_annotations(pool.body["metadata"].get("annotations")) is None:
-                self.spawn(self.reconcile_pool(key), f"listed:{key}")  # releases, if any
+            if pool.reference is None:
+                self.spawn(self.reconcile_pool(key), f"{why}:{key}")
 
     def _identity_store(self, name: str) -> StatusIdentityStore:
         def store(body: dict[str, Any]) -> None:
@@ -477,11 +484,7 @@ class Controller:
             if event_type == "DELETED"
             else PoolReference.from_annotations(metadata.get("annotations"))
         )
-        old_reference = (
-            None
-            if old is None
-            else PoolReference.from_annotations(old.body["metadata"].get("annotations"))
-        )
+        old_reference = None if old is None else old.reference
         moved = old_reference is not None and (
             reference is None or reference.dynamic_prefix != old_reference.dynamic_prefix
         )
@@ -584,7 +587,7 @@ class Controller:
                 if self.generated.get(key):
                     await self._release_generated(key)
                 return False
-            reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+            reference = pool.reference
             if reference is None:
                 await self._release_pool_locked(key, pool)
                 return False
@@ -690,7 +693,7 @@ class Controller:
     ) -> None:
         if placements is None:
             return
-        reference = PoolReference.from_annotations(pool.body["metadata"].get("annotations"))
+        reference = pool.reference
         if reference is not None and self._syncing[reference.dynamic_prefix]:
             # one event on the DynamicPrefix tells about the whole batch (sync_pools_of)
             self._batch_updates[reference.dynamic_prefix].append(str(key))
