@@ -313,6 +313,23 @@ def sa_operator(
 _REFUSAL = re.compile(r"\b403\b|forbidden|not enough permissions", re.IGNORECASE)
 
 
+def _into_terminating_namespace(write: dict[str, Any], terminating: set[str]) -> bool:
+    """An Event refused because its namespace is being deleted, not for lack of rights:
+    earlier tests leave namespaces Terminating for good (no controller-manager here), and
+    pools in them still get events. The audit log (Metadata level) says only "403"."""
+    ref = write.get("objectRef") or {}
+    return ref.get("resource") == "events" and ref.get("namespace") in terminating
+
+
+def _terminating_namespaces(control_plane: ControlPlane) -> set[str]:
+    listing = control_plane.request("GET", "/api/v1/namespaces").json()
+    return {
+        item["metadata"]["name"]
+        for item in listing.get("items") or []
+        if (item.get("status") or {}).get("phase") == "Terminating"
+    }
+
+
 def refusals(log: str) -> list[str]:
     """Log lines that report a request refused for lack of permission."""
     return [
@@ -394,8 +411,13 @@ def test_the_operator_does_its_whole_job_as_the_service_account_using_every_writ
     assert refusals(sa_operator.log()) == []
 
     mine = [w for w in control_plane.audit_writes() if w["user"]["username"] == USERNAME]
-    refused = [w for w in mine if w["responseStatus"]["code"] == 403]
-    assert refused == []
+    terminating = _terminating_namespaces(control_plane)
+    refused = [
+        w for w in mine
+        if w["responseStatus"]["code"] == 403
+        and not _into_terminating_namespace(w, terminating)
+    ]  # fmt: skip
+    assert refused == [], json.dumps(refused, indent=1)[:3000]
     used = {
         (
             w["objectRef"].get("apiGroup", ""),
