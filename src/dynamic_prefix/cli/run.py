@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -14,6 +13,7 @@ import kopf
 
 from dynamic_prefix.kube.config import ConfigError, load_config
 from dynamic_prefix.kube.leader import LeaseSettings
+from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.handlers import build_registry
 
 
@@ -27,7 +27,13 @@ def add_parser(subparsers: Any) -> None:
         "service account.",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text, or one JSON object per line (default text); either way each line about "
+        "a DynamicPrefix names it",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -71,15 +77,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    kopf.configure(
-        verbose=args.verbose,
-        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
-        log_refkey="object",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if not args.verbose:
-        # kopf says "Handler ... succeeded" for every watch event: noise, and slow at scale
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logs.configure(args.log_format, verbose=args.verbose)
     lease = None
     if args.leader_election:
         try:

@@ -55,7 +55,8 @@ class EventRecorder:
             "count": 1,
         }
         log = logger.warning if type == "Warning" else logger.info
-        log("%s %s/%s: %s: %s", obj.get("kind"), namespace, metadata.get("name"), reason, message)
+        where = f"{metadata['namespace']}/" if metadata.get("namespace") else ""  # cluster-scoped
+        log("%s %s%s: %s: %s", obj.get("kind"), where, metadata.get("name"), reason, message)
         try:
             await self._client.create(EVENTS, body)
         except ApiError as error:

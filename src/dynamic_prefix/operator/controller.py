@@ -47,6 +47,7 @@ from dynamic_prefix.core.status import PoolSummary, next_deadline, next_status, 
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import StatusIdentityStore
 from dynamic_prefix.operator.sources import SourceBuilder, SourceManager, build_source
 
@@ -199,9 +200,14 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def spawn(self, coroutine: Any, name: str) -> None:
-        """Run ``coroutine`` in the background; cancelled by `close`, errors logged."""
-        task = asyncio.create_task(coroutine, name=name)
+    def spawn(self, coroutine: Any, name: str, *, concerning: str | None = None) -> None:
+        """Run ``coroutine`` in the background; cancelled by `close`, errors logged.
+
+        Its log lines are tagged with the DynamicPrefix ``concerning``, if given, else
+        with whatever the caller's are tagged with.
+        """
+        context = None if concerning is None else logs.context_for(concerning)
+        task = asyncio.create_task(coroutine, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -236,7 +242,7 @@ class Controller:
             return
         self.pools_listed = True
         for name in list(self.live):
-            self.spawn(self.sync_pools_of(name), f"listed:{name}")
+            self.spawn(self.sync_pools_of(name), f"listed:{name}", concerning=name)
         self._reconcile_unreferenced("listed")
 
     def _reconcile_unreferenced(self, why: str) -> None:
@@ -259,6 +265,12 @@ class Controller:
     async def on_dynamic_prefix(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Handle one watch event of a DynamicPrefix (type None: seen in the initial list)."""
         name = body["metadata"]["name"]
+        with logs.concerning(name):
+            await self._on_dynamic_prefix(name, event_type, body)
+
+    async def _on_dynamic_prefix(
+        self, name: str, event_type: str | None, body: Mapping[str, Any]
+    ) -> None:
         if event_type == "DELETED":
             self._forget(name)
             return
@@ -316,7 +328,7 @@ class Controller:
         except ApiError as error:
             # without the finalizer, deleting the DynamicPrefix could not release its
             # pools: try again later; the rest of the handling goes on meanwhile
-            logger.warning("DynamicPrefix %s: finalizer not added: %s", name, error)
+            logger.warning("finalizer not added: %s", error)
             self._later(
                 RETRY_LATER_SECONDS,
                 lambda: self.spawn(self._add_finalizer(name), f"finalizer:{name}"),
@@ -393,7 +405,7 @@ class Controller:
                 except ApiError as error:
                     # a status that could not be written is computed again a bit later:
                     # a static source will not report again to trigger it
-                    logger.warning("DynamicPrefix %s: status not written: %s", name, error)
+                    logger.warning("status not written: %s", error)
                     self.stats[name, "status_error"] += 1
                     self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
                     return
@@ -535,8 +547,8 @@ class Controller:
         finally:
             self._syncing[name] -= 1
         logger.info(
-            "DynamicPrefix %s: %d pool(s) reconciled in %.0f ms",
-            name, len(keys), (time.monotonic() - started) * 1000,
+            "%d pool(s) reconciled in %.0f ms",
+            len(keys), (time.monotonic() - started) * 1000,
         )  # fmt: skip
         updated = self._batch_updates.pop(name, [])
         body = self.dynamic_prefixes.get(name)
@@ -568,7 +580,7 @@ class Controller:
                 self._refresh_pending.discard(name)
             await self.refresh_status(name)
 
-        self.spawn(refresh(), f"refresh:{name}")
+        self.spawn(refresh(), f"refresh:{name}", concerning=name)
 
     async def reconcile_pool(self, key: PoolKey) -> bool:
         """Make one pool right and record the outcome for PoolsSynced.
@@ -591,7 +603,8 @@ class Controller:
             if reference is None:
                 await self._release_pool_locked(key, pool)
                 return False
-            outcome = await self._reconcile_referenced(key, pool, reference)
+            with logs.concerning(reference.dynamic_prefix):
+                outcome = await self._reconcile_referenced(key, pool, reference)
             if outcome is _NOT_YET:
                 return False
             return self._record_outcome(reference.dynamic_prefix, key, outcome)

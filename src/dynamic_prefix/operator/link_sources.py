@@ -16,6 +16,7 @@ from dynamic_prefix.core.spec import (
 )
 from dynamic_prefix.core.tracker import TrackerPolicy
 from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.operator import logs
 from dynamic_prefix.receivers.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
 from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
 from dynamic_prefix.receivers.netlink import NetlinkSource as NetlinkReceiver
@@ -62,7 +63,7 @@ class StatusIdentityStore:
         self._store(
             await self._client.patch(self._resource, self._name, patch, subresource="status")
         )
-        logger.info("DynamicPrefix %s: DHCPv6 identity saved in status", self._name)
+        logger.info("DHCPv6 identity saved in status", extra=logs.about(self._name))
 
 
 def build_link_source(

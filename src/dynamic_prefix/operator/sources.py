@@ -25,6 +25,7 @@ from dynamic_prefix.core.spec import (
     StaticSource,
     source_name,
 )
+from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import build_link_source
 from dynamic_prefix.receivers.base import IdentityStore, PrefixSource, SourceError
 from dynamic_prefix.receivers.static import StaticSource as StaticPrefixSource
@@ -94,13 +95,15 @@ class SourceManager:
         self._running[name] = running
         for rank, spec in enumerate(acquisition.sources):
             task = asyncio.create_task(
-                self._run_one(name, running, rank, spec), name=f"source:{name}:{source_name(spec)}"
+                self._run_one(name, running, rank, spec),
+                name=f"source:{name}:{source_name(spec)}",
+                context=logs.context_for(name),  # what a receiver logs names its DynamicPrefix
             )
             running.tasks.append(task)
         logger.info(
-            "DynamicPrefix %s: started sources %s",
-            name,
+            "started sources %s",
             ", ".join(source_name(s) for s in acquisition.sources),
+            extra=logs.about(name),
         )
 
     def stop(self, name: str) -> None:
@@ -110,7 +113,7 @@ class SourceManager:
             return
         for task in running.tasks:
             task.cancel()
-        logger.info("DynamicPrefix %s: sources stopped", name)
+        logger.info("sources stopped", extra=logs.about(name))
 
     async def stop_all(self) -> None:
         """Stop every source and wait for their cleanup."""
@@ -161,6 +164,6 @@ class SourceManager:
             running.errors[rank] = f"{source_name(spec)}: {error}"
             report(SourceState(source_name(spec), None, reason="SourceFailed", message=str(error)))
         except Exception as error:  # a bug in a source must not take the operator down
-            logger.exception("DynamicPrefix %s: source %s crashed", name, source_name(spec))
+            logger.exception("source %s crashed", source_name(spec))
             running.errors[rank] = f"{source_name(spec)}: crashed: {error!r}"
             report(SourceState(source_name(spec), None, reason="SourceFailed", message=repr(error)))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import errno
 import fcntl
@@ -378,7 +379,9 @@ class RaListener:
         listener = _shared.get(key)
         if listener is None:
             listener = cls(interface, pacing=pacing or SolicitationPacing(), loop=loop, rng=rng)
-            listener._start()
+            # started in an empty context: the socket serves every user, so its tasks and
+            # callbacks must not carry the first user's context (e.g. its log tag)
+            contextvars.Context().run(listener._start)
             _shared[key] = listener
         listener._users += 1
         try:

@@ -8,13 +8,11 @@ TokenRequest API instead).
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -25,8 +23,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class _Daemon:
         return _tail(self.log_path.read_text(errors="replace"))
 
 
-class ControlPlane:
+class ControlPlane(Lifecycle):
     """etcd + kube-apiserver with RBAC and token auth, started and stopped by this object.
 
     Use as a context manager, or call start() and stop(); stop() is also registered with
@@ -201,21 +200,13 @@ class ControlPlane:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> Self:
         """Start both daemons and return once /readyz answers 200; raise if they cannot."""
         if self._workdir is not None:
             raise ControlPlaneError("this control plane is already started")
+        return super().start()
+
+    def _start(self) -> None:
         if self._assets is None:
             assets = find_assets()
         else:
@@ -223,36 +214,29 @@ class ControlPlane:
         began = time.monotonic()
         deadline = began + self._startup_timeout
         self._workdir = Path(tempfile.mkdtemp(prefix="dynamic-prefix-controlplane-"))
-        atexit.register(self.stop)
-        try:
-            self._write_credentials(self._workdir)
-            for attempt in range(1, _PORT_ATTEMPTS + 1):
-                try:
-                    self._launch(assets, self._workdir / f"run{attempt}", deadline)
-                    break
-                except _PortTakenError as err:
-                    log.info("port collision (attempt %s of %s): %s", attempt, _PORT_ATTEMPTS, err)
-                    self._stop_daemons()
-                    if attempt == _PORT_ATTEMPTS:
-                        raise
-            self._kubeconfig = self.kubeconfig_for_token(
-                self.admin_token, self._workdir / "admin.kubeconfig", user="admin"
-            )
-        except BaseException:
-            self.stop()
-            raise
+        self._write_credentials(self._workdir)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._launch(assets, self._workdir / f"run{attempt}", deadline)
+                break
+            except _PortTakenError as err:
+                log.info("port collision (attempt %s of %s): %s", attempt, _PORT_ATTEMPTS, err)
+                self._stop_daemons()
+                if attempt == _PORT_ATTEMPTS:
+                    raise
+        self._kubeconfig = self.kubeconfig_for_token(
+            self.admin_token, self._workdir / "admin.kubeconfig", user="admin"
+        )
         log.info("control plane ready at %s in %.1f s", self._server, time.monotonic() - began)
-        return self
 
-    def stop(self) -> None:
-        """Stop the daemons this object started (by PID) and remove its files; idempotent."""
+    def _stop(self) -> None:
+        """Stop the daemons this object started (by PID) and remove its files."""
         self._stop_daemons()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         self._server = None
         self._kubeconfig = None
-        atexit.unregister(self.stop)
 
     def _write_credentials(self, workdir: Path) -> None:
         """Service-account signing keys (for TokenRequest) and the admin's static token."""
@@ -371,15 +355,7 @@ class ControlPlane:
     def _stop_daemons(self) -> None:
         # Reverse order: the apiserver goes before the etcd it writes to.
         for daemon in reversed(self._daemons):
-            process = daemon.process
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=_STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s (pid %s) ignored SIGTERM; killing it", daemon.name, process.pid)
-                    process.kill()
-                    process.wait()
+            terminate(daemon.process, name=daemon.name, grace=_STOP_GRACE)
         self._daemons.clear()
 
     # -- access ----------------------------------------------------------------------

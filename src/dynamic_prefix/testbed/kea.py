@@ -8,7 +8,6 @@ See ../shared/TESTBED.md section 5.
 
 from __future__ import annotations
 
-import atexit
 import csv
 import io
 import json
@@ -24,17 +23,10 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
-from dynamic_prefix.testbed.netns import (
-    CommandError,
-    Link,
-    TestbedError,
-    poll_until,
-    tail,
-    terminate,
-)
+from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
+from dynamic_prefix.testbed.netns import CommandError, Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +200,14 @@ class KeaConfig:
 DEFAULT_POOLS: Final = (PdPool("2001:db8:100::", 40, 56),)
 
 
-class Kea:
+class Kea(Lifecycle):
     """kea-dhcp6 serving the router end of `link`, started and stopped by this object.
 
     The router end gets `router_address` (inside `subnet`) so Kea serves the interface;
     it is removed again on stop. Use as a context manager, or call start() and stop();
     stop() is also registered with atexit. start() returns once Kea logged DHCP6_STARTED
-    and listens on port 547 in the router namespace.
+    and listens on port 547 in the router namespace. stop() deletes the lease file too:
+    read `leases()` before stopping.
     """
 
     def __init__(
@@ -259,54 +252,38 @@ class Kea:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> Self:
         """Check the config (`kea-dhcp6 -t`), launch Kea, return once it listens."""
         if self._workdir is not None:
             raise KeaError("this Kea is already started")
         if shutil.which("kea-dhcp6") is None:
             raise KeaError("kea-dhcp6 is not installed (see scripts/install-system-deps.sh)")
+        return super().start()
+
+    def _start(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="dynamic-prefix-kea-"))
-        atexit.register(self.stop)
-        try:
-            if self._persist:
-                self._config = replace(self._config, lease_file=self._workdir / "leases6.csv")
-            self._add_router_address()
-            self._write_config(self._config)
-            began = time.monotonic()
-            with self.log_path.open("wb") as log_file:  # the child keeps its own descriptor
-                self._process = self.link.popen_in_router(
-                    "kea-dhcp6",
-                    "-c",
-                    str(self.config_path),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env=self._env(),
-                )
-            self._wait(lambda: _STARTED_MARK in self.log_text() or None, "DHCP6_STARTED")
-            self._wait(self._listening, f"a socket on port {DHCPV6_SERVER_PORT}")
-            self.startup_seconds = time.monotonic() - began
-        except BaseException:
-            self.stop()
-            raise
+        if self._persist:
+            self._config = replace(self._config, lease_file=self._workdir / "leases6.csv")
+        self._add_router_address()
+        self._write_config(self._config)
+        began = time.monotonic()
+        with self.log_path.open("wb") as log_file:  # the child keeps its own descriptor
+            self._process = self.link.popen_in_router(
+                "kea-dhcp6",
+                "-c",
+                str(self.config_path),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+            )
+        self._wait(lambda: _STARTED_MARK in self.log_text() or None, "DHCP6_STARTED")
+        self._wait(self._listening, f"a socket on port {DHCPV6_SERVER_PORT}")
+        self.startup_seconds = time.monotonic() - began
         log.info("kea-dhcp6 (pid %s) listening %.3f s after launch", self.pid, self.startup_seconds)
-        return self
 
-    def stop(self) -> None:
-        """SIGTERM Kea (SIGKILL if it hangs), remove the router address and Kea's files.
-
-        Idempotent. The lease file goes too: read `leases()` before stopping.
-        """
+    def _stop(self) -> None:
+        """SIGTERM Kea (SIGKILL if it hangs), remove the router address and Kea's files
+        (the lease file too)."""
         if self._process is not None:
             terminate(self._process, name="kea-dhcp6")
             self._process = None
@@ -317,7 +294,6 @@ class Kea:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-        atexit.unregister(self.stop)
 
     # -- changing the pools ----------------------------------------------------------------
 

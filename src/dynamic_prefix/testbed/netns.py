@@ -12,7 +12,6 @@ See ../shared/TESTBED.md section 2 for the recipe this follows.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import json
@@ -27,8 +26,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
-from types import TracebackType
 from typing import IO, Any, Final, Self, TypeVar
+
+from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
 
 log = logging.getLogger(__name__)
 
@@ -119,24 +119,6 @@ def run_command(
     if check and result.returncode != 0:
         raise CommandError(result.returncode, list(argv), result.stdout, result.stderr)
     return result
-
-
-def terminate(
-    process: subprocess.Popen[bytes], *, name: str, grace: float = _STOP_GRACE
-) -> int | None:
-    """SIGTERM `process` (by its PID), SIGKILL it after `grace` seconds; return its status.
-
-    Returns None if it had already been reaped before this call.
-    """
-    if process.poll() is not None:
-        return process.returncode
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        log.warning("%s (pid %s) ignored SIGTERM for %g s; killing it", name, process.pid, grace)
-        process.kill()
-        return process.wait()
 
 
 def tail(text: str, lines: int = 30) -> str:
@@ -266,7 +248,7 @@ def parse_addresses(ip_json: str) -> list[AddressInfo]:
 # -- the link --------------------------------------------------------------------------------
 
 
-class Link:
+class Link(Lifecycle):
     """Router namespace + node namespace (or the root namespace) joined by a veth pair.
 
     Use as a context manager, or call start() and stop(). Setup follows TESTBED.md: lo up,
@@ -316,17 +298,6 @@ class Link:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> Self:
         """Create both namespaces and the veth, bring it up; return once both ends have
         their link-local address. Raises `NetnsError` (after cleaning up) if it cannot."""
@@ -335,19 +306,17 @@ class Link:
         supported, reason = namespaces_supported()
         if not supported:
             raise NetnsError(f"cannot create network namespaces: {reason}")
+        return super().start()
+
+    def _start(self) -> None:
         self._started = True
         began = time.monotonic()
-        atexit.register(self.stop)
-        try:
-            self._create()
-            self._router, self._node = poll_until(
-                self._endpoints,
-                timeout=self._setup_timeout,
-                what=f"link-local addresses on {self.router_ifname} and {self.node_ifname}",
-            )
-        except BaseException:
-            self.stop()
-            raise
+        self._create()
+        self._router, self._node = poll_until(
+            self._endpoints,
+            timeout=self._setup_timeout,
+            what=f"link-local addresses on {self.router_ifname} and {self.node_ifname}",
+        )
         self.setup_seconds = time.monotonic() - began
         log.info(
             "link %s <-> %s up in %.3f s (router %s, node %s)",
@@ -357,7 +326,6 @@ class Link:
             self._router.link_local,
             self._node.link_local,
         )
-        return self
 
     def _create(self) -> None:
         for namespace in (self.router_namespace, self.node_namespace):
@@ -438,8 +406,8 @@ class Link:
             link_local=usable[0],
         )
 
-    def stop(self) -> None:
-        """Terminate processes started here, delete the veth and the namespaces; idempotent.
+    def _stop(self) -> None:
+        """Terminate processes started here, delete the veth and the namespaces.
 
         Also removes whatever else still runs inside the namespaces (e.g. radvd's privsep
         helper), by PID, so that deleting a namespace really frees it.
@@ -464,7 +432,6 @@ class Link:
         self._router = None
         self._node = None
         self._started = False
-        atexit.unregister(self.stop)
 
     def _kill_leftovers(self, namespace: str) -> None:
         """Give what still runs in `namespace` a moment to exit by itself, then SIGKILL it."""
@@ -587,9 +554,8 @@ class Link:
         stderr: _File = subprocess.PIPE,
     ) -> subprocess.Popen[bytes]:
         """Run ``python -u -c code args...`` (this interpreter) on the node side."""
-        argv = (sys.executable, "-u", "-c", code, *args)
-        return self._popen(
-            self.node_namespace, argv, stdin=stdin, stdout=stdout, stderr=stderr, env=None
+        return self._python(
+            self.node_namespace, code, args, stdin=stdin, stdout=stdout, stderr=stderr
         )
 
     def python_in_router(
@@ -601,10 +567,22 @@ class Link:
         stderr: _File = subprocess.PIPE,
     ) -> subprocess.Popen[bytes]:
         """Run ``python -u -c code args...`` (this interpreter) in the router namespace."""
-        argv = (sys.executable, "-u", "-c", code, *args)
-        return self._popen(
-            self.router_namespace, argv, stdin=stdin, stdout=stdout, stderr=stderr, env=None
+        return self._python(
+            self.router_namespace, code, args, stdin=stdin, stdout=stdout, stderr=stderr
         )
+
+    def _python(
+        self,
+        namespace: str | None,
+        code: str,
+        args: Sequence[str],
+        *,
+        stdin: _File,
+        stdout: _File,
+        stderr: _File,
+    ) -> subprocess.Popen[bytes]:
+        argv = (sys.executable, "-u", "-c", code, *args)
+        return self._popen(namespace, argv, stdin=stdin, stdout=stdout, stderr=stderr, env=None)
 
     def _popen(
         self,

@@ -8,7 +8,6 @@ See ../shared/TESTBED.md sections 3 and 4.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import shutil
 import signal
@@ -20,17 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Literal, Self
 
-from dynamic_prefix.testbed.netns import (
-    CommandError,
-    Link,
-    TestbedError,
-    poll_until,
-    tail,
-    terminate,
-)
+from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
+from dynamic_prefix.testbed.netns import CommandError, Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +185,7 @@ class RadvdConfig:
 DEFAULT_PREFIXES: Final = (PrefixAd("2001:db8:1::/64", valid=3600, preferred=1800),)
 
 
-class Radvd:
+class Radvd(Lifecycle):
     """radvd advertising on the router end of `link`, started and stopped by this object.
 
     Use as a context manager, or call start() and stop(); stop() is also registered with
@@ -234,65 +226,50 @@ class Radvd:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> Self:
         """Check the config, launch radvd and return once it has sent its first RA."""
         if self._workdir is not None:
             raise RadvdError("this radvd is already started")
         if shutil.which("radvd") is None:
             raise RadvdError("radvd is not installed (see scripts/install-system-deps.sh)")
+        return super().start()
+
+    def _start(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="dynamic-prefix-radvd-"))
-        atexit.register(self.stop)
-        try:
-            self._write_config(self._config)
-            began = time.monotonic()
-            with self.log_path.open("wb") as log_file:  # the child keeps its own descriptor
-                self._process = self.link.popen_in_router(
-                    "radvd",
-                    "--nodaemon",
-                    "--config",
-                    str(self.config_path),
-                    "--pidfile",
-                    str(self._workdir / "radvd.pid"),
-                    "--logmethod",
-                    "stderr",
-                    "--debug",
-                    str(_DEBUG_LEVEL),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
-            self._wait_for(_SENT_MARK, after=0, what="radvd's first RA")
-            self.first_ra_seconds = time.monotonic() - began
-        except BaseException:
-            self.stop()
-            raise
+        self._write_config(self._config)
+        began = time.monotonic()
+        with self.log_path.open("wb") as log_file:  # the child keeps its own descriptor
+            self._process = self.link.popen_in_router(
+                "radvd",
+                "--nodaemon",
+                "--config",
+                str(self.config_path),
+                "--pidfile",
+                str(self._workdir / "radvd.pid"),
+                "--logmethod",
+                "stderr",
+                "--debug",
+                str(_DEBUG_LEVEL),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_for(_SENT_MARK, after=0, what="radvd's first RA")
+        self.first_ra_seconds = time.monotonic() - began
         log.info(
             "radvd (pid %s) sent its first RA %.3f s after launch",
             self.pid,
             self.first_ra_seconds,
         )
-        return self
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """SIGTERM radvd (it sends a final RA with router lifetime 0), SIGKILL if it hangs;
-        remove its files. Idempotent."""
+        remove its files."""
         if self._process is not None:
             terminate(self._process, name="radvd")
             self._process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-        atexit.unregister(self.stop)
 
     # -- changing what is advertised ------------------------------------------------------
 
