@@ -581,6 +581,37 @@ def test_no_report_keeps_a_previous_prefix_acquired_condition_as_it_was() -> Non
     assert condition(status, PREFIX_ACQUIRED) == condition(before, PREFIX_ACQUIRED)
 
 
+# --- settings accepted for compatibility but not acted on ---------------------------------
+
+
+def test_settings_not_acted_on_are_said_once_per_generation() -> None:
+    spec = validate_dynamic_prefix(
+        {
+            "spec": {
+                "acquisition": {"static": {"prefix": "2001:db8:1::/48"}},
+                "subnets": [{"name": "bgp", "prefixLength": 64, "bgp": {"advertise": True}}],
+                "transition": {"mode": "ha"},
+            }
+        }
+    )
+    assert isinstance(spec, DynamicPrefixSpec)
+
+    first = step(source=ra(A), spec=spec, generation=1)
+    same = step(source=ra(A), previous=first.status, spec=spec, generation=1)
+    edited = step(source=ra(A), previous=same.status, spec=spec, generation=2)
+
+    notes = [e for e in first.events if e.reason == "SettingNotActedOn"]
+    assert [n.type for n in notes] == ["Warning", "Warning"]
+    assert "spec.transition.mode: ha is not acted on" in notes[0].message
+    assert "spec.subnets[bgp].bgp.advertise" in notes[1].message
+    assert not [e for e in same.events if e.reason == "SettingNotActedOn"]
+    assert len([e for e in edited.events if e.reason == "SettingNotActedOn"]) == 2
+
+
+def test_a_plain_spec_has_no_setting_notes() -> None:
+    assert not [e for e in step(source=ra(A)).events if e.reason == "SettingNotActedOn"]
+
+
 # --- invalid spec --------------------------------------------------------------------------
 
 

@@ -12,7 +12,12 @@ from dynamic_prefix.cli.output import FORMATS, render_data, render_table
 from dynamic_prefix.core import api
 from dynamic_prefix.core.addressing import AddressError, parse_prefix
 from dynamic_prefix.core.compute import SUFFIX_BITS, Computed, compute, dhcpv6_pool_outside
-from dynamic_prefix.core.spec import Invalid, StaticSource, validate_dynamic_prefix
+from dynamic_prefix.core.spec import (
+    Invalid,
+    StaticSource,
+    settings_not_acted_on,
+    validate_dynamic_prefix,
+)
 
 EXIT_INVALID = 2
 
@@ -67,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not spec.acquisition.accepts(prefix):
         print(f"error: --prefix: {prefix} would be refused by the prefix filter", file=sys.stderr)
         return EXIT_INVALID
+    for note in settings_not_acted_on(spec):
+        print(f"note: {note}", file=sys.stderr)
     computed = compute(spec, prefix)
     if computed.problems:
         print(f"error: DynamicPrefix {name} does not fit {prefix}:", file=sys.stderr)

@@ -198,9 +198,13 @@ def spec_schema() -> dict[str, Any]:
                 maximum=128,
             ),
             "bgp": _object(
-                "BGP announcement of this subnet.",
+                "BGP announcement of this subnet. Accepted for compatibility: this operator "
+                "announces nothing itself (a Warning event says so); a BGP speaker such as "
+                "Cilium's BGP control plane announces the pool it writes the subnet to.",
                 {
-                    "advertise": _boolean("Announce the subnet over BGP.", default=False),
+                    "advertise": _boolean(
+                        "Whether the subnet is meant to be announced over BGP.", default=False
+                    ),
                     "community": _string(
                         "BGP community attached to the announcement, 'ASN:VALUE'.",
                         pattern=r"^\d+:\d+$",
@@ -215,8 +219,9 @@ def spec_schema() -> dict[str, Any]:
         {
             "mode": _string(
                 "simple: old prefixes stay in the pools, so services keep their old "
-                "addresses while they still work, until they leave the history. ha: also "
-                "keep old and new addresses on services side by side.",
+                "addresses while they still work, until they leave the history. ha: "
+                "accepted for compatibility and, for now, the same as simple (Services are "
+                "not given old and new addresses side by side; a Warning event says so).",
                 enum=["simple", "ha"],
                 default="simple",
             ),

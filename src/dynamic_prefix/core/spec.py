@@ -162,6 +162,26 @@ class DynamicPrefixSpec:
     transition: TransitionSpec
 
 
+def settings_not_acted_on(spec: DynamicPrefixSpec) -> tuple[str, ...]:
+    """Valid settings (kept for compatibility with the Go operator's API) this operator
+    does not act on yet: said in a Warning event, so that nobody relies on them unaware."""
+    notes = []
+    if spec.transition.mode is TransitionMode.HA:
+        notes.append(
+            "spec.transition.mode: ha is not acted on yet: Services are not given addresses "
+            "of old and new prefixes side by side; previous prefixes stay in the pools as "
+            "in mode simple"
+        )
+    for subnet in spec.subnets:
+        if subnet.bgp is not None and subnet.bgp.advertise:
+            notes.append(
+                f"spec.subnets[{subnet.name}].bgp.advertise: this operator announces nothing "
+                "over BGP; the subnet is written to the pools, and a BGP speaker (e.g. "
+                "Cilium's BGP control plane advertising the pool) must announce it"
+            )
+    return tuple(notes)
+
+
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """Why a DynamicPrefix cannot be used; nothing may be written on its behalf."""

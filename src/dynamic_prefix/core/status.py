@@ -28,7 +28,7 @@ from dynamic_prefix.core import api
 from dynamic_prefix.core.addressing import AddressError, parse_prefix
 from dynamic_prefix.core.compute import compute
 from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import DynamicPrefixSpec, Invalid
+from dynamic_prefix.core.spec import DynamicPrefixSpec, Invalid, settings_not_acted_on
 
 READY = "Ready"
 PREFIX_ACQUIRED = "PrefixAcquired"
@@ -181,6 +181,10 @@ def next_status(
         status["observedGeneration"] = generation
         status["conditions"] = conditions.result()
         return StatusUpdate(_without_none(status), tuple(events))
+
+    if previous.get("observedGeneration") != generation:
+        for note in settings_not_acted_on(spec):
+            events.append(StatusEvent("Warning", "SettingNotActedOn", note))
 
     history = read_history(previous)
     _apply_source(
