@@ -82,6 +82,33 @@ def test_static_prefix_is_used_when_no_prefix_is_given(
     assert json.loads(out)["addressRanges"][0]["start"] == "2001:db8:5:0:f000::"
 
 
+def test_a_range_low_in_the_64_gets_router_advice_that_fits_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["addressRanges"] = [{"name": "low", "start": "::100", "end": "::1ff"}]
+    path = tmp_path / "low.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, out, _ = run(capsys, "calc", "-f", str(path), "--prefix", "2001:db8:5::/64")
+    assert code == 0
+    assert "start ::200, end ::ffff:ffff:ffff:ffff" in out  # UniFi: the pool above it
+    assert "A range starts below ::1000, inside odhcpd's smallest host-ID space" in out
+    assert "with odds below 1 in a million" in out
+
+
+def test_settings_not_acted_on_are_noted_on_stderr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["transition"] = {"mode": "ha"}
+    path = tmp_path / "ha.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "calc", "-f", str(path), "--prefix", "2001:db8:5::/64")
+    assert code == 0
+    assert "ROUTER SETTINGS" in out
+    assert err.startswith("note: spec.transition.mode: ha is not acted on yet")
+
+
 @pytest.mark.parametrize(
     ("prefix", "message"),
     [

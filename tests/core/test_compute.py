@@ -7,7 +7,7 @@ from ipaddress import IPv6Address
 import pytest
 
 from dynamic_prefix.core.addressing import address_range, parse_prefix, parse_suffix
-from dynamic_prefix.core.compute import ComputedRange, dhcpv6_pool_outside
+from dynamic_prefix.core.compute import ComputedRange, dhcpv6_pool_outside, odhcpd_host_id_bits
 
 PREFIX = parse_prefix("2001:db8:abcd:1::/64")
 
@@ -49,3 +49,25 @@ def test_dhcpv6_pool_is_the_widest_span_clear_of_every_range(
     spans: tuple[tuple[str, str], ...], pool: tuple[str, str] | None
 ) -> None:
     assert shown(dhcpv6_pool_outside(ranges(*spans))) == pool
+
+
+@pytest.mark.parametrize(
+    ("spans", "bits"),
+    [
+        # the user guide's top sixteenth: anything up to 63 bits (the default 12 is fine)
+        ((("::f000:0:0:0", "::ffff:ffff:ffff:ffff"),), 63),
+        ((("::8000:0:0:0", "::8000:0:0:ff"),), 63),
+        ((("::7fff:ffff:ffff:ffff", "::ffff:ffff:ffff:ffff"),), 62),
+        # the lowest range decides
+        ((("::f000:0:0:0", "::ffff:0:0:0"), ("::1:0", "::1:ff")), 16),
+        # just above odhcpd's smallest host-ID space (::0 to ::fff)
+        ((("::1000", "::1fff"),), 12),
+        # inside it: no setting of odhcpd keeps clear
+        ((("::fff", "::1fff"),), None),
+        ((("::1", "::ff"),), None),
+    ],
+)
+def test_odhcpd_host_id_length_stays_below_the_lowest_range(
+    spans: tuple[tuple[str, str], ...], bits: int | None
+) -> None:
+    assert odhcpd_host_id_bits(ranges(*spans)) == bits

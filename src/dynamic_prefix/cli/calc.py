@@ -11,7 +11,13 @@ from dynamic_prefix.cli.manifests import ManifestError, load_documents
 from dynamic_prefix.cli.output import FORMATS, render_data, render_table
 from dynamic_prefix.core import api
 from dynamic_prefix.core.addressing import AddressError, parse_prefix
-from dynamic_prefix.core.compute import SUFFIX_BITS, Computed, compute, dhcpv6_pool_outside
+from dynamic_prefix.core.compute import (
+    SUFFIX_BITS,
+    Computed,
+    compute,
+    dhcpv6_pool_outside,
+    odhcpd_host_id_bits,
+)
 from dynamic_prefix.core.spec import (
     Invalid,
     StaticSource,
@@ -128,17 +134,43 @@ def format_table(name: str, computed: Computed) -> str:
 
 
 def _router_settings(computed: Computed) -> str:
-    """What the router's DHCPv6 pool must be set to so that it leaves the ranges free."""
+    """What the router must be set to so that it leaves the ranges free."""
+    lines = ["", "ROUTER SETTINGS (the router must not hand out addresses in the ranges above)"]
     span = dhcpv6_pool_outside(computed.address_ranges)
     if span is None:
-        return "\nROUTER SETTINGS\nThe ranges cover the whole /64: no room is left for DHCPv6.\n"
-    start, end = (str(IPv6Address(value)) for value in span)
-    return (
-        "\nROUTER SETTINGS (the router must not hand out addresses in the ranges above)\n"
-        f"  UniFi:   Networks > IPv6 > DHCPv6 range: start {start}, end {end}\n"
-        "  OpenWRT: /etc/config/dhcp, in the LAN section:\n"
-        f"             option pool_start '{start}'\n"
-        f"             option pool_end '{end}'\n"
-        "  SLAAC: addresses are random or EUI-64 based; give no device a static address "
-        "inside the ranges.\n"
-    )
+        lines.append("  UniFi:   the ranges cover the whole /64: no room is left for DHCPv6")
+    else:
+        start, end = (str(IPv6Address(value)) for value in span)
+        lines += [
+            "  UniFi:   Settings > Networks > (this network) > IPv6 > DHCPv6 range:",
+            f"             start {start}, end {end}",
+        ]
+    bits = odhcpd_host_id_bits(computed.address_ranges)
+    lines += [
+        "  OpenWRT: odhcpd has no DHCPv6 pool bounds (pool_start/pool_end are not its",
+        "           options); lease host IDs stay below 2^dhcpv6_hostidlength.",
+    ]
+    if bits is None:
+        lines += [
+            "           A range starts below ::1000, inside odhcpd's smallest host-ID space:",
+            "           move it up, or turn stateful DHCPv6 off (option dhcpv6 'disabled').",
+        ]
+    else:
+        lines += [
+            "           /etc/config/dhcp, LAN section:",
+            f"             option dhcpv6_hostidlength '12'   (the default; up to {bits} is clear)",
+        ]
+    share = sum(r.range.size for r in computed.address_ranges) / (1 << SUFFIX_BITS)
+    lines += [
+        "  SLAAC:   hosts choose their own interface IDs anywhere in the /64: a SLAAC",
+        f"           address falls inside the ranges with odds {_share(share)}, harmless",
+        "           unless it equals an address a service was given (negligible odds).",
+        "           Give no device a static address inside the ranges.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _share(fraction: float) -> str:
+    if fraction >= 0.5:
+        return f"of {fraction:.0%}"
+    return f"of 1 in {round(1 / fraction):,}" if fraction * 2**20 >= 1 else "below 1 in a million"

@@ -131,3 +131,22 @@ def dhcpv6_pool_outside(ranges: tuple[ComputedRange, ...]) -> tuple[int, int] | 
             best = (cursor, start - 1)
         cursor = max(cursor, end + 1)
     return best
+
+
+ODHCPD_MIN_HOST_ID_BITS = 12
+"""odhcpd (OpenWRT) gives DHCPv6 leases host IDs of at least 12 bits (its default)."""
+
+
+def odhcpd_host_id_bits(ranges: tuple[ComputedRange, ...]) -> int | None:
+    """The largest ``dhcpv6_hostidlength`` that keeps OpenWRT's odhcpd clear of ``ranges``.
+
+    odhcpd has no DHCPv6 pool bounds: it picks each lease's host ID below
+    2^dhcpv6_hostidlength (12 to 64 bits). That stays clear of the ranges as long as
+    2^bits is at most the lowest suffix they reserve. None when even 12 bits would reach
+    into a range (one starts below ``::1000``).
+    """
+    last = (1 << SUFFIX_BITS) - 1
+    lowest = min((int(r.start) & last for r in ranges), default=last + 1)
+    bits = min(SUFFIX_BITS, lowest.bit_length() - 1) if lowest else -1
+    return bits if bits >= ODHCPD_MIN_HOST_ID_BITS else None
+
