@@ -143,7 +143,11 @@ def test_the_pod_is_on_the_host_network_as_root_holding_only_net_raw_on_a_read_o
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(objects)
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # old pod before new: a surge pod could not bind the node's port 8080 next to the old
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
     assert pod["serviceAccountName"] == SERVICE_ACCOUNT
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
