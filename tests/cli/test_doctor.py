@@ -68,7 +68,75 @@ def test_doctor_finds_a_neighbour_inside_a_reserved_range(
                      "-f", str(tmp_path / "dp.yaml")])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 1
-    assert "2001:db8:d0c:0:f000::7 (02:00:00:00:00:07) is inside home-prefix/loadbalancers" in out
+    assert (
+        "2001:db8:d0c:0:f000::7 (02:00:00:00:00:07, neighbour table) is inside "
+        "home-prefix/loadbalancers"
+    ) in out
+
+
+def _spec_file(link: Link, tmp_path: Path) -> str:
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    spec["spec"]["acquisition"]["routerAdvertisement"]["interface"] = link.node_ifname
+    path = tmp_path / "dp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_doctor_probe_finds_a_device_on_one_of_the_first_addresses_of_a_range(
+    link: Link, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the device (the router's namespace) answers for the 4th address of the LB range;
+    # the kernel's neighbour table knows nothing of it: only the probe can find it
+    link.run_in_router("ip", "-6", "addr", "add", "2001:db8:d0c:0:f000::3/64", "dev",
+                       link.router_ifname, "nodad")  # fmt: skip
+    with Radvd(link, prefixes=[PrefixAd("2001:db8:d0c::/64", valid=600, preferred=300)]):
+        without = main(["doctor", "--interface", link.node_ifname, "--wait", "2",
+                        "-f", _spec_file(link, tmp_path)])  # fmt: skip
+        quiet = capsys.readouterr().out
+        code = main(["doctor", "--interface", link.node_ifname, "--wait", "2", "--probe",
+                     "-f", _spec_file(link, tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert without == 0, quiet
+    assert code == 1, out
+    assert "16 Neighbor Solicitation(s) for the first addresses" in out
+    assert (
+        f"2001:db8:d0c:0:f000::3 ({link.router.mac}, neighbor advertisement) is one of the "
+        "first addresses of home-prefix/loadbalancers"
+    ) in out
+
+
+def test_doctor_probe_finds_a_device_deep_in_a_range_by_its_echo_reply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    supported, reason = namespaces_supported()
+    if not supported:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    # this node takes a SLAAC address, so the echo goes out from a global address and the
+    # device answers from its own: a random-looking one, far from the range's start
+    with Link(node_in_root_namespace=True, slaac=True) as link:
+        link.run_in_router("ip", "-6", "addr", "add", "2001:db8:d0c:0:fabc:1234:5678:9abc/64",
+                           "dev", link.router_ifname, "nodad")  # fmt: skip
+        with Radvd(link, prefixes=[PrefixAd("2001:db8:d0c::/64", valid=600, preferred=300)]):
+            link.wait_for_node_address("2001:db8:d0c::/64")
+            code = main(["doctor", "--interface", link.node_ifname, "--wait", "2", "--probe",
+                         "-f", _spec_file(link, tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "an Echo Request to all nodes from 2001:db8:d0c:" in out
+    assert (
+        "2001:db8:d0c:0:fabc:1234:5678:9abc (link address not given, echo reply) is inside "
+        "home-prefix/loadbalancers"
+    ) in out
+    assert "harmless unless a service gets exactly this address" in out
+
+
+def test_doctor_probe_without_a_spec_says_what_it_needs(
+    link: Link, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["doctor", "--interface", link.node_ifname, "--wait", "0", "--probe"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "--probe needs -f" in out
 
 
 def test_doctor_on_a_missing_interface_points_at_host_network(

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import errno
 import ipaddress
+import json
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -21,10 +22,11 @@ from typing import Any
 
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
 from dynamic_prefix.core import api
-from dynamic_prefix.core.compute import compute
+from dynamic_prefix.core.compute import ComputedRange, compute
 from dynamic_prefix.core.ndp import INFINITE_LIFETIME
 from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
 from dynamic_prefix.receivers.base import SourceError
+from dynamic_prefix.receivers.neighbour_probe import probe_link
 from dynamic_prefix.receivers.router_advertisement import (
     RaListener,
     ReceivedAdvertisement,
@@ -33,6 +35,7 @@ from dynamic_prefix.receivers.router_advertisement import (
 )
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
+PROBE_WAIT = 1.0  # seconds to collect answers; neighbours answer within milliseconds
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,8 +46,8 @@ def add_parser(subparsers: Any) -> None:
         description="Check what the operator needs on this node and say what to fix: the "
         "interface, CAP_NET_RAW, the sysctls that matter, the Router Advertisements heard "
         "(from whom, which prefixes, which lifetimes), and neighbours already using an "
-        "address inside the reserved ranges of a DynamicPrefix (-f). Exit code 1 on "
-        "problems.",
+        "address inside the reserved ranges of a DynamicPrefix (-f), from the kernel's "
+        "neighbour table and, with --probe, by asking the link. Exit code 1 on problems.",
     )
     parser.add_argument(
         "--interface", help="interface to check (default: that of the IPv6 default route)"
@@ -53,6 +56,19 @@ def add_parser(subparsers: Any) -> None:
         "--wait", type=float, default=10.0, help="seconds to listen for RAs (default 10)"
     )
     parser.add_argument("-f", "--filename", help="a DynamicPrefix whose reserved ranges to check")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="also ask the link (with -f): Neighbor Solicitations for the first addresses "
+        "of each range, and an Echo Request to all nodes from this node's global addresses",
+    )
+    parser.add_argument(
+        "--probe-count",
+        type=int,
+        default=16,
+        metavar="N",
+        help="addresses solicited at the start of each range (default 16)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -87,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     heard = asyncio.run(_listen(interface, args.wait))
     prefixes = _report_advertisements(report, interface, heard, args.wait)
+    if args.probe and not args.filename:
+        report.say(FAIL, "--probe needs -f: the DynamicPrefix whose reserved ranges to probe")
     if args.filename:
-        _check_reserved_ranges(report, interface, args.filename, prefixes)
+        probe = args.probe_count if args.probe else None
+        _check_reserved_ranges(report, interface, args.filename, prefixes, probe=probe)
     print(f"\n{report.problems} problem(s) found" if report.problems else "\nno problems found")
     return 1 if report.problems else 0
 
@@ -186,15 +205,27 @@ def _lifetime(seconds: int) -> str:
     return "infinite" if seconds == INFINITE_LIFETIME else f"{seconds} s"
 
 
+@dataclass(frozen=True)
+class _Neighbour:
+    address: IPv6Address
+    link_address: str
+    how: str
+
+
 def _check_reserved_ranges(
-    report: Report, interface: str, filename: str, prefixes: list[IPv6Network]
+    report: Report,
+    interface: str,
+    filename: str,
+    prefixes: list[IPv6Network],
+    *,
+    probe: int | None,
 ) -> None:
     try:
         documents = [d for d in load_documents(filename) if d.get("kind") == api.KIND]
     except ManifestError as error:
         report.say(FAIL, str(error))
         return
-    neighbours = _neighbours(interface)
+    placed_ranges: list[tuple[str, ComputedRange]] = []
     for document in documents:
         name = document.get("metadata", {}).get("name", "?")
         spec = validate_dynamic_prefix(document)
@@ -202,21 +233,78 @@ def _check_reserved_ranges(
             report.say(FAIL, f"DynamicPrefix {name} is invalid: {spec}")
             continue
         for prefix in prefixes:
-            for placed in compute(spec, prefix).address_ranges:
-                inside = [(a, mac) for a, mac in neighbours if a in placed.range]
-                for address, mac in inside:
-                    report.say(WARN, f"{address} ({mac}) is inside {name}/{placed.name} "
-                               f"({placed.start} - {placed.end})",
-                               "a device uses an address the operator hands to services: "
-                               "exclude the range from the router's DHCPv6 pool "
-                               "(dynamic-prefix calc prints the settings) or move the "
-                               "device")  # fmt: skip
-                if not inside:
-                    report.say(OK, f"no neighbour on {interface} inside {name}/{placed.name} "
-                               f"({placed.start} - {placed.end})")  # fmt: skip
+            placed_ranges += [(name, placed) for placed in compute(spec, prefix).address_ranges]
+    neighbours = _neighbours(interface)
+    if probe is not None and placed_ranges:
+        neighbours += _probe(report, interface, [p for _, p in placed_ranges], prefixes, probe)
+    for name, placed in placed_ranges:
+        first = set(placed.range.first(probe or 0))
+        inside = {n.address: n for n in neighbours if n.address in placed.range}
+        for address, neighbour in sorted(inside.items()):
+            where = f"{name}/{placed.name} ({placed.start} - {placed.end})"
+            seen = f"{address} ({neighbour.link_address}, {neighbour.how})"
+            if address in first:
+                report.say(WARN, f"{seen} is one of the first addresses of {where}",
+                           "a device holds an address the load-balancer IPAM hands out "
+                           "early: move the device, or start the range past it")  # fmt: skip
+            else:
+                report.say(WARN, f"{seen} is inside {where}",
+                           "a SLAAC address (random-looking interface ID) there is harmless "
+                           "unless a service gets exactly this address; a DHCPv6 lease or "
+                           "a static address there means the router's DHCPv6 pool or the "
+                           "device overlaps the range: `dynamic-prefix calc` prints the "
+                           "router settings")  # fmt: skip
+        if not inside:
+            report.say(OK, f"no neighbour on {interface} inside {name}/{placed.name} "
+                       f"({placed.start} - {placed.end})")  # fmt: skip
 
 
-def _neighbours(interface: str) -> list[tuple[IPv6Address, str]]:
+def _probe(
+    report: Report,
+    interface: str,
+    ranges: list[ComputedRange],
+    prefixes: list[IPv6Network],
+    count: int,
+) -> list[_Neighbour]:
+    solicit = [address for r in ranges for address in r.range.first(count)]
+    ours = [a for a in _global_addresses(interface) if any(a in p for p in prefixes)]
+    try:
+        answers = asyncio.run(
+            probe_link(interface, solicit=solicit, echo_from=ours, wait=PROBE_WAIT)
+        )
+    except SourceError as error:
+        report.say(FAIL, f"probing {interface}: {error}")
+        return []
+    echo = (f"an Echo Request to all nodes from {', '.join(map(str, ours))}" if ours else
+            "no Echo Request (this node has no address in the advertised prefixes, so "
+            "replies would come from link-local addresses)")  # fmt: skip
+    report.say(OK, f"probed {interface}: {len(solicit)} Neighbor Solicitation(s) for the first "
+               f"addresses of the ranges and {echo}; {len(answers)} answer(s) in "
+               f"{PROBE_WAIT:g} s")  # fmt: skip
+    return [_Neighbour(a.address, a.link_address or "link address not given", a.how)
+            for a in answers]  # fmt: skip
+
+
+def _global_addresses(interface: str) -> list[IPv6Address]:
+    """This node's global IPv6 addresses on the interface (``ip -6 addr``)."""
+    try:
+        output = subprocess.run(
+            ["ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "global"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout  # fmt: skip
+        links = json.loads(output or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    found = []
+    for link in links:
+        for info in link.get("addr_info", []):
+            flags = {key for key in ("tentative", "dadfailed") if info.get(key)}
+            if info.get("family") == "inet6" and not flags:
+                found.append(ipaddress.IPv6Address(info["local"]))
+    return found
+
+
+def _neighbours(interface: str) -> list[_Neighbour]:
     """The kernel's IPv6 neighbour table on the interface (``ip -6 neigh``)."""
     try:
         output = subprocess.run(
@@ -235,7 +323,7 @@ def _neighbours(interface: str) -> list[tuple[IPv6Address, str]]:
         except ValueError:
             continue
         mac = fields[fields.index("lladdr") + 1] if "lladdr" in fields else "no link address"
-        found.append((address, mac))
+        found.append(_Neighbour(address, mac, "neighbour table"))
     return found
 
 

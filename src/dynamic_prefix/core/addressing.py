@@ -109,6 +109,10 @@ class AddressRange:
         """Number of addresses in the range, both ends included."""
         return int(self.end) - int(self.start) + 1
 
+    def first(self, count: int) -> tuple[IPv6Address, ...]:
+        """The first ``count`` addresses of the range (fewer if it is smaller)."""
+        return tuple(IPv6Address(int(self.start) + i) for i in range(min(count, self.size)))
+
     def cidrs(self) -> tuple[IPv6Network, ...]:
         """The fewest CIDRs whose union is exactly the range: never a wider block."""
         return tuple(ipaddress.summarize_address_range(self.start, self.end))

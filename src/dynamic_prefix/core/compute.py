@@ -149,4 +149,3 @@ def odhcpd_host_id_bits(ranges: tuple[ComputedRange, ...]) -> int | None:
     lowest = min((int(r.start) & last for r in ranges), default=last + 1)
     bits = min(SUFFIX_BITS, lowest.bit_length() - 1) if lowest else -1
     return bits if bits >= ODHCPD_MIN_HOST_ID_BITS else None
-

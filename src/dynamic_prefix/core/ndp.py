@@ -1,10 +1,12 @@
-"""Sans-IO codec for ICMPv6 Router Solicitations and Router Advertisements.
+"""Sans-IO codec for ICMPv6 Router Solicitations and Router Advertisements, and for the
+Neighbor Solicitations and Advertisements `doctor --probe` uses.
 
 Layouts: RFC 4861 (Neighbor Discovery) section 4.1 (Router Solicitation), 4.2 (Router
-Advertisement), 4.6 (options: 4.6.1 link-layer address, 4.6.2 prefix information, 4.6.4
-MTU); RFC 4191 section 2.2 and 2.3 (router preference, Route Information option);
-RFC 8106 section 5.1 (RDNSS option); RFC 6275 section 7.1 and 7.2 (home agent and router
-address flags); RFC 4389 section 4.1.3.3 (proxy flag).
+Advertisement), 4.3 and 4.4 (Neighbor Solicitation and Advertisement), 4.6 (options:
+4.6.1 link-layer address, 4.6.2 prefix information, 4.6.4 MTU); RFC 4191 section 2.2
+and 2.3 (router preference, Route Information option); RFC 8106 section 5.1 (RDNSS
+option); RFC 6275 section 7.1 and 7.2 (home agent and router address flags); RFC 4389
+section 4.1.3.3 (proxy flag).
 
 A message is the ICMPv6 message, starting at the type byte, as a raw ``IPPROTO_ICMPV6``
 socket hands it over. Each parser raises exactly `NdpParseError` for bad input, with a
@@ -45,6 +47,8 @@ from typing import Final, TypeAlias
 
 ICMPV6_ROUTER_SOLICITATION: Final = 133
 ICMPV6_ROUTER_ADVERTISEMENT: Final = 134
+ICMPV6_NEIGHBOR_SOLICITATION: Final = 135
+ICMPV6_NEIGHBOR_ADVERTISEMENT: Final = 136
 
 INFINITE_LIFETIME: Final = 0xFFFF_FFFF
 """A valid or preferred lifetime of all ones means "for ever" (RFC 4861 section 4.6.2)."""
@@ -236,10 +240,49 @@ class RouterSolicitation:
     checksum: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeighborSolicitation:
+    """An ICMPv6 Neighbor Solicitation (type 135): who has ``target``?"""
+
+    target: IPv6Address
+    options: tuple[NdpOption, ...] = ()
+    checksum: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeighborAdvertisement:
+    """An ICMPv6 Neighbor Advertisement (type 136): ``target`` is here."""
+
+    target: IPv6Address
+    router: bool = False
+    solicited: bool = False
+    override: bool = False
+    options: tuple[NdpOption, ...] = ()
+    checksum: int = 0
+
+    @property
+    def link_layer_address(self) -> bytes | None:
+        """The target's link-layer address, if the advertisement carries it."""
+        for option in self.options:
+            if isinstance(option, TargetLinkLayerAddress):
+                return option.address
+        return None
+
+
+def solicited_node_multicast(address: IPv6Address) -> IPv6Address:
+    """ff02::1:ffXX:XXXX, where a Neighbor Solicitation for ``address`` is sent (RFC 4291
+    2.7.1): every node listens on the group of each of its addresses."""
+    return IPv6Address(int(IPv6Address("ff02::1:ff00:0")) | (int(address) & 0xFF_FFFF))
+
+
 # --- wire layouts -------------------------------------------------------------------
 
 _RA_HEADER = struct.Struct("!BBHBBHII")  # type, code, checksum, hop limit, flags, lifetimes
 _RS_HEADER = struct.Struct("!BBHI")  # type, code, checksum, reserved
+_NEIGHBOR_HEADER = struct.Struct("!BBHI16s")  # type, code, checksum, flags/reserved, target
+_NA_ROUTER = 0x8000_0000
+_NA_SOLICITED = 0x4000_0000
+_NA_OVERRIDE = 0x2000_0000
 _OPTION_HEADER_SIZE = 2  # type, length
 _PREFIX_INFORMATION = struct.Struct("!BBBBIII16s")  # 32 octets: 4 units
 _MTU = struct.Struct("!BBHI")  # type, length, reserved, MTU: 1 unit
@@ -308,6 +351,25 @@ def parse_router_solicitation(data: bytes) -> RouterSolicitation:
     icmp_type, code, checksum, _reserved = _RS_HEADER.unpack_from(data)
     _check_type_and_code(icmp_type, code, ICMPV6_ROUTER_SOLICITATION)
     return RouterSolicitation(options=_parse_options(data, _RS_HEADER.size), checksum=checksum)
+
+
+def parse_neighbor_advertisement(data: bytes) -> NeighborAdvertisement:
+    """Decode a Neighbor Advertisement; raises `NdpParseError` and nothing else."""
+    if len(data) < _NEIGHBOR_HEADER.size:
+        raise NdpParseError(
+            DropReason.TRUNCATED,
+            f"{len(data)} octets; a Neighbor Advertisement has at least {_NEIGHBOR_HEADER.size}",
+        )
+    icmp_type, code, checksum, flags, target = _NEIGHBOR_HEADER.unpack_from(data)
+    _check_type_and_code(icmp_type, code, ICMPV6_NEIGHBOR_ADVERTISEMENT)
+    return NeighborAdvertisement(
+        target=IPv6Address(target),
+        router=bool(flags & _NA_ROUTER),
+        solicited=bool(flags & _NA_SOLICITED),
+        override=bool(flags & _NA_OVERRIDE),
+        options=_parse_options(data, _NEIGHBOR_HEADER.size),
+        checksum=checksum,
+    )
 
 
 def _check_type_and_code(icmp_type: int, code: int, expected_type: int) -> None:
@@ -483,6 +545,23 @@ def build_router_advertisement(ra: RouterAdvertisement) -> bytes:
 def build_router_solicitation(rs: RouterSolicitation) -> bytes:
     """Encode a Router Solicitation with a zero checksum; `NdpBuildError` if it cannot."""
     return _RS_HEADER.pack(ICMPV6_ROUTER_SOLICITATION, 0, 0, 0) + _build_options(rs.options)
+
+
+def build_neighbor_solicitation(ns: NeighborSolicitation) -> bytes:
+    """Encode a Neighbor Solicitation with a zero checksum; `NdpBuildError` if it cannot."""
+    header = _NEIGHBOR_HEADER.pack(ICMPV6_NEIGHBOR_SOLICITATION, 0, 0, 0, ns.target.packed)
+    return header + _build_options(ns.options)
+
+
+def build_neighbor_advertisement(na: NeighborAdvertisement) -> bytes:
+    """Encode a Neighbor Advertisement with a zero checksum (tests play the neighbour)."""
+    flags = (
+        (_NA_ROUTER if na.router else 0)
+        | (_NA_SOLICITED if na.solicited else 0)
+        | (_NA_OVERRIDE if na.override else 0)
+    )
+    header = _NEIGHBOR_HEADER.pack(ICMPV6_NEIGHBOR_ADVERTISEMENT, 0, 0, flags, na.target.packed)
+    return header + _build_options(na.options)
 
 
 def _check_field(name: str, value: int, bits: int) -> None:

@@ -144,7 +144,7 @@ _RTF_UP = 0x0001
 _RTF_REJECT = 0x0200
 
 
-def _icmp6_filter_passing(*types: int) -> bytes:
+def icmp6_filter_passing(*types: int) -> bytes:
     """An ICMP6_FILTER value: eight 32-bit words in which a set bit BLOCKS that type."""
     words = [0xFFFF_FFFF] * 8
     for icmp_type in types:
@@ -152,7 +152,7 @@ def _icmp6_filter_passing(*types: int) -> bytes:
     return struct.pack("=8I", *words)
 
 
-_RA_ONLY_FILTER: Final = _icmp6_filter_passing(134)
+_RA_ONLY_FILTER: Final = icmp6_filter_passing(134)
 
 
 # --- the interface of the default route ------------------------------------------------
