@@ -159,20 +159,27 @@ def test_the_operator_tags_every_line_about_a_dynamic_prefix(
     )
 
     def reconciled() -> list[dict[str, Any]]:
-        return [e for e in _entries(operator.log()) if "pool(s) reconciled" in e["message"]]
+        return [
+            e
+            for e in _entries(operator.log())
+            if e.get("dynamicPrefix") == dp and e["message"].startswith("1 pool(s) reconciled")
+        ]
 
-    wait_for(reconciled, what="the pool reconciled")
+    # other tests' DynamicPrefixes are handled too: wait for a line about ours
+    wait_for(reconciled, what="its pool reconciled, in a line tagged with it")
     cluster.delete(f"/apis/{api.GROUP}/{api.VERSION}/dynamicprefixes/{dp}")
     wait_for(
-        lambda: any(e["message"] == "sources stopped" for e in _entries(operator.log())),
-        what="sources stopped",
+        lambda: any(
+            e["message"] == "sources stopped" and e.get("dynamicPrefix") == dp
+            for e in _entries(operator.log())
+        ),
+        what="its sources stopped, in a line tagged with it",
     )
     entries = _entries(operator.log())  # raises if any line is not JSON
     about = [e for e in entries if e.get("dynamicPrefix") == dp]
     messages = {e["message"] for e in about}
     assert "started sources static" in messages
-    assert "sources stopped" in messages
-    assert any("pool(s) reconciled" in m for m in messages)
+    assert any(m.startswith("DynamicPrefix logs-") and "PrefixAcquired" in m for m in messages)
     # a line naming the object, or its pool, is tagged with it
     for entry in entries:
         if dp in entry["message"] or pool in entry["message"]:
