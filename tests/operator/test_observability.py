@@ -35,6 +35,19 @@ def test_health_readiness_and_metrics_tell_what_the_operator_believes(
             "spec": {"blocks": []},
         }
     )
+    # a MetalLB pool naming a range the DynamicPrefix does not have: out of sync
+    cluster.apply(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {
+                "name": f"metrics-wrong-{tag}",
+                "namespace": "default",
+                "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "nope"},
+            },
+            "spec": {"addresses": []},
+        }
+    )
 
     def get(path: str) -> tuple[int, str] | None:
         try:
@@ -48,8 +61,16 @@ def test_health_readiness_and_metrics_tell_what_the_operator_believes(
     expected = [
         f'dynamic_prefix_current_prefix_info{{dynamic_prefix="{dp}",'
         f'prefix="2001:db8:5e::/64",source="static"}} 1.0',
-        f'dynamic_prefix_pools{{dynamic_prefix="{dp}",state="in_sync"}} 1.0',
-        f'dynamic_prefix_pools{{dynamic_prefix="{dp}",state="failing"}} 0.0',
+        f'dynamic_prefix_pools{{backend="cilium-lb-ip-pool",dynamic_prefix="{dp}",'
+        f'state="in_sync"}} 1.0',
+        f'dynamic_prefix_pools{{backend="cilium-lb-ip-pool",dynamic_prefix="{dp}",'
+        f'state="failing"}} 0.0',
+        f'dynamic_prefix_pools{{backend="metallb-ip-address-pool",dynamic_prefix="{dp}",'
+        f'state="failing"}} 1.0',
+        f'dynamic_prefix_reconcile_errors_total{{backend="metallb-ip-address-pool",'
+        f'dynamic_prefix="{dp}"}}',
+        f'dynamic_prefix_source_reports_total{{dynamic_prefix="{dp}",source="static"}} 1.0',
+        f'dynamic_prefix_prefix_changes_total{{dynamic_prefix="{dp}",source="static"}} 1.0',
         f'dynamic_prefix_prefix_confirmed{{dynamic_prefix="{dp}"}} 1.0',
         f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="prefix_acquired"}} 1.0',
         f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="pool_write"}} 1.0',

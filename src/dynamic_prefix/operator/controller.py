@@ -166,7 +166,11 @@ class Controller:
         )
         self.live: set[str] = set()
         self.pools_listed = False  # until every served pool kind was listed once
-        self.stats: collections.Counter[tuple[str, str]] = collections.Counter()  # metrics
+        # for metrics: (DynamicPrefix, kind of event) and (DynamicPrefix, source or backend)
+        self.stats: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.source_reports: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.prefix_changes: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.reconcile_errors: collections.Counter[tuple[str, str]] = collections.Counter()
         self.pool_problems: collections.defaultdict[str, dict[PoolKey, str | None]] = (
             collections.defaultdict(dict)
         )
@@ -297,6 +301,7 @@ class Controller:
 
     def _on_source_change(self, name: str, state: SourceState) -> None:
         self.stats[name, "source_report"] += 1
+        self.source_reports[name, state.source] += 1
         if state.prefix is not None:
             self.live.add(name)
         self.request_refresh(name)
@@ -308,6 +313,10 @@ class Controller:
         self._synced_inputs.pop(name, None)
         self.pool_problems.pop(name, None)
         self._failing.pop(name, None)
+        for counter in (self.stats, self.source_reports, self.prefix_changes,
+                        self.reconcile_errors):  # fmt: skip
+            for key in [key for key in counter if key[0] == name]:
+                del counter[key]  # a deleted object's series end with it
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -407,11 +416,15 @@ class Controller:
                     # a static source will not report again to trigger it
                     logger.warning("status not written: %s", error)
                     self.stats[name, "status_error"] += 1
+                    self.reconcile_errors[name, "status"] += 1
                     self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
                     return
                 self.dynamic_prefixes[name] = body
             for event in update.events:
                 self.stats[name, _snake(event.reason)] += 1
+                if event.reason in ("PrefixAcquired", "PrefixChanged"):
+                    source = (body.get("status") or {}).get("prefixSource", "")
+                    self.prefix_changes[name, str(source)] += 1
                 await self.recorder.record(body, type=event.type, reason=event.reason,
                                            message=event.message)  # fmt: skip
             self._arm_timer(name, body.get("status") or {}, state)
@@ -607,6 +620,8 @@ class Controller:
                 outcome = await self._reconcile_referenced(key, pool, reference)
             if outcome is _NOT_YET:
                 return False
+            if outcome is not None:
+                self.reconcile_errors[reference.dynamic_prefix, key.backend] += 1
             return self._record_outcome(reference.dynamic_prefix, key, outcome)
 
     async def _reconcile_referenced(

@@ -76,14 +76,36 @@ class ControllerCollector:
 
         pools = GaugeMetricFamily(
             "dynamic_prefix_pools",
-            "Pools referencing each DynamicPrefix, by sync state after their last reconcile.",
-            labels=["dynamic_prefix", "state"],
+            "Pools referencing each DynamicPrefix, by backend and sync state after their "
+            "last reconcile.",
+            labels=["dynamic_prefix", "backend", "state"],
         )
         for name, results in sorted(controller.pool_problems.items()):
-            failing = sum(1 for outcome in results.values() if outcome is not None)
-            pools.add_metric([name, "in_sync"], len(results) - failing)
-            pools.add_metric([name, "failing"], failing)
+            by_backend: dict[str, list[int]] = {}
+            for key, outcome in results.items():
+                counts = by_backend.setdefault(key.backend, [0, 0])
+                counts[outcome is not None] += 1
+            for backend, (in_sync, failing) in sorted(by_backend.items()):
+                pools.add_metric([name, backend, "in_sync"], in_sync)
+                pools.add_metric([name, backend, "failing"], failing)
         yield pools
+
+        for metric, what, label, counter in (
+            ("dynamic_prefix_source_reports_total",
+             "Reports from each prefix source (a prefix learnt, renewed, lost...).",
+             "source", controller.source_reports),
+            ("dynamic_prefix_prefix_changes_total",
+             "Prefixes acquired or changed, by the source that brought them.",
+             "source", controller.prefix_changes),
+            ("dynamic_prefix_reconcile_errors_total",
+             "Reconciles that left a pool out of sync (by backend) or a status unwritten "
+             "(backend \"status\").",
+             "backend", controller.reconcile_errors),
+        ):  # fmt: skip
+            family = CounterMetricFamily(metric, what, labels=["dynamic_prefix", label])
+            for (name, value), count in sorted(counter.items()):
+                family.add_metric([name, value], count)
+            yield family
 
         counters = CounterMetricFamily(
             "dynamic_prefix_events_total",
