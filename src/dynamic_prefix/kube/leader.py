@@ -1,11 +1,18 @@
 """Leader election on a coordination.k8s.io/v1 Lease, as Kubernetes controllers do it.
 
-One replica holds the Lease and renews it every ``retry_period``; the others try to take
-it over when it has not been renewed for ``lease_duration``. The holder considers itself
+One replica holds the Lease and renews it every ``retry_period``; the others take it
+over when they have seen no renewal for ``lease_duration``. The holder considers itself
 leader only until ``renew_deadline`` after its last successful renewal, measured on the
 monotonic clock at the moment of every write (`may_write`). Because ``renew_deadline``
 is shorter than ``lease_duration``, a leader that lost the API server, or was paused,
 stops writing before anyone else may take the Lease: never two writers.
+
+"Seen no renewal" is judged on the standby's own monotonic clock, from when it first saw
+the Lease's current record (as client-go does), never by comparing the holder's
+``renewTime`` with the local wall clock: nodes whose clocks disagree by seconds must
+still never write at the same time. A standby therefore waits a whole lease duration
+after it starts before taking over an abandoned Lease; a Lease given up on a clean stop
+(no holder) is taken at once.
 """
 
 from __future__ import annotations
@@ -73,6 +80,9 @@ class LeaderElector:
         self._on_stopped = on_stopped
         self._renewed_at: float | None = None  # monotonic time of the last renewal
         self._leading = False
+        self._observed: tuple[Any, ...] | None = None  # the Lease record last seen...
+        self._observed_at = 0.0  # ...and since when (monotonic)
+        self._expires_in: float | None = None  # until someone else's Lease may be taken
 
     def may_write(self) -> bool:
         """True while this replica holds the Lease, judged now on the monotonic clock."""
@@ -106,11 +116,18 @@ class LeaderElector:
                         await self._on_started()
                 elif self._leading and not self.may_write():
                     await self._step_down("the lease could not be renewed in time")
-                await asyncio.sleep(self.settings.retry_period)
+                await asyncio.sleep(self._pause(held))
         finally:
             if self._leading:
                 await self._step_down("stopping")
                 await self._release()
+
+    def _pause(self, held: bool) -> float:
+        """Until the next attempt: the retry period, or less when another holder's Lease
+        expires sooner (so a standby takes over right then, not up to a period later)."""
+        if held or self._expires_in is None:
+            return self.settings.retry_period
+        return min(self.settings.retry_period, max(self._expires_in, 0.0) + 0.01)
 
     async def _step_down(self, why: str) -> None:
         self._leading = False
@@ -138,10 +155,13 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        renewed = _parse_micro_time(spec.get("renewTime"))
         duration = float(spec.get("leaseDurationSeconds") or settings.lease_duration)
-        expired = renewed is None or now >= renewed + dt.timedelta(seconds=duration)
-        if holder and holder != self.identity and not expired:
+        record = (holder, spec.get("renewTime"), spec.get("acquireTime"), duration)
+        seen_now = time.monotonic()
+        if record != self._observed:
+            self._observed, self._observed_at = record, seen_now
+        self._expires_in = self._observed_at + duration - seen_now
+        if holder and holder != self.identity and self._expires_in > 0:
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
         ours = holder == self.identity
