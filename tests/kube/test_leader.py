@@ -78,7 +78,8 @@ def test_a_lease_renewed_long_ago_by_the_wall_clock_is_still_waited_out(
     # the holder's clock may be an hour behind ours: only our own observation counts
     an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     took = asyncio.run(_time_to_lead(control_plane, namespace, "old-leader", an_hour_ago))
-    assert took >= 1.0  # the Lease says 1 s: not taken before we saw it unchanged that long
+    # the Lease says 1 s; of its apparent age only 0.2 s (the retry period) is believed
+    assert took >= 0.75
 
 
 def test_a_released_lease_is_taken_at_once(control_plane: ControlPlane, namespace: str) -> None:

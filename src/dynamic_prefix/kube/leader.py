@@ -8,11 +8,15 @@ is shorter than ``lease_duration``, a leader that lost the API server, or was pa
 stops writing before anyone else may take the Lease: never two writers.
 
 "Seen no renewal" is judged on the standby's own monotonic clock, from when it first saw
-the Lease's current record (as client-go does), never by comparing the holder's
-``renewTime`` with the local wall clock: nodes whose clocks disagree by seconds must
-still never write at the same time. A standby therefore waits a whole lease duration
-after it starts before taking over an abandoned Lease; a Lease given up on a clean stop
-(no holder) is taken at once.
+the Lease's current record (as client-go does), not by comparing the holder's
+``renewTime`` with the local wall clock: nodes whose clocks disagree must still never
+write at the same time. Only the record's apparent age when first seen is credited, up
+to `LeaseSettings.max_age_credit` (the retry period, and at most half the margin between
+renew deadline and lease duration), so that a standby takes over about a lease duration
+after the last renewal rather than after it happened to look; whatever the clocks say,
+the holder has stopped writing by then. A standby that starts next to an abandoned Lease
+thus waits almost a lease duration; a Lease given up on a clean stop (no holder) is
+taken at once.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ class LeaseSettings:
     def __post_init__(self) -> None:
         if not self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError("need retry period < renew deadline < lease duration")
+
+    @property
+    def max_age_credit(self) -> float:
+        """How much of a Lease record's apparent age a standby believes when it first sees
+        it: about the delay between a renewal and the standby's next look, and small
+        enough that a holder's wall clock running behind cannot make two writers."""
+        return min(self.retry_period, (self.lease_duration - self.renew_deadline) / 2)
 
 
 def _micro_time(moment: dt.datetime) -> str:
@@ -159,7 +170,10 @@ class LeaderElector:
         record = (holder, spec.get("renewTime"), spec.get("acquireTime"), duration)
         seen_now = time.monotonic()
         if record != self._observed:
-            self._observed, self._observed_at = record, seen_now
+            renewed = _parse_micro_time(spec.get("renewTime"))
+            age = (now - renewed).total_seconds() if renewed is not None else 0.0
+            credit = min(max(age, 0.0), settings.max_age_credit)
+            self._observed, self._observed_at = record, seen_now - credit
         self._expires_in = self._observed_at + duration - seen_now
         if holder and holder != self.identity and self._expires_in > 0:
             return False
