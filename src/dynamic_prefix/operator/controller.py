@@ -236,6 +236,23 @@ class Controller:
         self._timers.clear()
         await self.sources.stop_all()
 
+    def sources_pending(self) -> list[str]:
+        """DynamicPrefixes whose sources the leader has not started yet (empty on a standby).
+
+        Only a valid, live object needs them; sources that started and then failed are not
+        pending: that is the object's problem, told in its status, not the operator's.
+        """
+        if not self.leading():
+            return []
+        running = self.sources.running()
+        return sorted(
+            name
+            for name, body in self.dynamic_prefixes.items()
+            if name not in running
+            and not body["metadata"].get("deletionTimestamp")
+            and not isinstance(validate_dynamic_prefix(body), Invalid)
+        )
+
     def mark_pools_listed(self) -> None:
         """Every pool kind the cluster serves has been listed once: pools can be judged.
 

@@ -150,8 +150,9 @@ def _drop_counts(source: Any) -> dict[str, int]:
 class ObservabilityServer:
     """``/metrics``, ``/healthz`` (the event loop answers) and ``/readyz``.
 
-    Ready means the watches are up (every pool kind listed once): true of the leader and of
-    a healthy standby alike, so that a rolling update can go on while one replica leads.
+    Ready means the watches are up (every pool kind listed once) and, on the leader, the
+    sources of every valid DynamicPrefix started: true of a working leader and of a
+    healthy standby alike, so that a rolling update can go on while one replica leads.
     """
 
     def __init__(self, controller: Controller, *, host: str, port: int) -> None:
@@ -189,4 +190,7 @@ class ObservabilityServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         if not self.controller.pools_listed:
             return web.Response(status=503, text="pool kinds not listed yet\n")
+        pending = self.controller.sources_pending()
+        if pending:
+            return web.Response(status=503, text=f"sources not started for {', '.join(pending)}\n")
         return web.Response(text="ready\n")
