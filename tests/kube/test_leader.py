@@ -13,6 +13,8 @@ import secrets
 import time
 from typing import Any
 
+import pytest
+
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import load_config
 from dynamic_prefix.kube.leader import LEASES, LeaderElector, LeaseSettings
@@ -78,11 +80,22 @@ def test_a_lease_renewed_long_ago_by_the_wall_clock_is_still_waited_out(
     # the holder's clock may be an hour behind ours: only our own observation counts
     an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     took = asyncio.run(_time_to_lead(control_plane, namespace, "old-leader", an_hour_ago))
-    # the Lease says 1 s; of its apparent age only 0.2 s (the retry period) is believed
-    assert took >= 0.75
+    # the Lease says 1 s, no more than our 1 s renew deadline: none of its age is believed
+    assert took >= 1.0
 
 
 def test_a_released_lease_is_taken_at_once(control_plane: ControlPlane, namespace: str) -> None:
     now = dt.datetime.now(dt.UTC)
     took = asyncio.run(_time_to_lead(control_plane, namespace, None, now))
     assert took < 1.0
+
+
+def test_the_age_credit_never_reaches_into_the_renew_margin() -> None:
+    settings = LeaseSettings("x", lease_duration=1.5, renew_deadline=1.0, retry_period=0.2)
+    assert settings.lease_seconds == 2  # 1.5 s rounded up: a Lease never says less
+    assert settings.max_age_credit(2) == 0.2  # the retry period
+    assert settings.max_age_credit(1.2) == pytest.approx(0.1)  # half of 1.2 s past 1.0 s
+    assert settings.max_age_credit(1) == 0.0
+    assert settings.max_age_credit(0.5) == 0.0  # a foreign, shorter Lease: nothing
+    defaults = LeaseSettings(namespace="x")
+    assert (defaults.lease_seconds, defaults.max_age_credit(15)) == (15, 2.0)

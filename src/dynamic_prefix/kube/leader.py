@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,11 +53,17 @@ class LeaseSettings:
             raise ValueError("need retry period < renew deadline < lease duration")
 
     @property
-    def max_age_credit(self) -> float:
+    def lease_seconds(self) -> int:
+        """The duration written in the Lease: whole seconds, rounded up (never shorter)."""
+        return math.ceil(self.lease_duration)
+
+    def max_age_credit(self, lease_seconds: float) -> float:
         """How much of a Lease record's apparent age a standby believes when it first sees
-        it: about the delay between a renewal and the standby's next look, and small
-        enough that a holder's wall clock running behind cannot make two writers."""
-        return min(self.retry_period, (self.lease_duration - self.renew_deadline) / 2)
+        it: about the delay between a renewal and the standby's next look, and at most
+        half the margin between the record's duration and the renew deadline (which the
+        replicas of one Deployment share), so that a holder's wall clock running behind
+        cannot make two writers."""
+        return max(0.0, min(self.retry_period, (lease_seconds - self.renew_deadline) / 2))
 
 
 def _micro_time(moment: dt.datetime) -> str:
@@ -118,6 +125,7 @@ class LeaderElector:
                 except ApiError as error:
                     logger.warning("leader lease %s: %s", self.settings.name, error)
                     held = False
+                    self._expires_in = None  # a failed attempt waits a whole retry period
                 if held:
                     self._renewed_at = started
                     if not self._leading:
@@ -172,7 +180,7 @@ class LeaderElector:
         if record != self._observed:
             renewed = _parse_micro_time(spec.get("renewTime"))
             age = (now - renewed).total_seconds() if renewed is not None else 0.0
-            credit = min(max(age, 0.0), settings.max_age_credit)
+            credit = min(max(age, 0.0), settings.max_age_credit(duration))
             self._observed, self._observed_at = record, seen_now - credit
         self._expires_in = self._observed_at + duration - seen_now
         if holder and holder != self.identity and self._expires_in > 0:
@@ -195,7 +203,7 @@ class LeaderElector:
     ) -> dict[str, Any]:
         return {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self.settings.lease_duration),
+            "leaseDurationSeconds": self.settings.lease_seconds,
             "acquireTime": _micro_time(acquired or now),
             "renewTime": _micro_time(now),
             "leaseTransitions": transitions,
