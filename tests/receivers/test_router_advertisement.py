@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import os
@@ -508,6 +509,30 @@ async def test_two_consumers_share_one_socket_and_a_late_one_gets_the_prefix_at_
         await third_reports.wait_for(lambda s: s.prefix == P1, what="P1 for the third")
         assert listener_of(third) is not listener  # a fresh socket, soliciting again
         assert listener_of(third).solicitations_sent == 1
+
+
+_CONSUMER: contextvars.ContextVar[str] = contextvars.ContextVar("consumer", default="none")
+
+
+@pytest.mark.netns
+async def test_each_consumer_of_a_shared_socket_hears_in_its_own_context(
+    link: Link, radvd: Radvd
+) -> None:
+    # what a consumer logs must name its own DynamicPrefix, not the socket opener's
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+
+    async def consume(label: str) -> None:
+        _CONSUMER.set(label)
+        async with RaListener.shared(link.node_ifname, pacing=FAST) as ear:
+            ear.subscribe(lambda _: heard[label].append(_CONSUMER.get()))
+            async with asyncio.timeout(5):
+                while not heard[label]:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # both subscribed while the socket is open
+
+    await asyncio.gather(consume("a"), consume("b"))
+    assert set(heard["a"]) == {"a"}
+    assert set(heard["b"]) == {"b"}
 
 
 @pytest.mark.netns

@@ -405,14 +405,23 @@ class RaListener:
 
     def subscribe(self, handler: AdvertisementHandler) -> Callable[[], None]:
         """Call ``handler`` with every accepted RA, first replaying the latest of each
-        router heard (oldest first); returns the function that unsubscribes."""
-        self._handlers.append(handler)
+        router heard (oldest first); returns the function that unsubscribes.
+
+        The handler runs in the subscriber's context (a copy taken now), not the shared
+        socket's, so what it logs carries the subscriber's tag.
+        """
+        context = contextvars.copy_context()
+
+        def bound(received: ReceivedAdvertisement) -> None:
+            context.run(handler, received)
+
+        self._handlers.append(bound)
         for received in list(self._latest.values()):
-            handler(received)
+            bound(received)
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
-                self._handlers.remove(handler)
+                self._handlers.remove(bound)
 
         return unsubscribe
 
