@@ -12,6 +12,7 @@ Run: .venv/bin/python benchmarks/bench_failover.py [--runs 10]
 from __future__ import annotations
 
 import argparse
+import random
 import secrets
 import signal
 import statistics
@@ -96,7 +97,8 @@ def main() -> None:
             if run == 0:
                 startups.append(time.monotonic() - began)
             standby = start(plane, scratch, lease, f"b{run}")
-            time.sleep(3)  # the standby is up and watching
+            # the standby is up and watching; then a random moment of the 2 s renewal cycle
+            time.sleep(3 + random.uniform(0, 2))
             assert leader.process is not None
             memory.append(rss_mib(leader.process.pid))
             leader.stop(signal.SIGKILL)

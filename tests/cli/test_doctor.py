@@ -69,8 +69,8 @@ def test_doctor_finds_a_neighbour_inside_a_reserved_range(
     out = capsys.readouterr().out
     assert code == 1
     assert (
-        "2001:db8:d0c:0:f000::7 (02:00:00:00:00:07, neighbour table) is inside "
-        "home-prefix/loadbalancers"
+        "2001:db8:d0c:0:f000::7 (02:00:00:00:00:07, neighbour table) is one of the first "
+        "addresses of home-prefix/loadbalancers"
     ) in out
 
 
@@ -121,11 +121,12 @@ def test_doctor_probe_finds_a_device_deep_in_a_range_by_its_echo_reply(
             code = main(["doctor", "--interface", link.node_ifname, "--wait", "2", "--probe",
                          "-f", _spec_file(link, tmp_path)])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 1, out
+    # most likely a SLAAC address: said, but not a problem
+    assert code == 0, out
     assert "an Echo Request to all nodes from 2001:db8:d0c:" in out
     assert (
-        "2001:db8:d0c:0:fabc:1234:5678:9abc (link address not given, echo reply) is inside "
-        "home-prefix/loadbalancers"
+        "[info] 2001:db8:d0c:0:fabc:1234:5678:9abc (link address not given, echo reply) is "
+        "inside home-prefix/loadbalancers"
     ) in out
     assert "harmless unless a service gets exactly this address" in out
 

@@ -38,18 +38,28 @@ def json_operator(
         print("---- operator log ----\n" + process.log()[-20000:])
 
 
+_TOUCHED = ("", "asyncio", "aiohttp.access", "kopf.objects")  # what `logs.configure` sets
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """Put the loggers `logs.configure` changes back as they were, for later tests."""
+    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in _TOUCHED]
+    handlers = logging.getLogger().handlers[:]
+    try:
+        yield
+    finally:
+        logging.getLogger().handlers[:] = handlers
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
 @pytest.fixture
-def captured() -> Iterator[tuple[io.StringIO, logging.Logger]]:
+def captured() -> tuple[io.StringIO, logging.Logger]:
     """The root logger configured as `run` does, writing JSON into a buffer."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
     stream = io.StringIO()
     logs.configure("json", verbose=True, stream=stream)
-    try:
-        yield stream, logging.getLogger("dynamic_prefix.operator.example")
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
+    return stream, logging.getLogger("dynamic_prefix.operator.example")
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -105,16 +115,10 @@ def test_tasks_and_callbacks_inherit_the_tag_and_siblings_keep_theirs(
 
 def test_text_lines_show_the_tag_in_brackets() -> None:
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
     logs.configure("text", verbose=False, stream=stream)
-    try:
-        with logs.concerning("home"):
-            logging.getLogger("dynamic_prefix.operator.controller").info("3 pool(s) reconciled")
-        logging.getLogger("kopf.objects").info("hidden unless verbose")
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
+    with logs.concerning("home"):
+        logging.getLogger("dynamic_prefix.operator.controller").info("3 pool(s) reconciled")
+    logging.getLogger("kopf.objects").info("hidden unless verbose")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith(" INFO    operator.controller [home] 3 pool(s) reconciled")
 

@@ -34,7 +34,7 @@ from dynamic_prefix.receivers.router_advertisement import (
     default_route_interface,
 )
 
-OK, WARN, FAIL = "ok", "WARN", "FAIL"
+OK, INFO, WARN, FAIL = "ok", "info", "WARN", "FAIL"  # ok and info are not problems
 PROBE_WAIT = 1.0  # seconds to collect answers; neighbours answer within milliseconds
 
 
@@ -80,7 +80,7 @@ class Report:
     lines: list[str] = field(default_factory=list)
 
     def say(self, level: str, text: str, advice: str = "") -> None:
-        if level != OK:
+        if level not in (OK, INFO):
             self.problems += 1
         line = f"[{level:>4}] {text}" + (f"\n       -> {advice}" if advice else "")
         self.lines.append(line)
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if args.probe and not args.filename:
         report.say(FAIL, "--probe needs -f: the DynamicPrefix whose reserved ranges to probe")
     if args.filename:
-        probe = args.probe_count if args.probe else None
-        _check_reserved_ranges(report, interface, args.filename, prefixes, probe=probe)
+        _check_reserved_ranges(report, interface, args.filename, prefixes,
+                               early=args.probe_count, probe=args.probe)  # fmt: skip
     print(f"\n{report.problems} problem(s) found" if report.problems else "\nno problems found")
     return 1 if report.problems else 0
 
@@ -218,8 +218,12 @@ def _check_reserved_ranges(
     filename: str,
     prefixes: list[IPv6Network],
     *,
-    probe: int | None,
+    early: int,
+    probe: bool,
 ) -> None:
+    """Neighbours inside the ranges. One on the first ``early`` addresses (handed out first
+    by load-balancer IPAMs) is a problem; one elsewhere is most likely a SLAAC address,
+    said as information (about 1 in 16 SLAAC addresses falls in a /68)."""
     try:
         documents = [d for d in load_documents(filename) if d.get("kind") == api.KIND]
     except ManifestError as error:
@@ -235,20 +239,23 @@ def _check_reserved_ranges(
         for prefix in prefixes:
             placed_ranges += [(name, placed) for placed in compute(spec, prefix).address_ranges]
     neighbours = _neighbours(interface)
-    if probe is not None and placed_ranges:
-        neighbours += _probe(report, interface, [p for _, p in placed_ranges], prefixes, probe)
+    if probe and placed_ranges:
+        neighbours += _probe(report, interface, [p for _, p in placed_ranges], prefixes, early)
     for name, placed in placed_ranges:
-        first = set(placed.range.first(probe or 0))
+        first = set(placed.range.first(early))
         inside = {n.address: n for n in neighbours if n.address in placed.range}
         for address, neighbour in sorted(inside.items()):
             where = f"{name}/{placed.name} ({placed.start} - {placed.end})"
             seen = f"{address} ({neighbour.link_address}, {neighbour.how})"
             if address in first:
                 report.say(WARN, f"{seen} is one of the first addresses of {where}",
-                           "a device holds an address the load-balancer IPAM hands out "
-                           "early: move the device, or start the range past it")  # fmt: skip
+                           "something holds an address the load-balancer IPAM hands out "
+                           "early: if it is not a Service of this cluster (MetalLB and "
+                           "Cilium L2 announcements answer for the addresses they gave "
+                           "out; see kubectl get svc -A), move the device or start the "
+                           "range past it")  # fmt: skip
             else:
-                report.say(WARN, f"{seen} is inside {where}",
+                report.say(INFO, f"{seen} is inside {where}",
                            "a SLAAC address (random-looking interface ID) there is harmless "
                            "unless a service gets exactly this address; a DHCPv6 lease or "
                            "a static address there means the router's DHCPv6 pool or the "

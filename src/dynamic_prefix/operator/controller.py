@@ -637,7 +637,8 @@ class Controller:
                 outcome = await self._reconcile_referenced(key, pool, reference)
             if outcome is _NOT_YET:
                 return False
-            if outcome is not None:
+            if outcome is not None and reference.dynamic_prefix in self.dynamic_prefixes:
+                # (a name no object has is only counted while it exists: no endless series)
                 self.reconcile_errors[reference.dynamic_prefix, key.backend] += 1
             return self._record_outcome(reference.dynamic_prefix, key, outcome)
 

@@ -10,7 +10,9 @@ Two probes share one raw ICMPv6 socket bound to the interface:
   addresses, wherever in the /64 that is.
 
 Only what answers is found: a device that ignores multicast echo and holds none of the
-solicited addresses stays unseen. Answers from our own addresses are left out.
+solicited addresses stays unseen. Answers from our own addresses are left out, and so
+are Neighbor Advertisements that did not arrive with hop limit 255 (RFC 4861 7.1.2: they
+were not sent on this link).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ _HOP_LIMIT = 255  # Neighbor Discovery messages must carry 255 (RFC 4861 7.1.1)
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _ICMP6_FILTER = 1
 _PKTINFO = struct.Struct("=16sI")  # struct in6_pktinfo: source address, interface index
+_HOP_LIMIT_VALUE = struct.Struct("=i")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_HOP_LIMIT_VALUE.size)
 _SEND_GAP = 0.001  # a few hundred packets at most; spread a little so none is dropped
 
 
@@ -85,6 +89,8 @@ async def probe_link(
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     except PermissionError as error:
         raise SourceError("probing needs CAP_NET_RAW (a raw ICMPv6 socket)") from error
+    except OSError as error:
+        raise SourceError(f"cannot open a raw ICMPv6 socket: {error.strerror}") from error
     with contextlib.closing(sock):
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, interface.encode())
@@ -93,6 +99,7 @@ async def probe_link(
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, _HOP_LIMIT)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         identifier = secrets.randbits(16)
         await _send(
             sock, ifindex, _mac(interface), solicit=solicit, echo_from=echo_from,
@@ -145,23 +152,54 @@ async def _collect(
     wait: float,
 ) -> list[Answer]:
     loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue[tuple[bytes, IPv6Address, int | None]] = asyncio.Queue()
+
+    def readable() -> None:
+        while True:
+            try:
+                data, ancillary, _flags, sender = sock.recvmsg(2048, _ANCILLARY_SIZE)
+            except BlockingIOError:  # drained
+                return
+            except OSError:  # the interface went away: nothing more will come
+                loop.remove_reader(sock.fileno())
+                return
+            source = IPv6Address(sender[0].partition("%")[0])
+            arrived.put_nowait((data, source, _hop_limit(ancillary)))
+
     answers: dict[tuple[IPv6Address, str], Answer] = {}
     deadline = time.monotonic() + wait
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            data, sender = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), remaining)
-        except TimeoutError:
-            break
-        answer = _answer(data, IPv6Address(sender[0].split("%")[0]), solicited, identifier)
-        if answer is not None and answer.address not in ours:
-            answers.setdefault((answer.address, answer.how), answer)
+    loop.add_reader(sock.fileno(), readable)
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                data, sender, hop_limit = await asyncio.wait_for(arrived.get(), remaining)
+            except TimeoutError:
+                break
+            answer = _answer(data, sender, hop_limit, solicited, identifier)
+            if answer is not None and answer.address not in ours:
+                answers.setdefault((answer.address, answer.how), answer)
+    finally:
+        loop.remove_reader(sock.fileno())
     return list(answers.values())
 
 
+def _hop_limit(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT) and len(data) >= 4:
+            return int(_HOP_LIMIT_VALUE.unpack_from(data)[0])
+    return None
+
+
 def _answer(
-    data: bytes, sender: IPv6Address, solicited: set[IPv6Address], identifier: int
+    data: bytes,
+    sender: IPv6Address,
+    hop_limit: int | None,
+    solicited: set[IPv6Address],
+    identifier: int,
 ) -> Answer | None:
     if data[:1] == bytes((ICMPV6_NEIGHBOR_ADVERTISEMENT,)):
+        if hop_limit != _HOP_LIMIT:
+            return None
         try:
             advert = parse_neighbor_advertisement(data)
         except NdpParseError:

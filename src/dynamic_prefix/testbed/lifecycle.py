@@ -26,10 +26,7 @@ _STOP_GRACE = 3.0
 def terminate(
     process: subprocess.Popen[bytes], *, name: str, grace: float = _STOP_GRACE
 ) -> int | None:
-    """SIGTERM `process` (by its PID), SIGKILL it after `grace` seconds; return its status.
-
-    Returns None if it had already been reaped before this call.
-    """
+    """SIGTERM `process` (by its PID), SIGKILL it after `grace` seconds; return its status."""
     if process.poll() is not None:
         return process.returncode
     process.send_signal(signal.SIGTERM)
