@@ -8,6 +8,7 @@ v2alpha1 by older releases; the operator uses whichever the cluster prefers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -28,16 +29,21 @@ def _block(placement: Placement) -> list[Entry]:
 
 
 def _valid_address(text: object) -> bool:
-    try:
-        ipaddress.ip_address(str(text))
-    except ValueError:
-        return False
-    return True
+    return _parses(str(text), network=False)
 
 
 def _valid_cidr(text: object) -> bool:
+    return _parses(str(text), network=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses(text: str, *, network: bool) -> bool:
+    """Cached: every reconcile checks the user's entries of every pool again."""
     try:
-        ipaddress.ip_network(str(text), strict=False)
+        if network:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
     except ValueError:
         return False
     return True

@@ -41,6 +41,48 @@ def _rendered(
 
 
 @dataclass(frozen=True, slots=True)
+class _Desired:
+    """What a pool holds for some placements: entries, their keys, the record to write."""
+
+    entries: tuple[Entry, ...]
+    keys: frozenset[Any]
+    record: str | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _desired(
+    render: Callable[[Placement], list[Entry]], placements: tuple[Placement, ...]
+) -> _Desired:
+    """The entries for ``placements``, duplicates dropped, computed once per prefix change
+    for all the pools that share the placements (like `_rendered`, read-only)."""
+    entries: list[Entry] = []
+    seen: set[Any] = set()
+    for placement in placements:
+        for entry in _rendered(render, placement):
+            key = _key(entry)
+            if key not in seen:
+                seen.add(key)
+                entries.append(entry)
+    return _Desired(tuple(entries), frozenset(seen), json.dumps(entries) if entries else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recorded_keys(text: str) -> frozenset[Any] | None:
+    """The keys of the entries an ownership record lists; None if it is not a JSON list.
+    Cached: after a prefix change every pool of a DynamicPrefix carries the same record."""
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(entries, list):
+        return None
+    return frozenset(_key(entry) for entry in entries)
+
+
+_NOTHING = _Desired((), frozenset(), None)
+
+
+@dataclass(frozen=True, slots=True)
 class ListFieldBackend:
     """A backend for pools holding their addresses in ``spec.<field>``."""
 
@@ -80,15 +122,8 @@ class ListFieldBackend:
         if record_problem:
             problems.append(record_problem)
 
-        desired: list[Entry] = []
-        if placements is not None:
-            seen: set[str] = set()
-            for placement in placements:
-                for entry in _rendered(self.render, placement):
-                    if _key(entry) not in seen:
-                        seen.add(_key(entry))
-                        desired.append(entry)
-        desired_keys = {_key(entry) for entry in desired}
+        desired = _NOTHING if placements is None else _desired(self.render, tuple(placements))
+        desired_keys = desired.keys
 
         user_entries = []
         for index, entry in enumerate(observed):
@@ -100,8 +135,8 @@ class ListFieldBackend:
                 problems.append(f"spec.{self.field}[{index}] {json.dumps(entry)}: {reason}; kept")
             user_entries.append(entry)
 
-        new_entries = user_entries + desired
-        record = json.dumps(desired) if desired else None
+        new_entries = user_entries + list(desired.entries)
+        record = desired.record
         if new_entries == observed and annotations.get(self.record_annotation) == record:
             return Plan(problems=tuple(problems))
         body: dict[str, Any] = {
@@ -114,17 +149,14 @@ class ListFieldBackend:
         patch = Patch(resource, metadata.get("name", ""), metadata.get("namespace"), body)
         return Plan((patch,), tuple(problems))
 
-    def _read_record(self, annotations: Mapping[str, str]) -> tuple[set[str], str | None]:
+    def _read_record(self, annotations: Mapping[str, str]) -> tuple[frozenset[Any], str | None]:
         text = annotations.get(self.record_annotation)
         if not text:
-            return set(), None
-        try:
-            entries = json.loads(text)
-        except json.JSONDecodeError:
-            entries = None
-        if not isinstance(entries, list):
-            return set(), (
+            return frozenset(), None
+        keys = _recorded_keys(text)
+        if keys is None:
+            return frozenset(), (
                 f"annotation {self.record_annotation} is not a JSON list; it is rewritten "
                 "and nothing in the pool is treated as the operator's"
             )
-        return {_key(entry) for entry in entries}, None
+        return keys, None

@@ -501,6 +501,17 @@ class Controller:
 
     # --- pools -----------------------------------------------------------------------
 
+    def holds(self, backend: PoolBackend, body: Mapping[str, Any]) -> bool:
+        """Whether this version of a pool, or a newer one, is held already: the echo of our
+        own write. Answered at once, so that the watcher spends no task on an echo (a prefix
+        change echoes every pool); `on_pool` makes the same check for whatever gets past."""
+        metadata = body["metadata"]
+        if api.ANNOTATION_GENERATED_FROM in (metadata.get("annotations") or {}):
+            return False  # generated Calico pools are indexed under their template
+        key = PoolKey(backend.name, metadata.get("namespace") or "", metadata["name"])
+        old = self.pools.get(key)
+        return old is not None and (_same_version(body, old.body) or _is_older(body, old.body))
+
     async def on_pool(
         self,
         backend: PoolBackend,

@@ -88,6 +88,7 @@ class PoolWatcher:
         self.resource = resource
         self.listed = listed or asyncio.Event()
         self.events = 0
+        self.echoes = 0  # events that were our own writes coming back, dropped at once
 
     async def run(self) -> None:
         """Until cancelled; errors are logged and retried with backoff."""
@@ -124,6 +125,9 @@ class PoolWatcher:
         if not is_relevant(self.backend, obj):
             return
         self.events += 1
+        if event_type == "MODIFIED" and self.controller.holds(self.backend, obj):
+            self.echoes += 1
+            return
         # A task per event: the controller's synchronous index update runs in event
         # order, and its per-pool lock orders the reconciles.
         self.controller.spawn(
