@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +31,10 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "strategic": "application/strategic-merge-patch+json",
 }
 WRITE_VERBS = frozenset({"create", "patch", "update", "delete"})
+OWN_WRITES_REMEMBERED = 65536  # resourceVersions of our writes awaiting their watch echo
+_MODIFIED = b'"type":"MODIFIED"'
+_RESOURCE_VERSION_KEY = b'"resourceVersion":"'
+_RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,8 @@ class Resource:
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
-    """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK."""
+    """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK, or OWN_WRITE: a
+    modification this client made itself, carrying only its resourceVersion."""
 
     type: str
     object: dict[str, Any]
@@ -88,6 +94,9 @@ class KubeClient:
         self._may_write = may_write
         self._session: aiohttp.ClientSession | None = None
         self.requests: collections.Counter[str] = collections.Counter()
+        # resourceVersions our writes to kinds watched with ``own_writes`` produced (an
+        # ordered set per kind, oldest first): each is dropped when its echo comes
+        self._own_writes: dict[Resource, dict[str, None]] = {}
 
     async def __aenter__(self) -> KubeClient:
         # room for the pool batch (64 in flight) next to the long-lived watches
@@ -159,6 +168,39 @@ class KubeClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise TemporaryError(0, f"{method} {path}: {error!r}") from error
 
+    def drop_echoes_of(self, resource: Resource) -> dict[str, None]:
+        """From now on, remember the versions our writes to ``resource`` produce, so that
+        its watches with ``own_writes`` recognise their echoes (see `watch`)."""
+        return self._own_writes.setdefault(resource, {})
+
+    def _remember_own_write(self, resource: Resource, payload: Any) -> Any:
+        """Note the version a write produced, if its kind's watch drops our echoes."""
+        versions = self._own_writes.get(resource)
+        if versions is not None and isinstance(payload, dict):
+            version = (payload.get("metadata") or {}).get("resourceVersion")
+            if isinstance(version, str) and version:
+                versions[version] = None
+                if len(versions) > OWN_WRITES_REMEMBERED:  # echoes lost to a restart
+                    del versions[next(iter(versions))]
+        return payload
+
+    def _own_write(self, versions: dict[str, None], line: bytes) -> str | None:
+        """The resourceVersion of a watch line that is the echo of our own modification,
+        found without decoding the line; None for anything else (decoded as usual).
+
+        Only MODIFIED events are taken, and only when ``"resourceVersion":"`` occurs once,
+        so a user's annotation that happens to be named resourceVersion cannot pass."""
+        if _MODIFIED not in line[:40] or line.count(_RESOURCE_VERSION_KEY) != 1:
+            return None
+        match = _RESOURCE_VERSION.search(line)
+        if match is None:
+            return None
+        version = match.group(1).decode()
+        if version not in versions:
+            return None
+        del versions[version]  # each write echoes once
+        return version
+
     async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Any:
         """One object."""
         return await self.request("get", "GET", resource.path(name, namespace=namespace))
@@ -177,9 +219,10 @@ class KubeClient:
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Any:
         """Create an object; `Conflict` if it exists."""
         namespace = body.get("metadata", {}).get("namespace")
-        return await self.request(
+        created = await self.request(
             "create", "POST", resource.path(namespace=namespace), body=dict(body)
         )
+        return self._remember_own_write(resource, created)
 
     async def patch(
         self,
@@ -199,7 +242,7 @@ class KubeClient:
             params["fieldManager"] = field_manager
         if force:
             params["force"] = "true"
-        return await self.request(
+        patched = await self.request(
             "patch",
             "PATCH",
             resource.path(name, namespace=namespace, subresource=subresource),
@@ -207,18 +250,20 @@ class KubeClient:
             body=patch,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
         )
+        return self._remember_own_write(resource, patched)
 
     async def replace(
         self, resource: Resource, name: str, body: Mapping[str, Any], *, subresource: str = ""
     ) -> Any:
         """PUT a whole object; its resourceVersion makes it fail with `Conflict` if stale."""
         namespace = body.get("metadata", {}).get("namespace")
-        return await self.request(
+        replaced = await self.request(
             "update",
             "PUT",
             resource.path(name, namespace=namespace, subresource=subresource),
             body=dict(body),
         )
+        return self._remember_own_write(resource, replaced)
 
     async def delete(self, resource: Resource, name: str, *, namespace: str | None = None) -> Any:
         """Delete an object; `NotFound` if it is gone already."""
@@ -231,8 +276,15 @@ class KubeClient:
         namespace: str | None = None,
         resource_version: str | None = None,
         timeout_seconds: int = 300,
+        own_writes: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        """The events of one watch request, until the server ends it; `Gone` if too old."""
+        """The events of one watch request, until the server ends it; `Gone` if too old.
+
+        With ``own_writes``, the echo of a modification this client made is not decoded:
+        it comes as an OWN_WRITE event holding only its resourceVersion. A prefix change
+        writes every pool, so this saves decoding each of them a second time. An echo
+        that arrives before the answer to the write is decoded as usual.
+        """
         if self._session is None:
             raise RuntimeError("KubeClient used outside 'async with'")
         params = {"watch": "true", "timeoutSeconds": str(timeout_seconds),
@@ -240,6 +292,7 @@ class KubeClient:
         if resource_version:
             params["resourceVersion"] = resource_version
         self.requests["watch"] += 1
+        versions = self.drop_echoes_of(resource) if own_writes else None
         url = resource.path(namespace=namespace) + "?" + urlencode(params)
         try:
             async with self._session.get(
@@ -251,6 +304,9 @@ class KubeClient:
                     raise error_for(response.status, _decode(await response.text()))
                 async for line in response.content:
                     if not line.strip():
+                        continue
+                    if versions is not None and (version := self._own_write(versions, line)):
+                        yield WatchEvent("OWN_WRITE", {"metadata": {"resourceVersion": version}})
                         continue
                     event = json.loads(line)
                     if event.get("type") == "ERROR":

@@ -735,6 +735,9 @@ class Controller:
                     updated = await self.client.patch(resource, name, body, namespace=namespace)
                     if resource == pool.resource and name == pool.body["metadata"]["name"]:
                         pool.body = updated
+                    elif name in generated:
+                        # held from the answer: the watch does not bring our writes back
+                        generated[name] = updated
                 case Create(resource=resource, body=body):
                     # Conflict: it exists already; its own event brings it back to us
                     with contextlib.suppress(Conflict):

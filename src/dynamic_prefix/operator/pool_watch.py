@@ -99,9 +99,14 @@ class PoolWatcher:
                 if version is None:
                     version = await self._list()
                     self.listed.set()
-                async for event in self.client.watch(self.resource, resource_version=version):
+                async for event in self.client.watch(
+                    self.resource, resource_version=version, own_writes=True
+                ):
                     version = event.object.get("metadata", {}).get("resourceVersion", version)
                     if event.type == "BOOKMARK":
+                        continue
+                    if event.type == "OWN_WRITE":  # the controller holds it already
+                        self.echoes += 1
                         continue
                     self._dispatch(event.type, event.object)
                     backoff = 0.5
