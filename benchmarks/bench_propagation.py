@@ -4,7 +4,8 @@ For N = 1, 100, 1000 Cilium pools referencing one DynamicPrefix (static source, 
 change is a spec patch), the time from the patch to the moment the last pool shows the
 new block, seen through a watch on the pools. The floor: the same N updates issued
 directly by a minimal concurrent PATCH loop (same concurrency as the operator, 64), no
-operator involved. Also the operator's resident memory and idle CPU with 1000 pools.
+operator involved. Also the operator's CPU time per change (steadier than latency on a
+shared machine), and its resident memory and idle CPU with 1000 pools.
 
 Run: .venv/bin/python benchmarks/bench_propagation.py [--sizes 1,100,1000] [--rounds 10]
 Prints a Markdown table; results go to docs/benchmarks.md by hand, with machine and date.
@@ -98,15 +99,18 @@ async def wait_all_updated(api: Api, names: set[str], marker: str, since_version
 
 
 async def measure_operator(
-    api: Api, dp: str, names: set[str], rounds: int, offset: int
-) -> list[float]:
-    latencies = []
+    api: Api, dp: str, names: set[str], rounds: int, *, offset: int, pid: int
+) -> tuple[list[float], list[float]]:
+    """Latency of each round, and the operator's CPU seconds for it (less noisy on a
+    shared machine: what our code costs, whatever the API server's share of the cores)."""
+    latencies, cpu = [], []
     for round_number in range(rounds):
         head = f"2001:db8:{offset + round_number + 1:x}:0"
         listing = await api.call("GET", POOLS + "?limit=1")
         version = listing["metadata"]["resourceVersion"]
         waiter = asyncio.create_task(wait_all_updated(api, names, f"{head}:f000", version))
         await asyncio.sleep(0.05)  # the watch is established
+        cpu_before = process_stats(pid)[1]
         started = time.monotonic()
         await api.call(
             "PATCH",
@@ -116,7 +120,9 @@ async def measure_operator(
         )
         finished = await asyncio.wait_for(waiter, 120)
         latencies.append(finished - started)
-    return latencies
+        await asyncio.sleep(0.5)  # the batch's status update and event
+        cpu.append(process_stats(pid)[1] - cpu_before)
+    return latencies, cpu
 
 
 def api_path() -> str:
@@ -157,7 +163,9 @@ def process_stats(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, cpu
 
 
-async def run_size(plane: ControlPlane, n: int, rounds: int, offset: int) -> dict[str, Any]:
+async def run_size(
+    plane: ControlPlane, n: int, rounds: int, offset: int, pid: int
+) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         api = Api(plane, session)
         dp = f"bench-{n}"
@@ -179,7 +187,10 @@ async def run_size(plane: ControlPlane, n: int, rounds: int, offset: int) -> dic
 
         await asyncio.gather(*(create(name) for name in names))
         # one unmeasured rotation: every pool is filled and indexed before measuring
-        latencies = (await measure_operator(api, dp, set(names), rounds + 1, offset))[1:]
+        latencies, cpu = await measure_operator(
+            api, dp, set(names), rounds + 1, offset=offset, pid=pid
+        )
+        latencies, cpu = latencies[1:], cpu[1:]
         floor_names = [f"floor-{n}-{i}" for i in range(n)]
         empty_pool = {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
                       "spec": {"blocks": []}}  # fmt: skip
@@ -188,7 +199,7 @@ async def run_size(plane: ControlPlane, n: int, rounds: int, offset: int) -> dic
               for name in floor_names)
         )  # fmt: skip
         floor = await measure_floor(api, floor_names, rounds)
-        return {"n": n, "operator": latencies, "floor": floor}
+        return {"n": n, "operator": latencies, "floor": floor, "cpu": cpu}
 
 
 def api_name() -> str:
@@ -222,8 +233,11 @@ def main() -> None:
                      "-r", "200", "-o", os.environ["BENCH_PYSPY"]],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
+            assert operator.process is not None
             for index, n in enumerate(sizes):
-                results.append(asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1))))
+                results.append(asyncio.run(run_size(
+                    plane, n, args.rounds, 0x100 * (index + 1), operator.process.pid
+                )))  # fmt: skip
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait()
@@ -237,15 +251,17 @@ def main() -> None:
         finally:
             operator.stop()
     print(f"rounds per size: {args.rounds}; concurrency {CONCURRENCY}; static source\n")
-    print("| pools | operator p50 | operator p95 | floor p50 | floor p95 | p50 ratio |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| pools | operator p50 | operator p95 | floor p50 | floor p95 | p50 ratio "
+          "| operator CPU p50 |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         op, fl = result["operator"], result["floor"]
         ratio = statistics.median(op) / statistics.median(fl)
         print(
             f"| {result['n']} | {statistics.median(op) * 1000:.0f} ms | "
             f"{percentile(op, 0.95) * 1000:.0f} ms | {statistics.median(fl) * 1000:.0f} ms | "
-            f"{percentile(fl, 0.95) * 1000:.0f} ms | {ratio:.2f} |"
+            f"{percentile(fl, 0.95) * 1000:.0f} ms | {ratio:.2f} | "
+            f"{statistics.median(result['cpu']) * 1000:.0f} ms |"
         )
     idle = 100 * (cpu_after - cpu_before) / 30
     print(
