@@ -4,7 +4,8 @@ Pools are watched by this small loop rather than by kopf: a prefix change makes 
 operator write every referencing pool, and each write comes back as a watch event.
 kopf's per-event machinery cost about a millisecond of CPU per event, on the path of
 the change; here an event costs a JSON decode and a dictionary lookup, and the echo of
-our own write is recognised by its resourceVersion and dropped.
+our own write is recognised by its resourceVersion and dropped: by the client on the raw
+line, before any decoding, or (when it overtook the write's answer) by `Controller.holds`.
 
 Kinds whose CRD is installed after start are picked up by watching
 CustomResourceDefinitions; for each kind the cluster's preferred version among the ones
