@@ -79,6 +79,17 @@ class WatchEvent:
     object: dict[str, Any]
 
 
+def _forget_up_to(versions: dict[str, None], seen: int) -> None:
+    """Drop remembered versions a watch has passed: their echo will never come (it came
+    before the write's answer, or the write changed nothing, or the watch restarted past
+    it). Versions are remembered about in order, so looking at the oldest ones is enough."""
+    while versions:
+        oldest = next(iter(versions))
+        if int(oldest) > seen:
+            return
+        del versions[oldest]
+
+
 class KubeClient:
     """One HTTP session to one API server; use as ``async with KubeClient(config)``."""
 
@@ -169,8 +180,8 @@ class KubeClient:
             raise TemporaryError(0, f"{method} {path}: {error!r}") from error
 
     def drop_echoes_of(self, resource: Resource) -> dict[str, None]:
-        """From now on, remember the versions our writes to ``resource`` produce, so that
-        its watches with ``own_writes`` recognise their echoes (see `watch`)."""
+        """From now on, remember the versions our ``drop_echo`` writes to ``resource``
+        produce, so that its watches with ``own_writes`` recognise their echoes."""
         return self._own_writes.setdefault(resource, {})
 
     def _remember_own_write(self, resource: Resource, payload: Any) -> Any:
@@ -199,6 +210,7 @@ class KubeClient:
         if version not in versions:
             return None
         del versions[version]  # each write echoes once
+        _forget_up_to(versions, int(version))
         return version
 
     async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Any:
@@ -219,10 +231,9 @@ class KubeClient:
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Any:
         """Create an object; `Conflict` if it exists."""
         namespace = body.get("metadata", {}).get("namespace")
-        created = await self.request(
+        return await self.request(
             "create", "POST", resource.path(namespace=namespace), body=dict(body)
         )
-        return self._remember_own_write(resource, created)
 
     async def patch(
         self,
@@ -235,8 +246,13 @@ class KubeClient:
         patch_type: PatchType = "merge",
         field_manager: str | None = None,
         force: bool = False,
+        drop_echo: bool = False,
     ) -> Any:
-        """Patch an object (or its status); `NotFound` if it is gone."""
+        """Patch an object (or its status); `NotFound` if it is gone.
+
+        ``drop_echo``: the caller keeps the answer, so a watch of this kind opened with
+        ``own_writes`` may drop the event this write causes (see `watch`).
+        """
         params: dict[str, str] = {}
         if field_manager:
             params["fieldManager"] = field_manager
@@ -250,20 +266,19 @@ class KubeClient:
             body=patch,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
         )
-        return self._remember_own_write(resource, patched)
+        return self._remember_own_write(resource, patched) if drop_echo else patched
 
     async def replace(
         self, resource: Resource, name: str, body: Mapping[str, Any], *, subresource: str = ""
     ) -> Any:
         """PUT a whole object; its resourceVersion makes it fail with `Conflict` if stale."""
         namespace = body.get("metadata", {}).get("namespace")
-        replaced = await self.request(
+        return await self.request(
             "update",
             "PUT",
             resource.path(name, namespace=namespace, subresource=subresource),
             body=dict(body),
         )
-        return self._remember_own_write(resource, replaced)
 
     async def delete(self, resource: Resource, name: str, *, namespace: str | None = None) -> Any:
         """Delete an object; `NotFound` if it is gone already."""
@@ -293,6 +308,8 @@ class KubeClient:
             params["resourceVersion"] = resource_version
         self.requests["watch"] += 1
         versions = self.drop_echoes_of(resource) if own_writes else None
+        if versions and resource_version and resource_version.isdigit():
+            _forget_up_to(versions, int(resource_version))  # this watch starts past them
         url = resource.path(namespace=namespace) + "?" + urlencode(params)
         try:
             async with self._session.get(
@@ -312,6 +329,12 @@ class KubeClient:
                     if event.get("type") == "ERROR":
                         status = event.get("object", {})
                         raise error_for(int(status.get("code", 500)), status)
+                    if versions:
+                        seen = (event.get("object", {}).get("metadata") or {}).get(
+                            "resourceVersion"
+                        )
+                        if isinstance(seen, str) and seen.isdigit():
+                            _forget_up_to(versions, int(seen))
                     yield WatchEvent(event["type"], event["object"])
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise TemporaryError(0, f"watch {resource}: {error!r}") from error

@@ -574,6 +574,9 @@ class Controller:
         if event_type == "DELETED":
             self.generated[template_key].pop(key.name, None)
         else:
+            held = self.generated[template_key].get(key.name)
+            if held is not None and (_is_older(body, held) or _same_version(body, held)):
+                return  # a late event: we hold this version or a newer one (a write's answer)
             self.generated[template_key][key.name] = dict(body)
         if template_key in self.pools or event_type != "DELETED":
             await self.reconcile_pool(template_key)
@@ -732,7 +735,9 @@ class Controller:
         for action in plan.actions:
             match action:
                 case Patch(resource=resource, name=name, namespace=namespace, body=body):
-                    updated = await self.client.patch(resource, name, body, namespace=namespace)
+                    updated = await self.client.patch(
+                        resource, name, body, namespace=namespace, drop_echo=True
+                    )
                     if resource == pool.resource and name == pool.body["metadata"]["name"]:
                         pool.body = updated
                     elif name in generated:
