@@ -10,7 +10,6 @@ import asyncio
 import io
 import json
 import logging
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from dynamic_prefix.core import api
 from dynamic_prefix.operator import logs
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from tests.operator.operator_testkit import CILIUM_LB_POOL, DP_PATH, dynamic_prefix, new_tag
 
 
 @pytest.fixture
@@ -137,30 +137,10 @@ def test_the_operator_tags_every_line_about_a_dynamic_prefix(
     cluster: Cluster, json_operator: OperatorProcess
 ) -> None:
     operator = json_operator
-    tag = secrets.token_hex(3)
+    tag = new_tag()
     dp, pool = f"logs-{tag}", f"logs-pool-{tag}"
-    cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {"name": dp},
-            "spec": {
-                "acquisition": {"static": {"prefix": "2001:db8:106::/64"}},
-                "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}],
-            },
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {
-                "name": pool,
-                "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"},
-            },
-            "spec": {"blocks": []},
-        }
-    )
+    cluster.apply(dynamic_prefix(dp, "2001:db8:106::/64"))
+    cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp))
 
     def reconciled() -> list[dict[str, Any]]:
         return [
@@ -171,7 +151,7 @@ def test_the_operator_tags_every_line_about_a_dynamic_prefix(
 
     # other tests' DynamicPrefixes are handled too: wait for a line about ours
     wait_for(reconciled, what="its pool reconciled, in a line tagged with it")
-    cluster.delete(f"/apis/{api.GROUP}/{api.VERSION}/dynamicprefixes/{dp}")
+    cluster.delete(f"{DP_PATH}/{dp}")
     wait_for(
         lambda: any(
             e["message"] == "sources stopped" and e.get("dynamicPrefix") == dp

@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import secrets
-
-from dynamic_prefix.core import api
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from tests.operator.operator_testkit import (
+    CILIUM_LB_POOL,
+    METALLB_POOL,
+    dynamic_prefix,
+    new_tag,
+)
 
 
 def test_health_readiness_and_metrics_tell_what_the_operator_believes(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
-    tag = secrets.token_hex(3)
+    tag = new_tag()
     dp, pool = f"metrics-{tag}", f"metrics-pool-{tag}"
-    cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {"name": dp},
-            "spec": {
-                "acquisition": {"static": {"prefix": "2001:db8:5e::/64"}},
-                "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}],
-            },
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {
-                "name": pool,
-                "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"},
-            },
-            "spec": {"blocks": []},
-        }
-    )
+    ranges = [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}]
+    cluster.apply(dynamic_prefix(dp, "2001:db8:5e::/64", ranges=ranges))
+    cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp))
     # a MetalLB pool naming a range the DynamicPrefix does not have: out of sync
-    cluster.apply(
-        {
-            "apiVersion": "metallb.io/v1beta1",
-            "kind": "IPAddressPool",
-            "metadata": {
-                "name": f"metrics-wrong-{tag}",
-                "namespace": "default",
-                "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "nope"},
-            },
-            "spec": {"addresses": []},
-        }
+    wrong = METALLB_POOL.manifest(
+        f"metrics-wrong-{tag}", dp=dp, address_range="nope", namespace="default"
     )
+    cluster.apply(wrong)
 
     def get(path: str) -> tuple[int, str] | None:
         try:
