@@ -46,15 +46,17 @@ from dynamic_prefix.core.ndp import (
     solicited_node_multicast,
 )
 from dynamic_prefix.receivers.base import SourceError
-from dynamic_prefix.receivers.router_advertisement import icmp6_filter_passing
+from dynamic_prefix.receivers.router_advertisement import (
+    ICMP6_FILTER,
+    SO_BINDTODEVICE,
+    icmp6_filter_passing,
+)
 
 ALL_NODES: Final = IPv6Address("ff02::1")
 NEIGHBOR_ADVERTISEMENT: Final = "neighbor advertisement"
 ECHO_REPLY: Final = "echo reply"
 
 _HOP_LIMIT = 255  # Neighbor Discovery messages must carry 255 (RFC 4861 7.1.1)
-_SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-_ICMP6_FILTER = 1
 _PKTINFO = struct.Struct("=16sI")  # struct in6_pktinfo: source address, interface index
 _HOP_LIMIT_VALUE = struct.Struct("=i")
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_HOP_LIMIT_VALUE.size)
@@ -93,9 +95,9 @@ async def probe_link(
         raise SourceError(f"cannot open a raw ICMPv6 socket: {error.strerror}") from error
     with contextlib.closing(sock):
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, interface.encode())
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
         passing = icmp6_filter_passing(ICMPV6_ECHO_REPLY, ICMPV6_NEIGHBOR_ADVERTISEMENT)
-        sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, passing)
+        sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, passing)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, _HOP_LIMIT)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)

@@ -111,8 +111,8 @@ _DOWN_ERRNOS: Final = frozenset({errno.ENETDOWN, errno.ENXIO, errno.ENODEV})
 _PROC_IPV6_ROUTE = Path("/proc/net/ipv6_route")
 
 # Linux socket options and ioctls the socket module does not name.
-_ICMP6_FILTER = 1  # level IPPROTO_ICMPV6, <linux/icmpv6.h>
-_SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+ICMP6_FILTER = 1  # level IPPROTO_ICMPV6, <linux/icmpv6.h>
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _SO_RCVBUFFORCE = 33
 _SO_RXQ_OVFL = 40
 _SIOCGIFFLAGS = 0x8913
@@ -481,8 +481,8 @@ class RaListener:
             ) from exc
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, self.interface.encode())
-            sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, _RA_ONLY_FILTER)
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.interface.encode())
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, _RA_ONLY_FILTER)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, HOP_LIMIT)
