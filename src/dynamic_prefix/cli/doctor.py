@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import errno
 import ipaddress
-import json
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from dynamic_prefix.receivers.router_advertisement import (
     SolicitationPacing,
     default_route_interface,
 )
+from dynamic_prefix.testbed.netns import parse_addresses
 
 OK, INFO, WARN, FAIL = "ok", "info", "WARN", "FAIL"  # ok and info are not problems
 PROBE_WAIT = 1.0  # seconds to collect answers; neighbours answer within milliseconds
@@ -293,22 +293,16 @@ def _probe(
 
 
 def _global_addresses(interface: str) -> list[IPv6Address]:
-    """This node's global IPv6 addresses on the interface (``ip -6 addr``)."""
+    """This node's usable global IPv6 addresses on the interface (``ip -j -6 addr``)."""
     try:
         output = subprocess.run(
             ["ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "global"],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout  # fmt: skip
-        links = json.loads(output or "[]")
+        addresses = parse_addresses(output)
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
-    found = []
-    for link in links:
-        for info in link.get("addr_info", []):
-            flags = {key for key in ("tentative", "dadfailed") if info.get(key)}
-            if info.get("family") == "inet6" and not flags:
-                found.append(ipaddress.IPv6Address(info["local"]))
-    return found
+    return [a.address for a in addresses if not {"tentative", "dadfailed"} & a.flags]
 
 
 def _neighbours(interface: str) -> list[_Neighbour]:
