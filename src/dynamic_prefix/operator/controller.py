@@ -526,12 +526,9 @@ class Controller:
         if template is not None and api.LABEL_GENERATED_FROM in (metadata.get("labels") or {}):
             await self._on_generated(backend, key, template, event_type, body)
             return
+        if event_type != "DELETED" and self.holds(backend, body):
+            return  # the echo of our own write, or older: we hold this version already
         old = self.pools.get(key)
-        if event_type != "DELETED" and old is not None:
-            if _is_older(body, old.body):
-                return
-            if _same_version(body, old.body):
-                return  # the echo of our own write: we hold this version already
         reference = (
             None
             if event_type == "DELETED"
