@@ -333,6 +333,12 @@ class PrefixTracker:
         """Every live prefix, in numeric order."""
         return tuple(self._view(prefix) for prefix in sorted(self._live, key=_numeric_order))
 
+    @property
+    def ignored_remembered(self) -> int:
+        """How many ignored (router, prefix) pairs are remembered (at most
+        `IGNORED_REMEMBERED`)."""
+        return len(self._ignored)
+
     def next_deadline(self) -> float | None:
         """When `advance` must next be called: a prefix expires or is deprecated then."""
         deadline = self._next_deadline
