@@ -90,6 +90,13 @@ def _forget_up_to(versions: dict[str, None], seen: int) -> None:
         del versions[oldest]
 
 
+async def _still_allowed(session: aiohttp.ClientSession, context: Any, params: object) -> None:
+    """The last check of a write, once its connection is there and nothing is sent yet."""
+    guard = context.trace_request_ctx
+    if guard is not None and not guard():
+        raise NotLeader(0, "the lease was lost while the write waited; nothing is written")
+
+
 class KubeClient:
     """One HTTP session to one API server; use as ``async with KubeClient(config)``."""
 
@@ -112,10 +119,17 @@ class KubeClient:
     async def __aenter__(self) -> KubeClient:
         # room for the pool batch (64 in flight) next to the long-lived watches
         connector = aiohttp.TCPConnector(ssl=self._config.ssl_context(), limit=96)
+        # a write is checked again once it has its connection, just before it goes out:
+        # waiting for a connection (or a pause of the process meanwhile) may outlast the
+        # lease
+        last_check = aiohttp.TraceConfig()
+        last_check.on_connection_create_end.append(_still_allowed)
+        last_check.on_connection_reuseconn.append(_still_allowed)
         self._session = aiohttp.ClientSession(
             base_url=self._config.server,
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            trace_configs=[last_check],
         )
         return self
 
@@ -156,9 +170,11 @@ class KubeClient:
         """Send one request and decode its JSON answer; errors become `ApiError`s."""
         if self._session is None:
             raise RuntimeError("KubeClient used outside 'async with'")
-        if verb in WRITE_VERBS and self._may_write is not None and not self._may_write():
+        guard = self._may_write if verb in WRITE_VERBS else None
+        if guard is not None and not guard():
             # checked at the moment of writing, so that a process that was paused while
-            # it led cannot write once it may no longer hold the lease
+            # it led cannot write once it may no longer hold the lease; and again when
+            # the request has its connection (`_still_allowed`)
             raise NotLeader(0, f"{method} {path}: not the leader; nothing is written")
         self.requests[verb] += 1
         url = path + (f"?{urlencode(params)}" if params else "")
@@ -170,6 +186,7 @@ class KubeClient:
                 data=data,
                 headers=self._headers(content_type if data is not None else None),
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                trace_request_ctx=guard,
             ) as response:
                 text = await response.text()
                 payload = _decode(text)
