@@ -90,6 +90,13 @@ def _forget_up_to(versions: dict[str, None], seen: int) -> None:
         del versions[oldest]
 
 
+async def _guarded(data: bytes, guard: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """The body of a write, given to the connection only while ``guard`` allows it."""
+    if not guard():
+        raise NotLeader(0, "the lease was lost before the write went out; nothing is written")
+    yield data
+
+
 async def _still_allowed(session: aiohttp.ClientSession, context: Any, params: object) -> None:
     """The last check of a write, once its connection is there and nothing is sent yet."""
     guard = context.trace_request_ctx
@@ -178,7 +185,12 @@ class KubeClient:
             raise NotLeader(0, f"{method} {path}: not the leader; nothing is written")
         self.requests[verb] += 1
         url = path + (f"?{urlencode(params)}" if params else "")
-        data = None if body is None else json.dumps(body)
+        data: Any = None if body is None else json.dumps(body).encode()
+        if guard is not None and data is not None:
+            # aiohttp sends the headers with the first piece of the body, from a task of
+            # its own: the body checks the lease once more as that task sends it, so a
+            # write decided before a pause never goes out after it
+            data = _guarded(data, guard)
         try:
             async with self._session.request(
                 method,
@@ -194,6 +206,8 @@ class KubeClient:
                     raise error_for(response.status, payload)
                 return payload
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            if guard is not None and not guard():
+                raise NotLeader(0, f"{method} {path}: the lease was lost meanwhile") from error
             raise TemporaryError(0, f"{method} {path}: {error!r}") from error
 
     def drop_echoes_of(self, resource: Resource) -> dict[str, None]:
