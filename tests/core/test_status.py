@@ -5,6 +5,7 @@ Every test passes an explicit ``now``; nothing here reads a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from ipaddress import IPv6Network
@@ -957,3 +958,138 @@ def test_a_history_prefix_the_source_saw_withdrawn_leaves_at_once() -> None:
     ).status
     assert "history" not in withdrawn
     assert withdrawn["currentPrefix"] == str(new)
+
+
+# --- what the source knows of previous prefixes (withdrawal rules, exact deadlines) ------
+
+
+def test_a_history_deadline_follows_what_the_source_knows_of_that_prefix() -> None:
+    first = step(source=ra(A, valid=T0 + DAY), now=T0).status
+    changed = step(source=ra(B, valid=T0 + DAY), previous=first, now=T0 + MINUTE).status
+    clamped = T0 + MINUTE + 2 * HOUR  # an unauthenticated withdrawal: at most two hours
+
+    source = SourceState(
+        api.SOURCE_ROUTER_ADVERTISEMENT, B, valid_until=T0 + DAY, valid_until_of=((A, clamped),)
+    )
+    status = step(source=source, previous=changed, now=T0 + 2 * MINUTE).status
+
+    assert status["history"][0]["validUntil"] == format_time(clamped)
+    assert next_deadline(status) == clamped
+
+
+def test_a_history_deadline_the_source_extends_is_extended_to_the_second() -> None:
+    first = step(source=ra(A, valid=T0 + HOUR), now=T0).status
+    changed = step(source=ra(B), previous=first, now=T0 + MINUTE).status
+    refreshed = T0 + 3 * HOUR + dt.timedelta(seconds=1)
+
+    source = SourceState(api.SOURCE_ROUTER_ADVERTISEMENT, B, valid_until_of=((A, refreshed),))
+    status = step(source=source, previous=changed, now=T0 + 2 * MINUTE).status
+
+    assert status["history"][0]["validUntil"] == "2024-05-01T15:00:01Z"
+
+
+def test_prefix_changed_says_until_when_the_old_prefix_stays_in_the_pools() -> None:
+    first = step(source=ra(A, valid=T0 + DAY), now=T0).status
+    source = SourceState(
+        api.SOURCE_ROUTER_ADVERTISEMENT,
+        B,
+        origin="fe80::1",
+        valid_until_of=((A, T0 + 2 * HOUR),),
+    )
+
+    update = step(source=source, previous=first, now=T0 + MINUTE)
+
+    (event,) = update.events
+    assert event.reason == "PrefixChanged"
+    assert event.message.endswith(
+        "2001:db8:0:a::/64 stays in the pools, deprecated, until 2024-05-01T14:00:00Z"
+    )
+
+
+def test_prefix_changed_says_the_old_prefix_leaves_now_when_a_trusted_router_withdrew_it() -> None:
+    first = step(source=ra(A, valid=T0 + DAY), now=T0).status
+    source = SourceState(api.SOURCE_ROUTER_ADVERTISEMENT, B, gone=frozenset({A}))
+
+    update = step(source=source, previous=first, now=T0 + MINUTE)
+
+    assert "history" not in update.status
+    (event,) = update.events
+    assert "2001:db8:0:a::/64 was withdrawn" in event.message
+    assert "leaves the pools now" in event.message
+    assert "stays" not in event.message
+
+
+def test_prefix_changed_says_the_old_prefix_leaves_now_when_its_lifetime_has_ended() -> None:
+    first = step(source=ra(A, valid=T0 + dt.timedelta(seconds=30)), now=T0).status
+
+    update = step(source=ra(B), previous=first, now=T0 + MINUTE)
+
+    assert "history" not in update.status
+    assert "leaves the pools now" in update.events[0].message
+
+
+# --- released delegations ----------------------------------------------------------------
+
+
+def pd(prefix: IPv6Network | None, **fields: Any) -> SourceState:
+    return SourceState(api.SOURCE_DHCPV6_PD, prefix, origin="0001", **fields)
+
+
+def test_a_released_current_prefix_leaves_status_and_pools_at_once() -> None:
+    first = step(source=pd(A, valid_until=T0 + DAY), now=T0).status
+
+    update = step(
+        source=pd(None, reason="LeaseReleased", released=frozenset({A})),
+        previous=first,
+        now=T0 + MINUTE,
+    )
+
+    status = update.status
+    for key in ("currentPrefix", "addressRanges", "subnets", "leaseExpiresAt", "history"):
+        assert key not in status, key
+    assert condition(status, PREFIX_ACQUIRED)["status"] == "False"
+    assert condition(status, PREFIX_ACQUIRED)["reason"] == "LeaseReleased"
+    assert reasons(update.events) == [("Normal", "PrefixReleased")]
+
+
+def test_a_released_prefix_replaced_by_another_source_never_enters_the_history() -> None:
+    first = step(source=pd(A, valid_until=T0 + DAY), now=T0).status
+
+    update = step(
+        source=dataclasses.replace(ra(B), released=frozenset({A})),
+        previous=first,
+        now=T0 + MINUTE,
+    )
+
+    assert update.status["currentPrefix"] == str(B)
+    assert "history" not in update.status
+    assert ("Normal", "PrefixReleased") in reasons(update.events)
+    assert ("Normal", "PrefixAcquired") in reasons(update.events)
+
+
+def test_a_released_history_prefix_leaves_the_history() -> None:
+    status, now = rotate([A, B], valid=DAY)
+    assert history_prefixes(status) == [str(A)]
+
+    update = step(source=dataclasses.replace(ra(B), released=frozenset({A})), previous=status,
+                  now=now + MINUTE)  # fmt: skip
+
+    assert "history" not in update.status
+
+
+@pytest.mark.parametrize("reason", ["Starting", "Soliciting", "LeaseReleased"])
+def test_routine_reasons_for_having_no_prefix_are_told_in_a_normal_event(reason: str) -> None:
+    first = step(source=ra(A, valid=T0 + DAY), now=T0).status
+
+    update = step(source=ra(None, reason=reason), previous=first, now=T0 + MINUTE)
+
+    assert reasons(update.events) == [("Normal", reason)]
+
+
+@pytest.mark.parametrize("reason", ["Expired", "Withdrawn", "LeaseLost", "InterfaceMissing"])
+def test_losing_the_prefix_for_a_reason_a_human_must_see_is_a_warning(reason: str) -> None:
+    first = step(source=ra(A, valid=T0 + DAY), now=T0).status
+
+    update = step(source=ra(None, reason=reason), previous=first, now=T0 + MINUTE)
+
+    assert reasons(update.events) == [("Warning", reason)]

@@ -25,3 +25,9 @@ class SourceState:
     # prefixes this source saw withdrawn or expire: their valid lifetime has ended, so
     # they leave the history (and the pools) at once
     gone: frozenset[IPv6Network] = frozenset()
+    # prefixes given back (a DHCPv6 Release): no longer ours, so they leave the current
+    # prefix, the history and the pools at once
+    released: frozenset[IPv6Network] = frozenset()
+    # what the source knows of other prefixes it still sees (previous ones, deprecated):
+    # their valid deadline, exact, so history entries leave the pools when they really end
+    valid_until_of: tuple[tuple[IPv6Network, dt.datetime | None], ...] = ()

@@ -18,6 +18,7 @@ Warning event say that the prefix is no longer confirmed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ READY = "Ready"
 PREFIX_ACQUIRED = "PrefixAcquired"
 POOLS_SYNCED = "PoolsSynced"
 DEGRADED = "Degraded"
+
+ROUTINE_REASONS = frozenset({"Starting", "Soliciting", "LeaseReleased"})
+"""Source reasons for having no prefix that every restart or spec edit passes through:
+told in a Normal event, since nobody needs to act on them."""
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -187,7 +192,7 @@ def next_status(
             events.append(StatusEvent("Warning", "SettingNotActedOn", note))
 
     history = read_history(previous)
-    _apply_source(
+    replaced = _apply_source(
         source,
         previous=previous,
         status=status,
@@ -198,12 +203,14 @@ def next_status(
     )
 
     current = current_prefix(status)
-    if source is not None and source.gone:
-        history = [entry for entry in history if entry.prefix not in source.gone]
+    if source is not None:
+        history = _follow_source(history, source)
     history = trim_history(
         history, current=current, limit=spec.transition.max_prefix_history, now=now
     )
     status["history"] = [entry.to_status() for entry in history] or None
+    if replaced is not None and source is not None and current is not None:
+        events.insert(0, _changed_event(replaced, current, source, history))
 
     fit_problems: list[str] = []
     if current is not None:
@@ -225,6 +232,41 @@ def next_status(
     return StatusUpdate(_without_none(status), tuple(events))
 
 
+def _follow_source(history: list[HistoryEntry], source: SourceState) -> list[HistoryEntry]:
+    """History entries as the source knows them now: gone and released prefixes out,
+    deadlines of the prefixes it still sees exact (they may move either way)."""
+    out = source.gone | source.released
+    deadlines = dict(source.valid_until_of)
+    return [
+        entry
+        if entry.prefix not in deadlines
+        else dataclasses.replace(entry, valid_until=deadlines[entry.prefix])
+        for entry in history
+        if entry.prefix not in out
+    ]
+
+
+def _changed_event(
+    old: IPv6Network, new: IPv6Network, source: SourceState, history: Sequence[HistoryEntry]
+) -> StatusEvent:
+    """The PrefixChanged event, saying what really happens to the previous prefix."""
+    entry = next((e for e in history if e.prefix == old), None)
+    if entry is not None and entry.valid_until is not None:
+        fate = f"stays in the pools, deprecated, until {format_time(entry.valid_until)}"
+    elif entry is not None:
+        fate = "stays in the pools, deprecated, while it is in the history"
+    elif old in source.gone:
+        fate = "was withdrawn by a trusted router (or expired) and leaves the pools now"
+    else:
+        fate = "leaves the pools now (its valid lifetime ended, or the history is full)"
+    origin = f", from {source.origin}" if source.origin else ""
+    return StatusEvent(
+        "Normal",
+        "PrefixChanged",
+        f"prefix changed from {old} to {new} ({source.source}{origin}); {old} {fate}",
+    )
+
+
 def _apply_source(
     source: SourceState | None,
     *,
@@ -234,10 +276,31 @@ def _apply_source(
     conditions: _Conditions,
     events: list[StatusEvent],
     now: dt.datetime,
-) -> None:
-    """Prefix fields, history head and PrefixAcquired from the source's latest report."""
+) -> IPv6Network | None:
+    """Prefix fields, history head and PrefixAcquired from the source's latest report.
+
+    Returns the previous prefix if the source replaced it (it is now the history's head).
+    """
     stamp = format_time(now)
     old_prefix = current_prefix(previous)
+    replaced: IPv6Network | None = None
+    if source is not None and old_prefix is not None and old_prefix in source.released:
+        # given back: no longer ours to use, whatever replaces it
+        for key in ("currentPrefix", "prefixSource", "acquiredAt", "preferredUntil",
+                    "validUntil", "leaseExpiresAt", "addressRanges", "subnets"):  # fmt: skip
+            status.pop(key, None)
+        if source.prefix is None:
+            conditions.set(
+                PREFIX_ACQUIRED, False, source.reason or "LeaseReleased",
+                f"{old_prefix} was released: {source.message or 'the delegation ended'}",
+            )  # fmt: skip
+        events.append(
+            StatusEvent("Normal", "PrefixReleased",
+                        f"{old_prefix} was released to the DHCPv6 server and leaves the pools now")
+        )  # fmt: skip
+        if source.prefix is None:
+            return None
+        old_prefix = None
     if source is not None and source.prefix is not None:
         new_prefix = source.prefix
         if new_prefix != old_prefix:
@@ -251,15 +314,7 @@ def _apply_source(
                         parse_time(previous.get("validUntil")),
                     ),
                 )
-                events.append(
-                    StatusEvent(
-                        "Normal",
-                        "PrefixChanged",
-                        f"prefix changed from {old_prefix} to {new_prefix} ({source.source}"
-                        f"{', from ' + source.origin if source.origin else ''}); "
-                        f"{old_prefix} stays in the pools while it is in the history",
-                    )
-                )
+                replaced = old_prefix
             else:
                 events.append(
                     StatusEvent(
@@ -296,7 +351,7 @@ def _apply_source(
         if conditions.flipped(PREFIX_ACQUIRED) and old_prefix is not None:
             events.append(
                 StatusEvent(
-                    "Warning",
+                    "Normal" if source.reason in ROUTINE_REASONS else "Warning",
                     source.reason or "PrefixLost",
                     f"{source.message or 'the source has no prefix'}; pools keep {old_prefix} "
                     "until a prefix is learnt again",
@@ -304,6 +359,7 @@ def _apply_source(
             )
     else:
         _keep_or_unknown(conditions, PREFIX_ACQUIRED, "waiting for the prefix source")
+    return replaced
 
 
 def _set_pools_and_ready(

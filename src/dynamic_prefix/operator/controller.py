@@ -196,7 +196,7 @@ class Controller:
     # --- lifecycle -------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop sources (DHCPv6 releases), timers and background work."""
+        """Stop sources (nothing released: the next holder renews), timers, background work."""
         for timer in self._timers.values():
             timer.cancel()
         await self.sources.stop_all()
@@ -311,7 +311,13 @@ class Controller:
             self.sources.stop(name)
             self.live.discard(name)
         else:
-            self.sources.ensure(name, spec.acquisition)
+            retiring = self.sources.ensure(name, spec.acquisition)
+            if retiring is not None:
+                # a delegation no longer wanted: status and pools stop using its prefix,
+                # then it is given back (RFC 8415 section 18.2.7)
+                await self.refresh_status(name)
+                await self.sources.retire(retiring)
+                return
             if self.sources.state(name) is None:
                 return  # (re)starting sources report at once; their report writes status
         await self.refresh_status(name)
@@ -361,8 +367,9 @@ class Controller:
             )
 
     async def _finalize(self, name: str) -> None:
-        """Release every pool of a DynamicPrefix being deleted, then let it go."""
-        self.sources.stop(name)
+        """Release every pool of a DynamicPrefix being deleted, then its DHCPv6
+        delegation (pools first: a prefix is out of use before it is given back), then
+        let it go."""
         self.live.discard(name)
         keys = list(self.pools_by_prefix.get(name, ()))
         results = await asyncio.gather(
@@ -381,6 +388,7 @@ class Controller:
                 lambda: self.spawn(self.on_dynamic_prefix("MODIFIED", body), f"finalize:{name}"),
             )
             return
+        await self.sources.release(name)
         await self.recorder.record(
             body,
             type="Normal",

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dynamic_prefix.core import api
 from dynamic_prefix.core.spec import (
     Acquisition,
     Dhcpv6PdSource,
@@ -14,6 +15,7 @@ from dynamic_prefix.core.spec import (
     RouterAdvertisementSource,
     source_name,
 )
+from dynamic_prefix.core.status import current_prefix
 from dynamic_prefix.core.tracker import TrackerPolicy
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.operator import logs
@@ -50,12 +52,16 @@ class StatusIdentityStore:
 
     async def load(self) -> Dhcpv6Identity | None:
         """The identity in the cached status, if any."""
-        body = self._cached() or {}
-        saved = (body.get("status") or {}).get("dhcpv6") or {}
+        status = (self._cached() or {}).get("status") or {}
+        saved = status.get("dhcpv6") or {}
         try:
-            return Dhcpv6Identity(bytes.fromhex(saved["duid"]), int(saved["iaid"]))
+            duid, iaid = bytes.fromhex(saved["duid"]), int(saved["iaid"])
         except (KeyError, TypeError, ValueError):
             return None
+        held = None
+        if status.get("prefixSource") == api.SOURCE_DHCPV6_PD:
+            held = current_prefix(status)
+        return Dhcpv6Identity(duid, iaid, held)
 
     async def save(self, identity: Dhcpv6Identity) -> None:
         """Write it to the status before it is used on the wire."""

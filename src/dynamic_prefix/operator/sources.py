@@ -10,11 +10,14 @@ prefix and gives way when it comes back. Sources restart only when
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv6Network
 from typing import Protocol
 
+from dynamic_prefix.core import api
 from dynamic_prefix.core.source_state import SourceState
 from dynamic_prefix.core.spec import (
     Acquisition,
@@ -28,6 +31,7 @@ from dynamic_prefix.core.spec import (
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import build_link_source
 from dynamic_prefix.receivers.base import IdentityStore, PrefixSource, SourceError
+from dynamic_prefix.receivers.link_watch import InterfaceMissing, wait_for_interface
 from dynamic_prefix.receivers.static import StaticSource as StaticPrefixSource
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,27 @@ class _Running:
     sources: dict[int, PrefixSource] = field(default_factory=dict)
 
 
+@dataclass
+class Retiring:
+    """Sources replaced by a spec change whose delegation must be given back.
+
+    They keep running (and holding their lease) until `SourceManager.retire`, which the
+    controller calls once status and pools no longer use the prefixes in ``released``.
+    """
+
+    tasks: list[asyncio.Task[None]]
+    sources: list[PrefixSource]
+    released: frozenset[IPv6Network]
+
+
+def _wants_release(source: PrefixSource) -> bool:
+    return hasattr(source, "release_on_stop")
+
+
+def _ask_release(source: PrefixSource) -> None:
+    source.release_on_stop = True  # type: ignore[attr-defined]  # DHCPv6-PD sources only
+
+
 class SourceManager:
     """Starts, restarts and stops the sources of every DynamicPrefix."""
 
@@ -84,13 +109,27 @@ class SourceManager:
         self._on_change = on_change
         self._factory = factory
         self._running: dict[str, _Running] = {}
+        # prefixes given back to a DHCPv6 server, per DynamicPrefix: they leave status
+        # and pools at once, and stay listed until a source brings them back
+        self._released: dict[str, frozenset[IPv6Network]] = {}
 
-    def ensure(self, name: str, acquisition: Acquisition) -> None:
-        """Run exactly the sources of ``acquisition`` for ``name`` (no-op if already so)."""
+    def ensure(self, name: str, acquisition: Acquisition) -> Retiring | None:
+        """Run exactly the sources of ``acquisition`` for ``name`` (no-op if already so).
+
+        Sources the new acquisition no longer has are stopped, except delegations no
+        longer wanted (a DHCPv6-PD source removed, or its interface or length changed):
+        those are returned, still holding their lease, for `retire` to release once the
+        prefix is out of use. Their prefixes count as released from now on.
+        """
         running = self._running.get(name)
         if running is not None and running.acquisition == acquisition:
-            return
-        self.stop(name)
+            return None
+        retiring = None if running is None else self._retiring(running, acquisition)
+        if running is not None and retiring is not None:
+            self._released[name] = self._released.get(name, frozenset()) | retiring.released
+            for task in retiring.tasks:
+                running.tasks.remove(task)  # not cancelled by stop: they release first
+        self.stop(name, forget_released=False)
         running = _Running(acquisition, [])
         self._running[name] = running
         for rank, spec in enumerate(acquisition.sources):
@@ -105,9 +144,13 @@ class SourceManager:
             ", ".join(source_name(s) for s in acquisition.sources),
             extra=logs.about(name),
         )
+        return retiring
 
-    def stop(self, name: str) -> None:
-        """Stop every source of ``name``; their cleanup (e.g. DHCPv6 Release) runs in the tasks."""
+    def stop(self, name: str, *, forget_released: bool = True) -> None:
+        """Stop every source of ``name`` without giving anything back: a DHCPv6 lease
+        stays with the server for whoever runs the client next."""
+        if forget_released:
+            self._released.pop(name, None)
         running = self._running.pop(name, None)
         if running is None:
             return
@@ -115,18 +158,78 @@ class SourceManager:
             task.cancel()
         logger.info("sources stopped", extra=logs.about(name))
 
+    async def release(self, name: str) -> None:
+        """Stop every source of ``name`` and give back what it holds (the DynamicPrefix is
+        being deleted and its pools are released): DHCPv6 delegations are released."""
+        running = self._running.get(name)
+        if running is None:
+            self._released.pop(name, None)
+            return
+        retiring = Retiring(
+            list(running.tasks),
+            list(running.sources.values()),
+            frozenset(s.prefix for s in running.states.values() if s.prefix is not None),
+        )
+        running.tasks.clear()
+        self.stop(name)
+        await self.retire(retiring)
+
+    async def retire(self, retiring: Retiring) -> None:
+        """Release the delegations of ``retiring`` and wait until that is done."""
+        for source in retiring.sources:
+            if _wants_release(source):
+                _ask_release(source)
+        for task in retiring.tasks:
+            task.cancel()
+        await asyncio.gather(*retiring.tasks, return_exceptions=True)
+        if retiring.released:
+            logger.info("released %s", ", ".join(str(p) for p in sorted(retiring.released)))
+
     async def stop_all(self) -> None:
-        """Stop every source and wait for their cleanup."""
+        """Stop every source (nothing is released) and wait until they are closed."""
         tasks = [task for running in self._running.values() for task in running.tasks]
         for name in list(self._running):
             self.stop(name)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _retiring(self, running: _Running, acquisition: Acquisition) -> Retiring | None:
+        """The delegating sources of ``running`` that ``acquisition`` no longer wants."""
+        tasks: list[asyncio.Task[None]] = []
+        sources: list[PrefixSource] = []
+        released: set[IPv6Network] = set()
+        for rank, spec in enumerate(running.acquisition.sources):
+            source = running.sources.get(rank)
+            if spec in acquisition.sources or source is None or not _wants_release(source):
+                continue
+            tasks.append(running.tasks[rank])
+            sources.append(source)
+            state = running.states.get(rank)
+            if state is not None and state.prefix is not None:
+                released.add(state.prefix)
+        if not tasks:
+            return None
+        return Retiring(tasks, sources, frozenset(released))
 
     def state(self, name: str) -> SourceState | None:
         """The effective state of ``name``: the best source holding a prefix, else the primary's.
 
         None until some source has reported.
         """
+        state = self._best_state(name)
+        released = self._released.get(name)
+        if not released:
+            return state
+        if state is None:
+            return SourceState(
+                api.SOURCE_DHCPV6_PD,
+                None,
+                reason="LeaseReleased",
+                message="the delegation was released: its source was removed or changed",
+                released=released,
+            )
+        return dataclasses.replace(state, released=released - {state.prefix})
+
+    def _best_state(self, name: str) -> SourceState | None:
         running = self._running.get(name)
         if running is None or not running.states:
             return None
@@ -152,12 +255,29 @@ class SourceManager:
             if self._running.get(name) is not running:
                 return  # a report from a source that is being replaced
             running.states[rank] = state
+            released = self._released.get(name)
+            if released and state.prefix in released:
+                self._released[name] = released - {state.prefix}  # delegated to us again
             self._on_change(name, state)
 
         try:
-            source = self._factory(name, spec, running.acquisition)
-            running.sources[rank] = source
-            await source.run(report)
+            while True:
+                source = self._factory(name, spec, running.acquisition)
+                running.sources[rank] = source
+                try:
+                    await source.run(report)
+                    return
+                except InterfaceMissing as missing:
+                    report(
+                        SourceState(
+                            source_name(spec), None, reason="InterfaceMissing", message=str(missing)
+                        )
+                    )
+                    logger.info("%s: waiting for interface %s", source_name(spec),
+                                missing.interface)  # fmt: skip
+                    await wait_for_interface(missing.interface)
+                    logger.info("interface %s appeared; starting %s", missing.interface,
+                                source_name(spec))  # fmt: skip
         except asyncio.CancelledError:
             raise
         except SourceError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv6Network
 from typing import Protocol
 
 from dynamic_prefix.core.source_state import SourceState
@@ -52,10 +53,15 @@ class PrefixSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Dhcpv6Identity:
-    """The DHCPv6 client's DUID and IAID, kept across restarts so the binding survives."""
+    """The DHCPv6 client's DUID and IAID, kept across restarts so the binding survives.
+
+    ``prefix`` is the prefix last delegated under it, if known: the next client asks for
+    it again (a hint in its Solicit), so a restart or a new leader keeps the delegation.
+    """
 
     duid: bytes
     iaid: int
+    prefix: IPv6Network | None = None
 
 
 class IdentityStore(Protocol):

@@ -59,6 +59,7 @@ from dynamic_prefix.core.tracker import (
     PrefixTracker,
     TrackerPolicy,
 )
+from dynamic_prefix.receivers import link_watch
 from dynamic_prefix.receivers.base import ReportCallback, SourceError, SourceState
 from dynamic_prefix.receivers.tracking import TrackerReporter
 
@@ -202,10 +203,15 @@ def default_route_interface(route_table: Path = _PROC_IPV6_ROUTE) -> str:
         ) from exc
     interface = parse_default_route_interface(text)
     if interface is None:
+        hint = (
+            " (this pod is not on the host network: the Deployment needs hostNetwork: true "
+            "to see node interfaces and routes)"
+            if link_watch.on_host_network() is False
+            else ""
+        )
         raise SourceError(
             "no interface is set and this node has no IPv6 default route to take it from; "
-            "set spec.acquisition.routerAdvertisement.interface (the operator needs "
-            "hostNetwork: true to see node interfaces and routes)"
+            "set spec.acquisition.routerAdvertisement.interface" + hint
         )
     return interface
 
@@ -434,10 +440,7 @@ class RaListener:
     def _start(self) -> None:
         link = _read_link(self.interface)
         if link is None:
-            raise SourceError(
-                f"interface {self.interface} does not exist on this node; the operator "
-                "needs hostNetwork: true to see node interfaces"
-            )
+            raise link_watch.missing(self.interface, "listening for Router Advertisements")
         self._open_watch()  # before the socket: no change after opening goes unnoticed
         try:
             self._open(link)
@@ -447,9 +450,8 @@ class RaListener:
         except OSError as exc:
             self._close_watch()
             if exc.errno in _DOWN_ERRNOS:
-                raise SourceError(
-                    f"interface {self.interface} does not exist on this node; the operator "
-                    "needs hostNetwork: true to see node interfaces"
+                raise link_watch.missing(
+                    self.interface, "listening for Router Advertisements"
                 ) from exc
             raise SourceError(
                 f"cannot open a raw ICMPv6 socket on {self.interface}: {exc.strerror or exc}"

@@ -88,6 +88,7 @@ class TrackerReporter:
                 reason=reason,
                 message=message,
                 gone=frozenset(self._gone),
+                valid_until_of=self._others(),
             )
         )
 
@@ -109,14 +110,15 @@ class TrackerReporter:
                     event.reason,
                     self._where(),
                 )
-        gone_before = frozenset(self._gone)
         self._remember_gone(events)
         current = self.tracker.current
         report = explain(events, current)
-        if report is None and frozenset(self._gone) != gone_before:
-            # a prefix no longer current was withdrawn or expired: the controller drops
-            # it from the history, so it must hear of it
-            self._publish(dataclasses.replace(self.state, gone=frozenset(self._gone)))
+        others = self._others()
+        gone = frozenset(self._gone)
+        if report is None and (gone != self.state.gone or others != self.state.valid_until_of):
+            # a prefix no longer current was withdrawn or expired, or its lifetime moved:
+            # the controller keeps the history by it, so it must hear of it
+            self._publish(dataclasses.replace(self.state, gone=gone, valid_until_of=others))
         if report is not None:
             where = self._where()
             log.info("%s: %s: %s%s", self.source, report.reason, report.message, where)
@@ -131,7 +133,8 @@ class TrackerReporter:
                     origin=self.state.origin if current is None else str(current.source),
                     reason=str(report.reason),
                     message=report.message + where,
-                    gone=frozenset(self._gone),
+                    gone=gone,
+                    valid_until_of=others,
                 )
             )
         self._arm()
@@ -146,6 +149,15 @@ class TrackerReporter:
         while len(self._gone) > MAX_GONE:
             del self._gone[next(iter(self._gone))]
 
+    def _others(self) -> tuple[tuple[IPv6Network, dt.datetime | None], ...]:
+        """The valid deadline of every live prefix but the current one, to the second."""
+        current = self.tracker.current
+        return tuple(
+            (tracked.prefix, self._wall(tracked.valid_until, whole_seconds=True))
+            for tracked in self.tracker.prefixes
+            if current is None or tracked.prefix != current.prefix
+        )
+
     def _where(self) -> str:
         return f" (on {self.interface})" if self.interface else ""
 
@@ -156,10 +168,12 @@ class TrackerReporter:
         if self._report is not None:
             self._report(state)
 
-    def _wall(self, deadline: float) -> dt.datetime | None:
+    def _wall(self, deadline: float, *, whole_seconds: bool = False) -> dt.datetime | None:
         if deadline == math.inf or self._loop is None:
             return None
-        return self._wall_clock() + dt.timedelta(seconds=deadline - self._loop.time())
+        moment = self._wall_clock() + dt.timedelta(seconds=deadline - self._loop.time())
+        # whole seconds, as status states them: the same deadline read twice compares equal
+        return moment.replace(microsecond=0) if whole_seconds else moment
 
     def _arm(self) -> None:
         loop = self._loop
