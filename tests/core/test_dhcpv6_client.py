@@ -10,7 +10,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterable
-from ipaddress import IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,6 +62,8 @@ from dynamic_prefix.core.dhcpv6_client import (
     PdClientConfig,
     PdClientUsageError,
     PrefixChanged,
+    RebindStarted,
+    RenewStarted,
 )
 
 CLIENT_DUID = bytes.fromhex("0003 0001 020000000001")
@@ -85,15 +87,19 @@ MIDDLE = constant(0.5)
 
 
 def make_client(
-    rng: Callable[[], float] = MIDDLE, *, max_delay: float = 0.0, release: bool = True
+    rng: Callable[[], float] = MIDDLE,
+    *,
+    max_delay: float = 0.0,
+    hint: IPv6Network | None = None,
+    length: int | None = 56,
 ) -> PdClient:
     return PdClient(
         PdClientConfig(
             duid=CLIENT_DUID,
             iaid=IAID,
             rng=rng,
-            requested_prefix_length=56,
-            release_on_stop=release,
+            requested_prefix_length=length,
+            hint=hint,
             solicit_max_delay=max_delay,
         )
     )
@@ -174,11 +180,9 @@ def started(client: PdClient, now: float = 0.0) -> Message:
     return only_sent(client, MessageType.SOLICIT)
 
 
-def bound_client(
-    rng: Callable[[], float] = MIDDLE, *, release: bool = True, now: float = 0.0
-) -> PdClient:
+def bound_client(rng: Callable[[], float] = MIDDLE, *, now: float = 0.0) -> PdClient:
     """A client holding PREFIX_A from SERVER_A, bound at ``now``, events drained."""
-    client = make_client(rng, release=release)
+    client = make_client(rng)
     client.start(now)
     solicit = only_sent(client, MessageType.SOLICIT)
     client.receive(answer(solicit, PreferenceOption(255), ia_pd()), now)
@@ -197,10 +201,11 @@ def requesting_client(rng: Callable[[], float] = MIDDLE) -> tuple[PdClient, Mess
 
 
 def renewing_client() -> tuple[PdClient, Message]:
-    """A client bound at 0 that has just sent its first Renew at T1."""
+    """A client bound at 0 that has just sent its first Renew at T1 (events drained)."""
     client = bound_client()
     client.advance(T1)
     renew = only_sent(client, MessageType.RENEW)
+    assert [type(event) for event in client.next_events()] == [RenewStarted]
     return client, renew
 
 
@@ -287,14 +292,93 @@ class TestSolicit:
             lambda: PdClientConfig(
                 duid=CLIENT_DUID, iaid=1, rng=constant(0.5), solicit_max_delay=-1.0
             ),
+            lambda: PdClientConfig(
+                duid=CLIENT_DUID, iaid=1, rng=constant(0.5), hint=IPv6Network("::/0")
+            ),
         ],
-        ids=["short-duid", "iaid-over-32-bits", "prefix-length-129", "negative-delay"],
+        ids=["short-duid", "iaid-over-32-bits", "prefix-length-129", "negative-delay", "hint-/0"],
     )
     def test_config_refuses_values_that_cannot_be_used(
         self, make: Callable[[], PdClientConfig]
     ) -> None:
         with pytest.raises(ValueError, match=r"DUID|IAID|prefix length|negative"):
             make()
+
+
+# --- Hints -----------------------------------------------------------------------------
+
+
+def hints_in(message: Message) -> tuple[Option, ...]:
+    ia = message.find(IaPdOption)
+    assert ia is not None
+    assert (ia.iaid, ia.t1, ia.t2) == (IAID, 0, 0)
+    return ia.options
+
+
+class TestHints:
+    def test_the_length_hint_is_the_unspecified_prefix_of_that_length(self) -> None:
+        assert hints_in(started(make_client())) == (IaPrefixOption(0, 0, 56, IPv6Address(0)),)
+
+    def test_a_prefix_hint_is_the_solicits_one_ia_prefix_with_lifetimes_0(self) -> None:
+        datagram = bytes.fromhex(
+            "01 000000"  # Solicit, transaction id 0 (the rng gives 0)
+            "0001 000a 00030001020000000001"  # Client ID
+            "0008 0002 0000"  # Elapsed Time
+            "0019 0029 00000001 00000000 00000000"  # IA_PD: IAID 1, T1 and T2 0
+            "001a 0019 00000000 00000000 38 20010db8340000000000000000000000"  # the hint
+            "0006 0002 0052"  # Option Request: SOL_MAX_RT
+        )
+        client = make_client(constant(0.0), hint=PREFIX_B)
+
+        client.start(0.0)
+
+        assert client.datagrams_to_send() == [datagram]
+        assert hints_in(parse_message(datagram)) == (
+            IaPrefixOption(0, 0, 56, PREFIX_B.network_address),
+        )
+
+    def test_every_solicit_carries_the_hint_retransmissions_too(self) -> None:
+        client = make_client(hint=PREFIX_B)
+        first = started(client)
+
+        timeline = [(0.0, first), *run_until(client, 100.0)]
+
+        assert len(timeline) > 1
+        assert {hints_in(message) for _, message in timeline} == {
+            (IaPrefixOption(0, 0, 56, PREFIX_B.network_address),)
+        }
+
+    def test_the_request_asks_for_the_hinted_prefix_the_server_offered(self) -> None:
+        client = make_client(hint=PREFIX_B)
+        solicit = started(client)
+
+        client.receive(
+            answer(solicit, PreferenceOption(255), ia_pd(((PREFIX_B, PREFERRED, VALID),))), 0.1
+        )
+
+        request = only_sent(client, MessageType.REQUEST)
+        assert hints_in(request) == (IaPrefixOption(0, 0, 56, PREFIX_B.network_address),)
+
+    def test_a_server_offering_another_prefix_is_asked_for_that_one(self) -> None:
+        client = make_client(hint=PREFIX_B)
+        solicit = started(client)
+
+        client.receive(answer(solicit, PreferenceOption(255), ia_pd()), 0.1)
+
+        request = only_sent(client, MessageType.REQUEST)
+        assert hints_in(request) == (IaPrefixOption(0, 0, 56, PREFIX_A.network_address),)
+
+    def test_a_hint_of_another_length_than_requested_gives_way_to_the_length(self) -> None:
+        client = make_client(hint=IPv6Network("2001:db8:3400::/48"))
+
+        assert hints_in(started(client)) == (IaPrefixOption(0, 0, 56, IPv6Address(0)),)
+
+    def test_a_hint_without_a_requested_length_is_sent_as_it_is(self) -> None:
+        client = make_client(hint=IPv6Network("2001:db8:3400::/60"), length=None)
+
+        assert hints_in(started(client)) == (
+            IaPrefixOption(0, 0, 60, IPv6Address("2001:db8:3400::")),
+        )
 
 
 # --- Choosing an Advertise -------------------------------------------------------------
@@ -514,6 +598,80 @@ class TestRenewRebind:
         client = bound_client()
 
         assert run_until(client, T1 - 0.001) == []
+        assert client.next_events() == []
+
+    def test_t1_starts_the_renew_with_the_prefix_and_its_deadlines(self) -> None:
+        client = bound_client(now=5.0)
+
+        client.advance(5.0 + T1)
+
+        assert client.next_events() == [
+            RenewStarted(PREFIX_A, 5.0 + PREFERRED, 5.0 + VALID, SERVER_A, 5.0 + T2)
+        ]
+        only_sent(client, MessageType.RENEW)
+
+    def test_renew_retransmissions_start_nothing_new(self) -> None:
+        client, _ = renewing_client()
+
+        timeline = run_until(client, T2 - 0.001)
+
+        assert {message.msg_type for _, message in timeline} == {MessageType.RENEW}
+        assert client.next_events() == []
+
+    def test_each_t1_starts_a_renew_with_the_renewed_deadlines(self) -> None:
+        client, renew = renewing_client()
+        client.receive(answer(renew, ia_pd()), T1 + 1)
+        client.next_events()
+
+        client.advance(T1 + 1 + T1)
+
+        assert client.next_events() == [
+            RenewStarted(PREFIX_A, T1 + 1 + PREFERRED, T1 + 1 + VALID, SERVER_A, T1 + 1 + T2)
+        ]
+
+    def test_t2_after_unanswered_renews_starts_the_rebind(self) -> None:
+        client, _ = renewing_client()
+
+        run_until(client, T2)
+
+        assert client.next_events() == [
+            ExchangeTimedOut(MessageType.RENEW, 7),
+            RebindStarted(PREFIX_A, PREFERRED, VALID, SERVER_A),
+        ]
+        assert client.state is ClientState.REBINDING
+
+    def test_t1_at_t2_starts_the_rebind_without_a_renew(self) -> None:
+        client, request = requesting_client()
+        client.receive(answer(request, ia_pd(t1=1000, t2=1000)), 0.0)
+        client.next_events()
+
+        client.advance(1000.0)
+
+        assert client.next_events() == [RebindStarted(PREFIX_A, PREFERRED, VALID, SERVER_A)]
+        only_sent(client, MessageType.REBIND)
+
+    def test_no_renew_starts_while_there_is_no_lease(self) -> None:
+        soliciting = make_client()
+        started(soliciting)
+        requesting, _ = requesting_client()
+        lost, _ = rebinding_client()
+        run_until(lost, VALID)
+        assert events_of(lost, LeaseLost) != []
+
+        for client in (soliciting, requesting, lost):
+            run_until(client, 10 * 86400.0)
+            assert events_of(client, RenewStarted) == []
+            assert client.lease is None
+
+    def test_no_renew_starts_after_a_stop_that_kept_the_lease(self) -> None:
+        client = bound_client()
+        client.stop(100.0)
+        client.next_events()
+
+        client.advance(10 * 86400.0)
+
+        assert client.next_events() == []
+        assert client.datagrams_to_send() == []
 
     def test_renew_at_t1_goes_to_the_leasing_server_and_same_prefix_is_renewed(self) -> None:
         client, renew = renewing_client()
@@ -949,7 +1107,7 @@ class TestStop:
     def test_stop_releases_the_lease_and_retransmits_release_at_most_four_times(self) -> None:
         client = bound_client()
 
-        client.stop(100.0)
+        client.stop(100.0, release=True)
 
         assert client.next_events() == [LeaseReleased(PREFIX_A, SERVER_A)]
         assert client.lease is None
@@ -972,7 +1130,7 @@ class TestStop:
 
     def test_reply_to_release_stops_at_once(self) -> None:
         client = bound_client()
-        client.stop(100.0)
+        client.stop(100.0, release=True)
         release = only_sent(client, MessageType.RELEASE)
 
         client.receive(answer(release, StatusCodeOption(StatusCode.SUCCESS, "")), 100.5)
@@ -984,14 +1142,42 @@ class TestStop:
     def test_stop_without_release_sends_nothing_and_keeps_the_lease_for_the_record(
         self,
     ) -> None:
-        client = bound_client(release=False)
+        client = bound_client()
 
         client.stop(100.0)
 
         assert client.datagrams_to_send() == []
         assert client.next_events() == [ClientStopped(release_acknowledged=None)]
+        assert client.state is ClientState.STOPPED
         assert client.lease is not None
         assert client.next_deadline() is None
+
+    def test_stop_told_not_to_release_sends_nothing_even_mid_renew(self) -> None:
+        client, _ = renewing_client()
+
+        client.stop(T1 + 1, release=False)
+
+        assert client.datagrams_to_send() == []
+        assert client.next_events() == [ClientStopped(release_acknowledged=None)]
+        assert run_until(client, T2 + 1) == []
+
+    @pytest.mark.parametrize(
+        ("release", "sent_types"), [(None, [MessageType.RELEASE]), (False, [])]
+    )
+    def test_release_on_stop_in_the_config_is_what_stop_does_unless_told(
+        self, release: bool | None, sent_types: list[MessageType]
+    ) -> None:
+        client = PdClient(
+            PdClientConfig(
+                duid=CLIENT_DUID, iaid=IAID, rng=MIDDLE, release_on_stop=True, solicit_max_delay=0
+            )
+        )
+        client.receive(answer(started(client), PreferenceOption(255), ia_pd()), 0.0)
+        client.receive(answer(only_sent(client, MessageType.REQUEST), ia_pd()), 0.0)
+
+        client.stop(100.0, release=release)
+
+        assert [message.msg_type for message in sent(client)] == sent_types
 
     def test_stop_before_a_lease_sends_nothing(self) -> None:
         client = make_client()
@@ -1006,11 +1192,11 @@ class TestStop:
 
     def test_a_second_stop_changes_nothing(self) -> None:
         client = bound_client()
-        client.stop(100.0)
+        client.stop(100.0, release=True)
         client.datagrams_to_send()
         client.next_events()
 
-        client.stop(100.5)
+        client.stop(100.5, release=True)
 
         assert client.datagrams_to_send() == []
         assert client.next_events() == []

@@ -1,13 +1,16 @@
 """The DHCPv6 prefix delegation source against a real Kea server (TESTBED.md section 5).
 
 Kea runs in the router namespace of a `Link`; the source runs in the node namespace in
-its own process (`dhcpv6_driver.py`, which prints every report as a JSON line), since a
-socket belongs to the namespace its process is in. Kea's short timers make renew, rebind
-and expiry happen within seconds; tests wait for reports with deadlines and assert on the
-order and the values of what is reported, never on how long something took.
+its own process (`dhcpv6_driver.py`, which prints every report as a JSON line, or
+`SOURCE_CODE` around it, for a source with defaults, a hint, and SIGUSR1 to release and
+stop), since a socket belongs to the namespace its process is in. Kea's short timers
+make renew, rebind and expiry happen within seconds; tests wait for reports with
+deadlines and assert on the order and the values of what is reported, never on how long
+something took.
 
 A few tests at the end need no namespace: the identity stores, the address parsing and
-the errors for an interface that does not exist or has no link-local address.
+the errors for an interface that does not exist (`InterfaceMissing`) or has no
+link-local address.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from dynamic_prefix.receivers.dhcpv6 import (
     parse_if_inet6,
     usable_link_local,
 )
-from dynamic_prefix.testbed.kea import Kea, PdPool
+from dynamic_prefix.receivers.link_watch import InterfaceMissing
+from dynamic_prefix.testbed.kea import Kea, Lease6, PdPool
 from dynamic_prefix.testbed.netns import Link, namespaces_supported, poll_until
 
 DRIVER = Path(__file__).with_name("dhcpv6_driver.py")
@@ -59,6 +63,59 @@ STOP_TIMEOUT = 10.0
 EXPIRY_TOLERANCE = 0.25
 
 netns = pytest.mark.netns
+
+SOURCE_CODE = """
+import asyncio, logging, signal, sys
+from ipaddress import IPv6Network
+sys.path.insert(0, sys.argv[1])
+import dhcpv6_driver
+from dynamic_prefix.receivers.dhcpv6 import (
+    Dhcpv6PdSource, FileIdentityStore, InMemoryIdentityStore,
+)
+from dynamic_prefix.receivers.link_watch import InterfaceMissing
+
+interface, store, hint = sys.argv[2:5]
+
+
+class Source(Dhcpv6PdSource):
+    async def run(self, report):
+        try:
+            await super().run(report)
+        except InterfaceMissing as missing:
+            dhcpv6_driver.emit(
+                {
+                    "kind": "interface-missing",
+                    "interface": missing.interface,
+                    "drop_counts": dict(self.drop_counts),
+                }
+            )
+            raise
+
+
+async def main():
+    source = Source(
+        interface,
+        requested_prefix_length=56,
+        identity_store=FileIdentityStore(store) if store else InMemoryIdentityStore(),
+        hint=IPv6Network(hint) if hint else None,
+        solicit_max_delay=0,
+    )
+    task = asyncio.current_task()
+
+    def release_and_stop():
+        source.release_on_stop = True  # what the source manager does for a retired source
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, release_and_stop)
+    return await dhcpv6_driver.drive(source)
+
+
+logging.basicConfig(level="INFO", stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+sys.exit(asyncio.run(main()))
+"""
+"""A `Dhcpv6PdSource` with its defaults (but no Solicit delay) in `dhcpv6_driver`'s JSON
+lines, plus an ``interface-missing`` line before an `InterfaceMissing` error. Arguments:
+the driver's directory, the interface, a `FileIdentityStore` path or "", a hint or ""."""
 
 
 # --- Running the source in the node namespace ------------------------------------------
@@ -152,9 +209,10 @@ class Driver:
         assert self.process.wait(timeout=STOP_TIMEOUT) == 3
         return str(line["message"])
 
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM, then the "stopped" line (after the Release, if configured)."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> dict[str, Any]:
+        """Send ``signum`` (SIGUSR1 to a `SOURCE_CODE` process: release, then stop), then
+        wait for the "stopped" line (after the Release, if any)."""
+        self.process.send_signal(signum)
         line = self.next_line(
             lambda line: line["kind"] == "stopped", what="stopped", timeout=STOP_TIMEOUT
         )
@@ -168,6 +226,7 @@ class Driver:
 
 
 StartDriver = Callable[..., Driver]
+StartSource = Callable[..., Driver]
 
 
 @pytest.fixture
@@ -212,6 +271,32 @@ def start_driver(link: Link, start_kea: Callable[..., Kea]) -> Iterator[StartDri
         return driver
 
     yield start
+    stop_drivers(started)
+
+
+@pytest.fixture
+def start_source(link: Link, start_kea: Callable[..., Kea]) -> Iterator[StartSource]:
+    """Starts `SOURCE_CODE` in the node namespace; torn down before Kea."""
+    started: list[Driver] = []
+
+    def start(*, store: Path | None = None, hint: str = "", interface: str | None = None) -> Driver:
+        driver = Driver(
+            link.python_in_node(
+                SOURCE_CODE,
+                str(DRIVER.parent),
+                interface or link.node_ifname,
+                "" if store is None else str(store),
+                hint,
+            )
+        )
+        started.append(driver)
+        return driver
+
+    yield start
+    stop_drivers(started)
+
+
+def stop_drivers(started: list[Driver]) -> None:
     for driver in started:
         if driver.process.poll() is None:
             driver.process.send_signal(signal.SIGTERM)
@@ -266,7 +351,8 @@ def test_a_56_is_delegated_from_the_pool_and_renewed_with_the_same_prefix(
     )
     assert network(renewed) == prefix
     assert renewed["valid_until"] > acquired["valid_until"]
-    assert [state["reason"] for state in driver.states_since(acquired_line)] == ["LeaseRenewed"]
+    reasons = [state["reason"] for state in driver.states_since(acquired_line)]
+    assert reasons == ["Renewing", "LeaseRenewed"]
 
 
 @netns
@@ -283,7 +369,8 @@ def test_moving_kea_to_another_pool_is_reported_as_a_prefix_change_at_the_next_r
 
     kea.reconfigure(pools=[SECOND_POOL])
     changed = driver.next_state(
-        lambda state: state["reason"] != "LeaseRenewed", what="the report after the reload"
+        lambda state: state["reason"] not in {"Renewing", "LeaseRenewed"},
+        what="the report after the reload",
     )
 
     assert changed["reason"] == "PrefixChanged"
@@ -299,7 +386,9 @@ def test_moving_kea_to_another_pool_is_reported_as_a_prefix_change_at_the_next_r
         timeout=EXCHANGE_TIMEOUT,
         what=f"Kea holding only {new}",
     )
-    renewed = driver.next_state(lambda state: True, what="the next report")
+    renewing = driver.next_state(lambda state: True, what="the next report")
+    assert (renewing["reason"], network(renewing)) == ("Renewing", new)
+    renewed = driver.next_state(lambda state: True, what="the report after it")
     assert (renewed["reason"], network(renewed)) == ("LeaseRenewed", new)
 
 
@@ -323,8 +412,8 @@ def test_with_kea_gone_the_client_rebinds_and_loses_the_lease_when_its_valid_lif
     reasons = [state["reason"] for state in states]
     # Renewals may have happened before Kea went away; then Renew at T1 goes unanswered,
     # Rebind at T2, and only the end of the valid lifetime loses the lease.
-    assert reasons[-2:] == ["Rebinding", "LeaseLost"]
-    assert set(reasons[1:-2]) <= {"LeaseRenewed"}
+    assert reasons[-3:] == ["Renewing", "Rebinding", "LeaseLost"]
+    assert set(reasons[1:-3]) <= {"Renewing", "LeaseRenewed"}
     rebinding = states[-2]
     assert network(rebinding) == prefix
     last_valid_until = states[-3]["valid_until"]
@@ -355,7 +444,7 @@ def test_when_another_server_replaces_kea_the_rebind_keeps_the_prefix(
     renewed = driver.next_state(lambda state: state["reason"] == "LeaseRenewed", what="a Reply")
 
     reasons = [state["reason"] for state in driver.states_since(acquired_line)]
-    assert reasons == ["Rebinding", "LeaseRenewed"]
+    assert reasons == ["Renewing", "Rebinding", "LeaseRenewed"]
     assert network(renewed) == prefix
     new_duid = build_duid(DuidLl(HARDWARE_TYPE_ETHERNET, bytes.fromhex(new_mac.replace(":", ""))))
     assert renewed["origin"] == new_duid.hex() != acquired_line["state"]["origin"]
@@ -388,15 +477,15 @@ def test_a_restarted_client_with_its_persisted_identity_gets_the_same_prefix_bac
 
 
 @netns
-def test_stopping_releases_the_lease_and_kea_forgets_it(
-    start_kea: Callable[..., Kea], start_driver: StartDriver
+def test_stopping_after_release_on_stop_is_set_releases_the_lease_and_kea_forgets_it(
+    start_kea: Callable[..., Kea], start_source: StartSource
 ) -> None:
     kea = start_kea()
-    driver = start_driver()
+    driver = start_source()
     prefix = network(driver.acquired()["state"])
     assert prefix in [lease.prefix for lease in kea.leases()]
 
-    stopped = driver.stop()
+    stopped = driver.stop(signal.SIGUSR1)  # release_on_stop = True, then cancel
 
     assert stopped["state"]["reason"] == "LeaseReleased"
     assert stopped["state"]["prefix"] is None
@@ -409,6 +498,132 @@ def test_stopping_releases_the_lease_and_kea_forgets_it(
     )
     last = [record for record in kea.lease_records() if record.prefix == prefix][-1]
     assert last.valid_lifetime == 0
+
+
+def removals(kea: Kea, prefix: IPv6Network) -> list[Lease6]:
+    """The rows of Kea's lease file that removed ``prefix`` (a Release, an expiry)."""
+    return [record for record in kea.lease_records() if record.prefix == prefix and record.removed]
+
+
+@netns
+def test_stopping_by_default_keeps_the_lease_and_the_same_identity_gets_it_back(
+    start_kea: Callable[..., Kea], start_source: StartSource, tmp_path: Path
+) -> None:
+    kea = start_kea()  # long lifetimes: nothing expires during the test
+    store = tmp_path / "identity.json"
+    first = start_source(store=store)
+    acquired_line = first.acquired()
+    prefix = network(acquired_line["state"])
+
+    stopped = first.stop()  # SIGTERM: cancelled with release_on_stop left False
+
+    assert (stopped["state"]["reason"], stopped["state"]["prefix"]) == (
+        "LeaseAcquired",
+        str(prefix),
+    )
+    assert first.states_since(acquired_line) == []  # nothing reported on the way out
+    restarted = start_source(store=store)
+    assert network(restarted.acquired()["state"]) == prefix
+    # Kea answered the new Solicit after anything the first source sent: no Release came.
+    assert removals(kea, prefix) == []
+    assert {lease.prefix: lease.duid for lease in kea.leases()} == {prefix: stored_duid(store)}
+
+
+@netns
+def test_a_hint_asks_kea_for_that_prefix(
+    start_kea: Callable[..., Kea], start_source: StartSource
+) -> None:
+    start_kea()
+    hint = IPv6Network("2001:db8:100:4200::/56")  # in FIRST_POOL, and not the first free one
+    driver = start_source(hint=str(hint))
+
+    soliciting = driver.next_state(lambda state: state["reason"] == "Soliciting", what="Soliciting")
+    acquired = driver.acquired()["state"]
+
+    assert f"soliciting {hint} on" in soliciting["message"]
+    assert network(acquired) == hint
+
+
+@netns
+def test_t1_is_reported_as_renewing_with_the_prefix_and_its_deadlines(
+    link: Link, start_kea: Callable[..., Kea], start_source: StartSource
+) -> None:
+    start_kea(renew=1, rebind=2, preferred=3, valid=4)
+    driver = start_source()
+    acquired_line = driver.acquired()
+    acquired = acquired_line["state"]
+
+    renewing = driver.next_state(lambda state: True, what="the report after LeaseAcquired")
+    renewed = driver.next_state(lambda state: True, what="the report after Renewing")
+
+    assert renewing["reason"] == "Renewing"
+    for field in ("prefix", "preferred_until", "valid_until", "origin"):
+        assert renewing[field] == acquired[field], field
+    message = renewing["message"]
+    assert message.startswith(f"renewing {acquired['prefix']} with {link.router.link_local} ")
+    assert "(T1 reached); valid until " in message
+    assert (renewed["reason"], renewed["prefix"]) == ("LeaseRenewed", acquired["prefix"])
+    assert renewed["valid_until"] > acquired["valid_until"]
+
+
+@netns
+@pytest.mark.parametrize("how", ["deleted", "renamed"])
+def test_an_interface_going_away_stops_the_client_without_a_release(
+    link: Link,
+    start_kea: Callable[..., Kea],
+    start_source: StartSource,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    kea = start_kea()
+    store = tmp_path / "identity.json"
+    driver = start_source(store=store)
+    acquired_line = driver.acquired()
+    prefix = network(acquired_line["state"])
+
+    if how == "deleted":  # the router end goes with it
+        link.run_in_node("ip", "link", "del", link.node_ifname)
+    else:  # still up, so a Release would reach Kea
+        link.run_in_node("ip", "link", "set", link.node_ifname, "name", "vnaway")
+    missing = driver.next_line(
+        lambda line: line["kind"] == "interface-missing", what="InterfaceMissing", timeout=5
+    )
+    message = driver.error()
+
+    assert missing["interface"] == link.node_ifname
+    assert "send-failed" not in missing["drop_counts"]  # no Release was even tried
+    assert message.startswith(f"interface {link.node_ifname} went away (deleted or renamed); ")
+    assert f"the server keeps the lease on {prefix} until " in message
+    states = driver.states_since(acquired_line)
+    assert [(state["reason"], state["prefix"]) for state in states] == [("InterfaceMissing", None)]
+    assert states[-1]["message"] == message
+    if how == "renamed":  # the same identity on the renamed link: Kea kept the binding
+        again = start_source(store=store, interface="vnaway")
+        assert network(again.acquired()["state"]) == prefix
+    assert removals(kea, prefix) == []
+    assert prefix in [lease.prefix for lease in kea.leases()]
+
+
+@netns
+def test_an_interface_going_away_while_waiting_for_its_link_local_is_missing(
+    link: Link, start_source: StartSource, tmp_path: Path
+) -> None:
+    # a veth pair inside the node namespace (this kernel has no dummy links)
+    link.run_in_node("ip", "link", "add", "dpd0", "type", "veth", "peer", "name", "dpd1")
+    link.run_in_node("ip", "link", "set", "dpd0", "addrgenmode", "none")
+    link.run_in_node("ip", "link", "set", "dpd0", "up")  # up, but no link-local address
+    store = tmp_path / "identity.json"
+    driver = start_source(store=store, interface="dpd0")
+    # The identity is saved just before the wait for a link-local address begins.
+    poll_until(lambda: store.exists() or None, timeout=EXCHANGE_TIMEOUT, what="the identity")
+
+    link.run_in_node("ip", "link", "del", "dpd0")
+    missing = driver.next_line(
+        lambda line: line["kind"] == "interface-missing", what="InterfaceMissing", timeout=5
+    )
+
+    assert missing["interface"] == "dpd0"
+    assert driver.error().startswith("interface dpd0 went away (deleted or renamed); ")
 
 
 @netns
@@ -476,13 +691,19 @@ def never_report(state: SourceState) -> None:
     raise AssertionError(f"reported {state} though it cannot start")
 
 
-async def test_an_interface_that_does_not_exist_is_a_clear_error() -> None:
-    source = Dhcpv6PdSource(
-        "nosuch0", requested_prefix_length=56, identity_store=InMemoryIdentityStore()
-    )
+async def test_an_interface_that_does_not_exist_is_missing_to_wait_for() -> None:
+    store = InMemoryIdentityStore()
+    source = Dhcpv6PdSource("nosuch0", requested_prefix_length=56, identity_store=store)
 
-    with pytest.raises(SourceError, match="interface 'nosuch0' does not exist"):
+    with pytest.raises(InterfaceMissing) as raised:
         await source.run(never_report)
+
+    assert raised.value.interface == "nosuch0"
+    assert str(raised.value).startswith(
+        "interface nosuch0 does not exist on this node yet; the DHCPv6-PD client starts when "
+        "it appears"
+    )
+    assert store.identity is None  # nothing created for an interface that is not there
 
 
 async def test_an_interface_without_a_link_local_address_is_a_clear_error_after_waiting() -> None:

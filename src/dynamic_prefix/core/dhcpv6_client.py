@@ -9,14 +9,19 @@ comes from the injected ``rng``, so every path runs deterministically in tests.
 
 Behaviour, with the RFC 8415 sections it follows:
 
-- Solicit carries one IA_PD (no IA_NA), a prefix-length hint when configured, Elapsed Time
-  and an Option Request for SOL_MAX_RT (18.2.1, 21.24). The first Solicit on the interface
-  is delayed by up to SOL_MAX_DELAY (18.2.1).
+- Solicit carries one IA_PD (no IA_NA), Elapsed Time and an Option Request for SOL_MAX_RT
+  (18.2.1, 21.24). The IA_PD holds one hint when configured (18.2.1, 21.22): the prefix of
+  ``hint`` (a restarted client asks for the delegation it held), else ``::/len`` for
+  ``requested_prefix_length``; hints carry lifetimes 0, which servers ignore. The first
+  Solicit on the interface is delayed by up to SOL_MAX_DELAY (18.2.1).
 - Advertises are collected until the first retransmission timeout ends; the highest
   preference wins, 255 is taken at once, and after the first timeout the first usable
-  Advertise is taken. Advertises without a usable prefix are ignored (18.2.9).
+  Advertise is taken. Advertises without a usable prefix are ignored (18.2.9). The Request
+  asks for the prefixes of the chosen Advertise, lifetimes 0: the hinted one when the
+  server honoured the hint.
 - Retransmission follows section 15 with the IRT/MRT/MRC/MRD of section 7.6 for each
   message type: Renew runs until T2, Rebind until the valid lifetimes end (18.2.4, 18.2.5).
+  `RenewStarted` says T1 passed and the Renew went out, `RebindStarted` that T2 passed.
 - The lease is lost only when the valid lifetime of every prefix has ended.
 - T1/T2 of 0 are chosen as 0.5 and 0.8 of the shortest preferred lifetime (14.2, 21.21);
   an IA_PD with T1 > T2 is ignored (21.21); an IA Prefix whose preferred lifetime exceeds
@@ -29,7 +34,11 @@ Behaviour, with the RFC 8415 sections it follows:
   the old prefix until it is replaced or expires. UnspecFail and UseMulticast leave the
   exchange retransmitting (18.2.10; every message is already multicast).
 - Reconfigure is never accepted: no Reconfigure Accept is sent and Reconfigure messages
-  are dropped. A graceful `PdClient.stop` releases the lease (18.2.7) unless configured not to.
+  are dropped.
+- `PdClient.stop` releases the lease (18.2.7) only when asked to (``release=True``, or
+  ``release_on_stop`` in the config, False by default): a client stopped to be restarted
+  keeps its binding on the server, so the next client with the same DUID and IAID is
+  given the same prefix back.
 
 Received packets that are malformed or not for this client are dropped with a `DropReason`
 (counted in `PdClient.drop_counts` and reported as `MessageDropped`); `receive` never raises.
@@ -100,6 +109,8 @@ __all__ = [
     "PdClientConfig",
     "PdClientUsageError",
     "PrefixChanged",
+    "RebindStarted",
+    "RenewStarted",
 ]
 
 ALL_DHCP_RELAY_AGENTS_AND_SERVERS = IPv6Address("ff02::1:2")
@@ -181,14 +192,18 @@ class PdClientConfig:
     """What the client needs to know; ``duid`` and ``iaid`` must be stable across restarts.
 
     ``rng`` returns uniform floats in [0, 1). ``solicit_max_delay`` is SOL_MAX_DELAY, the
-    random wait before the first Solicit; tests set it to 0.
+    random wait before the first Solicit; tests set it to 0. ``hint`` is the prefix to ask
+    for (the one held before a restart); a hint of another length than
+    ``requested_prefix_length`` is not sent, the length asked for wins.
+    ``release_on_stop`` is whether `PdClient.stop` releases when not told.
     """
 
     duid: bytes
     iaid: int
     rng: Callable[[], float]
     requested_prefix_length: int | None = None
-    release_on_stop: bool = True
+    hint: IPv6Network | None = None
+    release_on_stop: bool = False
     solicit_max_delay: float = SOL_MAX_DELAY
 
     def __post_init__(self) -> None:
@@ -199,6 +214,8 @@ class PdClientConfig:
         length = self.requested_prefix_length
         if length is not None and not 1 <= length <= 128:
             raise ValueError(f"requested prefix length {length} is not between 1 and 128")
+        if self.hint is not None and self.hint.prefixlen == 0:
+            raise ValueError("a hint of prefix length 0 asks for nothing (RFC 8415 21.22)")
         if not self.solicit_max_delay >= 0:
             raise ValueError(f"solicit_max_delay {self.solicit_max_delay} is negative")
 
@@ -249,6 +266,29 @@ class LeaseAcquired:
 @dataclass(frozen=True, slots=True)
 class LeaseRenewed:
     """A Renew, Rebind or Request extended the prefix we already use."""
+
+    prefix: IPv6Network
+    preferred_until: float
+    valid_until: float
+    server_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RenewStarted:
+    """T1 passed: a Renew for the lease went to ``server_id``, which granted it; any
+    server is asked from ``rebind_at`` (T2) on."""
+
+    prefix: IPv6Network
+    preferred_until: float
+    valid_until: float
+    server_id: bytes
+    rebind_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RebindStarted:
+    """T2 passed with no Reply from ``server_id``: a Rebind for the lease went to any
+    server, retransmitted until the valid lifetimes end."""
 
     prefix: IPv6Network
     preferred_until: float
@@ -329,6 +369,8 @@ class ClientStopped:
 ClientEvent = (
     LeaseAcquired
     | LeaseRenewed
+    | RenewStarted
+    | RebindStarted
     | PrefixChanged
     | LeaseLost
     | LeaseReleased
@@ -484,15 +526,19 @@ class PdClient:
         """Act on every deadline at or before ``now``."""
         self._run_timers(now)
 
-    def stop(self, now: float) -> None:
-        """Stop; with a lease and ``release_on_stop``, release it first (section 18.2.7)."""
+    def stop(self, now: float, *, release: bool | None = None) -> None:
+        """Stop; with a lease and ``release`` (None: ``release_on_stop``), release it first
+        (section 18.2.7). Without, nothing is sent: the server keeps the binding and
+        `lease` stays readable."""
         self._run_timers(now)
         if self._state in (ClientState.RELEASING, ClientState.STOPPED):
             return
         lease = self._lease
         self._exchange = None
         self._offers.clear()
-        if lease is None or not self._config.release_on_stop:
+        if release is None:
+            release = self._config.release_on_stop
+        if lease is None or not release:
             self._finish_stop(release_acknowledged=None)
             return
         self._lease = None
@@ -605,12 +651,17 @@ class PdClient:
     def _start_solicit(self, now: float, *, first_at: float) -> None:
         self._state = ClientState.SOLICITING
         self._offers.clear()
-        hints: tuple[IaPrefixOption, ...] = ()
-        length = self._config.requested_prefix_length
-        if length is not None:
-            hints = (IaPrefixOption(0, 0, length, IPv6Address(0)),)
-        ia = IaPdOption(self._config.iaid, 0, 0, hints)
+        ia = IaPdOption(self._config.iaid, 0, 0, self._solicit_hints())
         self._begin(MessageType.SOLICIT, now, options=(ia,), server_id=None, first_at=first_at)
+
+    def _solicit_hints(self) -> tuple[IaPrefixOption, ...]:
+        """The prefix hint, else the length hint, with lifetimes 0 (sections 18.2.1, 21.22)."""
+        hint, length = self._config.hint, self._config.requested_prefix_length
+        if hint is not None and length in (None, hint.prefixlen):
+            return (IaPrefixOption(0, 0, hint.prefixlen, hint.network_address),)
+        if length is not None:
+            return (IaPrefixOption(0, 0, length, IPv6Address(0)),)
+        return ()
 
     def _start_request(
         self, server_id: bytes, prefixes: tuple[IaPrefixOption, ...], now: float
@@ -628,6 +679,16 @@ class PdClient:
             self._start_rebind(lease, now)
             return
         self._state = ClientState.RENEWING
+        primary = lease.primary
+        self._events.append(
+            RenewStarted(
+                primary.prefix,
+                primary.preferred_until,
+                primary.valid_until,
+                lease.server_id,
+                lease.rebind_at,
+            )
+        )
         self._begin(
             MessageType.RENEW,
             now,
@@ -638,6 +699,12 @@ class PdClient:
 
     def _start_rebind(self, lease: Lease, now: float) -> None:
         self._state = ClientState.REBINDING
+        primary = lease.primary
+        self._events.append(
+            RebindStarted(
+                primary.prefix, primary.preferred_until, primary.valid_until, lease.server_id
+            )
+        )
         self._begin(
             MessageType.REBIND,
             now,

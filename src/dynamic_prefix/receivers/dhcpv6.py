@@ -5,7 +5,21 @@ IAID, binds the interface's link-local address port 546 with ``SO_BINDTODEVICE``
 the client's datagrams to ``ff02::1:2`` port 547 on that link, and re-arms one timer at
 `PdClient.next_deadline`. Everything the protocol decides is decided in
 `dynamic_prefix.core.dhcpv6_client`; this module only moves bytes, passes ``loop.time()``
-and turns the client's events into `SourceState` reports with wall-clock deadlines.
+and turns the client's events into `SourceState` reports with wall-clock deadlines
+(``Soliciting``, ``LeaseAcquired``, ``Renewing`` once T1 passes, ``LeaseRenewed``,
+``Rebinding`` once T2 passes, ``LeaseLost``...).
+
+Stopping keeps the lease with the server: Kubernetes stops the operator on every rolling
+update, drain and leader hand-over, and the next holder of the DUID and IAID (kept by the
+identity store) must get the same prefix back rather than a renumbering. Only a source
+whose ``release_on_stop`` is set by the time it is cancelled releases it, for a delegation
+no longer wanted (its DynamicPrefix deleted, the source removed or changed). ``hint``
+asks for a given prefix, the one held before a restart, in case the binding is gone.
+
+The interface is watched while the client runs (`link_watch.wait_until_gone`). A missing
+interface at start, or one deleted, renamed away or re-created while running, makes
+`Dhcpv6PdSource.run` raise `InterfaceMissing`, nothing released, for the source manager
+to start a new source when the interface is back.
 
 Binding port 546 needs root or ``CAP_NET_BIND_SERVICE``; nothing else may hold the port
 on the interface (a host DHCPv6 client such as dhcpcd, systemd-networkd or NetworkManager
@@ -51,6 +65,7 @@ from dynamic_prefix.core.dhcpv6_client import (
     ClientState,
     ClientStopped,
     ExchangeTimedOut,
+    Lease,
     LeaseAcquired,
     LeaseLost,
     LeaseReleased,
@@ -60,7 +75,10 @@ from dynamic_prefix.core.dhcpv6_client import (
     PdClient,
     PdClientConfig,
     PrefixChanged,
+    RebindStarted,
+    RenewStarted,
 )
+from dynamic_prefix.receivers import link_watch
 from dynamic_prefix.receivers.base import (
     Dhcpv6Identity,
     IdentityStore,
@@ -68,6 +86,7 @@ from dynamic_prefix.receivers.base import (
     SourceError,
     SourceState,
 )
+from dynamic_prefix.receivers.link_watch import InterfaceMissing
 
 __all__ = [
     "DEFAULT_LINK_LOCAL_TIMEOUT",
@@ -106,6 +125,7 @@ _MAX_DATAGRAM = 65535
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # 25 on Linux
 _SEND_FAILED = "send-failed"
 _RECEIVE_FAILED = "receive-failed"
+_WHAT = "the DHCPv6-PD client"  # how link_watch messages name this source
 
 
 # --- Reading the interface -------------------------------------------------------------
@@ -254,12 +274,24 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _format(moment: dt.datetime | None) -> str:
+    """A deadline for a message: RFC 3339 UTC to the second, or "forever"."""
+    if moment is None:
+        return "forever"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Dhcpv6PdSource:
     """Requests a delegated prefix on ``interface`` and reports it (see the module docstring).
 
-    ``solicit_max_delay`` is SOL_MAX_DELAY, the random wait of up to 1 s before the first
-    Solicit (RFC 8415 section 18.2.1); 0 starts at once. ``wall_clock`` and ``rng`` are
-    injectable for tests; monotonic time is always the running loop's ``time()``.
+    ``release_on_stop`` is read when the source is cancelled: set it just before cancelling
+    to give the delegation back (a Release, waiting up to ``release_timeout`` for the
+    Reply); left False, the server keeps the binding for the next source with the same
+    identity. ``hint`` is the prefix to ask for (ignored if its length is not
+    ``requested_prefix_length``). ``solicit_max_delay`` is SOL_MAX_DELAY, the random
+    wait of up to 1 s before the first Solicit (RFC 8415 section 18.2.1); 0 starts at
+    once. ``wall_clock`` and ``rng`` are injectable for tests; monotonic time is always
+    the running loop's ``time()``.
     """
 
     def __init__(
@@ -268,7 +300,8 @@ class Dhcpv6PdSource:
         *,
         requested_prefix_length: int,
         identity_store: IdentityStore,
-        release_on_stop: bool = True,
+        release_on_stop: bool = False,
+        hint: IPv6Network | None = None,
         solicit_max_delay: float = SOL_MAX_DELAY,
         link_local_timeout: float = DEFAULT_LINK_LOCAL_TIMEOUT,
         release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
@@ -279,8 +312,9 @@ class Dhcpv6PdSource:
             raise ValueError(f"requested prefix length {requested_prefix_length} is not 1-128")
         self.interface = interface
         self.requested_prefix_length = requested_prefix_length
+        self.release_on_stop = release_on_stop
+        self.hint = hint
         self._store = identity_store
-        self._release_on_stop = release_on_stop
         self._solicit_max_delay = solicit_max_delay
         self._link_local_timeout = link_local_timeout
         self._release_timeout = release_timeout
@@ -306,6 +340,7 @@ class Dhcpv6PdSource:
         self._stopped: asyncio.Future[None] | None = None
         self._server_addresses: dict[bytes, str] = {}
         self._last_sender = ""
+        self._renews_unanswered = 0
 
     # The PrefixSource protocol.
 
@@ -336,20 +371,33 @@ class Dhcpv6PdSource:
         return counts
 
     async def run(self, report: ReportCallback) -> None:
-        """Run until cancelled; on cancellation release the lease (if configured), bounded
-        by ``release_timeout``, then close the socket. Raises `SourceError` if it cannot
-        start: no such interface, no link-local address, port 546 taken or not allowed."""
+        """Run until cancelled, then release the lease if ``release_on_stop`` is set by
+        then (bounded by ``release_timeout``) and close the socket.
+
+        Raises `InterfaceMissing` if the interface does not exist, or once it goes away
+        (nothing released); `SourceError` if it cannot start otherwise: no link-local
+        address, port 546 taken or not allowed, an unusable identity.
+        """
         if self._started:
             raise RuntimeError("a Dhcpv6PdSource runs once; make a new one")
         self._started = True
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._report = report
-        ifindex = self._interface_index()
-        identity = await self._load_identity()
-        address = await self._wait_for_link_local(ifindex, loop)
+        ifindex = link_watch.interface_index(self.interface)
+        if ifindex is None:
+            raise link_watch.missing(self.interface, _WHAT)
+        try:
+            identity = await self._load_identity()
+            address = await self._wait_for_link_local(ifindex, loop)
+            self._socket = self._open_socket(ifindex, address)
+        except InterfaceMissing:
+            raise
+        except SourceError as exc:  # e.g. no link-layer address, ENODEV: gone meanwhile?
+            if link_watch.interface_index(self.interface) != ifindex:
+                raise self._went_away(ifindex, None) from exc
+            raise
         self._ifindex = ifindex
-        self._socket = self._open_socket(ifindex, address)
         self._stopped = loop.create_future()
         client = PdClient(
             PdClientConfig(
@@ -357,11 +405,16 @@ class Dhcpv6PdSource:
                 iaid=identity.iaid,
                 rng=self._rng,
                 requested_prefix_length=self.requested_prefix_length,
-                release_on_stop=self._release_on_stop,
+                hint=self.hint,
                 solicit_max_delay=self._solicit_max_delay,
             )
         )
         self._client = client
+        # Its first look compares with ifindex: a change since then is seen too.
+        gone = loop.create_task(
+            link_watch.wait_until_gone(self.interface, ifindex),
+            name=f"dhcpv6-pd link watch on {self.interface}",
+        )
         try:
             loop.add_reader(self._socket.fileno(), self._on_readable)
             log.info(
@@ -374,35 +427,36 @@ class Dhcpv6PdSource:
                 identity.iaid,
             )
             self._set_state(
-                replace(
-                    self._state,
-                    reason="Soliciting",
-                    message=(
-                        f"soliciting a /{self.requested_prefix_length} on {self.interface} "
-                        f"as DUID {identity.duid.hex()}, IAID {identity.iaid}"
-                    ),
-                )
+                replace(self._state, reason="Soliciting", message=self._soliciting(identity))
             )
             client.start(loop.time())
             self._pump()
             try:
-                await asyncio.Event().wait()
+                await self._until_gone(gone)
             except asyncio.CancelledError:
-                await self._stop(client, loop)
+                await self._stop(client, loop, release=self.release_on_stop)
                 raise
+            raise self._interface_lost(client, loop, ifindex)
         finally:
+            gone.cancel()
             self._close(loop)
+            await asyncio.wait({gone})  # until its netlink socket is closed
 
     # Setup.
 
-    def _interface_index(self) -> int:
-        try:
-            return socket.if_nametoindex(self.interface)
-        except OSError as exc:
-            raise SourceError(
-                f"interface {self.interface!r} does not exist on this node "
-                "(check spec.acquisition.dhcpv6pd.interface and that the pod uses the host network)"
-            ) from exc
+    def _soliciting(self, identity: Dhcpv6Identity) -> str:
+        wanted = f"a /{self.requested_prefix_length}"
+        hint = self.hint
+        if hint is not None and hint.prefixlen == self.requested_prefix_length:
+            wanted = f"{hint}"
+        elif hint is not None:
+            log.info(
+                "not asking for %s: the requested length is /%s", hint, self.requested_prefix_length
+            )
+        return (
+            f"soliciting {wanted} on {self.interface} "
+            f"as DUID {identity.duid.hex()}, IAID {identity.iaid}"
+        )
 
     async def _load_identity(self) -> Dhcpv6Identity:
         identity = await self._store.load()
@@ -415,6 +469,8 @@ class Dhcpv6PdSource:
         except ValueError as exc:
             raise SourceError(f"the stored DHCPv6 identity is not usable: {exc}") from exc
         self._identity = identity
+        if self.hint is None and identity.prefix is not None:
+            self.hint = identity.prefix  # the delegation held before: ask for it again
         return identity
 
     def _create_identity(self) -> Dhcpv6Identity:
@@ -437,6 +493,8 @@ class Dhcpv6PdSource:
     ) -> IPv6Address:
         deadline = loop.time() + self._link_local_timeout
         while True:
+            if link_watch.interface_index(self.interface) != ifindex:
+                raise self._went_away(ifindex, None)
             try:
                 text = _PROC_IF_INET6.read_text()
             except FileNotFoundError:
@@ -565,6 +623,40 @@ class Dhcpv6PdSource:
                             message=self._bound_message(event),
                         )
                     )
+                case RenewStarted(prefix=prefix, server_id=server_id):
+                    self._renews_unanswered = 0
+                    state = self._kept_deadlines(event, wall)
+                    self._set_state(
+                        replace(
+                            state,
+                            reason="Renewing",
+                            message=(
+                                f"renewing {prefix} with {self._server_name(server_id)} "
+                                f"(T1 reached); valid until {_format(state.valid_until)}"
+                            ),
+                        )
+                    )
+                case ExchangeTimedOut(message_type=MessageType.RENEW, transmissions=sent):
+                    self._renews_unanswered = sent
+                case RebindStarted(prefix=prefix, server_id=server_id):
+                    state = self._kept_deadlines(event, wall)
+                    unanswered, self._renews_unanswered = self._renews_unanswered, 0
+                    server = self._server_name(server_id)
+                    why = (
+                        f"no reply to {unanswered} Renew(s) from {server} by T2"
+                        if unanswered
+                        else f"T2 reached before a Renew to {server}"
+                    )
+                    self._set_state(
+                        replace(
+                            state,
+                            reason="Rebinding",
+                            message=(
+                                f"{why}; rebinding {prefix} with any server; "
+                                f"valid until {_format(state.valid_until)}"
+                            ),
+                        )
+                    )
                 case LeaseLost(prefix=prefix, reason=why):
                     self._set_state(
                         SourceState(
@@ -583,6 +675,7 @@ class Dhcpv6PdSource:
                             origin=server_id.hex(),
                             reason="LeaseReleased",
                             message=f"released {prefix} on stop",
+                            released=frozenset({prefix}),
                         )
                     )
                 case BindingRejected(prefix=prefix, message=text):
@@ -607,17 +700,6 @@ class Dhcpv6PdSource:
                             ),
                         )
                     )
-                case ExchangeTimedOut(message_type=MessageType.RENEW, transmissions=sent):
-                    self._set_state(
-                        replace(
-                            self._state,
-                            reason="Rebinding",
-                            message=(
-                                f"no reply to {sent} Renew(s) from the server by T2; "
-                                f"rebinding {self._state.prefix} with any server"
-                            ),
-                        )
-                    )
                 case ExchangeTimedOut(message_type=kind, transmissions=sent):
                     log.info("%s unanswered after %s transmission(s)", kind.name, sent)
                 case MessageDropped(reason=why, detail=detail):
@@ -630,11 +712,31 @@ class Dhcpv6PdSource:
                     if self._stopped is not None and not self._stopped.done():
                         self._stopped.set_result(None)
 
+    def _kept_deadlines(
+        self,
+        event: RenewStarted | RebindStarted,
+        wall: Callable[[float], dt.datetime | None],
+    ) -> SourceState:
+        """The state with ``event``'s prefix and deadlines; the reported deadlines are
+        kept when they are the same facts, so they do not drift by microseconds."""
+        state = self._state
+        if state.prefix == event.prefix and state.origin == event.server_id.hex():
+            return state
+        return replace(
+            state,
+            prefix=event.prefix,
+            preferred_until=wall(event.preferred_until),
+            valid_until=wall(event.valid_until),
+            origin=event.server_id.hex(),
+        )
+
+    def _server_name(self, server_id: bytes) -> str:
+        server = f"DUID {server_id.hex()}"
+        address = self._server_addresses.get(server_id)
+        return f"{address} ({server})" if address else server
+
     def _bound_message(self, event: LeaseAcquired | LeaseRenewed | PrefixChanged) -> str:
-        server = f"DUID {event.server_id.hex()}"
-        address = self._server_addresses.get(event.server_id)
-        if address:
-            server = f"{address} ({server})"
+        server = self._server_name(event.server_id)
         match event:
             case LeaseAcquired(prefix=prefix):
                 return f"{prefix} delegated by {server}"
@@ -656,8 +758,57 @@ class Dhcpv6PdSource:
 
     # Stopping.
 
-    async def _stop(self, client: PdClient, loop: asyncio.AbstractEventLoop) -> None:
-        client.stop(loop.time())
+    async def _until_gone(self, gone: asyncio.Task[None]) -> None:
+        """Return when the interface has gone; a failed watch leaves the client running."""
+        await asyncio.wait({gone})
+        failure = gone.exception()
+        if failure is None:
+            return
+        log.warning(
+            "cannot watch %s any more (%s); the DHCPv6 client carries on without",
+            self.interface,
+            failure,
+        )
+        await asyncio.Event().wait()
+
+    def _interface_lost(
+        self, client: PdClient, loop: asyncio.AbstractEventLoop, ifindex: int
+    ) -> InterfaceMissing:
+        """Stop without a Release (the server keeps the binding) and say so."""
+        lease = client.lease
+        client.stop(loop.time(), release=False)
+        self._pump()
+        error = self._went_away(ifindex, lease)
+        self._set_state(
+            SourceState(
+                source=api.SOURCE_DHCPV6_PD,
+                prefix=None,
+                origin=self._state.origin,
+                reason="InterfaceMissing",
+                message=str(error),
+            )
+        )
+        return error
+
+    def _went_away(self, ifindex: int, lease: Lease | None) -> InterfaceMissing:
+        now_index = link_watch.interface_index(self.interface)
+        how = "deleted or renamed" if now_index is None else f"re-created as index {now_index}"
+        message = (
+            f"interface {self.interface} went away ({how}); {_WHAT} starts again when it "
+            "appears, with the same DUID and IAID"
+        )
+        if lease is not None and self._loop is not None:
+            primary = lease.primary
+            message += f"; the server keeps the lease on {primary.prefix}"
+            if not math.isinf(primary.valid_until):
+                left = dt.timedelta(seconds=primary.valid_until - self._loop.time())
+                message += f" until {_format(self._wall_clock() + left)}"
+        return InterfaceMissing(self.interface, message)
+
+    async def _stop(
+        self, client: PdClient, loop: asyncio.AbstractEventLoop, *, release: bool
+    ) -> None:
+        client.stop(loop.time(), release=release)
         self._pump()
         if client.state is ClientState.RELEASING and self._stopped is not None:
             await asyncio.wait({self._stopped}, timeout=self._release_timeout)
