@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dynamic_prefix.core.ndp import INFINITE_LIFETIME, PrefixInformation, RouterAdvertisement
 from dynamic_prefix.core.tracker import (
     IGNORED_REMEMBERED,
+    TWO_HOURS,
     IgnoreReason,
     PrefixAcquired,
     PrefixChanged,
@@ -42,6 +43,9 @@ GUA_3 = IPv6Network("2001:db8:3::/64")
 ULA = IPv6Network("fd12:3456:789a:1::/64")
 
 START = 1000.0
+
+TRUSTING = TrackerPolicy(trusted_routers=frozenset({ROUTER_A, ROUTER_B, ROUTER_C}))
+"""Every router of these tests listed: RAs are authenticated, their word taken at once."""
 
 
 def pio(
@@ -141,22 +145,42 @@ def test_router_zone_index_is_not_part_of_the_source() -> None:
     assert events == acquired(GUA, ROUTER_A, 2800.0, 4600.0)
 
 
-def test_refresh_with_unchanged_lifetimes_emits_no_event_but_moves_the_deadlines() -> None:
+def test_refresh_with_unchanged_lifetimes_reports_the_moved_deadlines_exactly() -> None:
+    """No tolerance by default: status states deadlines to the second."""
     link = Link()
     link.advertise(ROUTER_A, pio(GUA))
 
-    for _ in range(20):
+    for step in range(1, 4):
         link.now += 4
-        assert link.advertise(ROUTER_A, pio(GUA)) == []
+        assert link.advertise(ROUTER_A, pio(GUA)) == [
+            PrefixLifetimesUpdated(
+                prefix=GUA,
+                source=ROUTER_A,
+                preferred_until=2800.0 + 4 * step,
+                valid_until=4600.0 + 4 * step,
+            )
+        ]
+
+
+def test_a_router_counting_lifetimes_down_causes_no_report() -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA))
+
+    for step in range(1, 20):
+        link.now += 4
+        assert (
+            link.advertise(ROUTER_A, pio(GUA, valid=3600 - 4 * step, preferred=1800 - 4 * step))
+            == []
+        )
 
     current = link.tracker.current
     assert current is not None
-    assert (current.preferred_until, current.valid_until) == (2880.0, 4680.0)
+    assert (current.preferred_until, current.valid_until) == (2800.0, 4600.0)
 
 
 def test_lifetimes_update_is_reported_once_a_deadline_moved_beyond_the_tolerance() -> None:
     """The tolerance is a tenth of the remaining lifetime: 180 s of a 1800 s preferred one."""
-    link = Link()
+    link = Link(TrackerPolicy(lifetime_tolerance=0.1))
     link.advertise(ROUTER_A, pio(GUA))
 
     events = []
@@ -195,7 +219,7 @@ def test_deadlines_moving_by_less_than_the_resolution_are_not_reported_near_the_
 
 
 def test_router_shortening_the_lifetimes_is_reported() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA, valid=86400, preferred=14400))
     link.now += 4
 
@@ -340,7 +364,7 @@ def test_first_choice_prefers_the_longest_remaining_preferred_lifetime() -> None
 
 
 def test_first_choice_on_equal_deadlines_prefers_the_most_recently_announced() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_C, pio(GUA, preferred=3000))
     link.advertise(ROUTER_A, pio(GUA_2, preferred=1800))  # preferred until 2800
     link.now = 1100
@@ -358,7 +382,7 @@ def test_first_choice_on_equal_deadlines_prefers_the_most_recently_announced() -
 
 
 def test_first_choice_prefers_a_prefix_still_announced_over_a_stale_longer_lived_one() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_C, pio(GUA_3))  # current, preferred until 2800
     link.advertise(ROUTER_A, pio(GUA, preferred=3000))  # until 4000: within the margin
     link.now = 1004
@@ -394,8 +418,8 @@ def test_prefix_announced_by_two_routers_takes_the_latest_deadlines_and_announce
 # --- withdrawal ----------------------------------------------------------------------
 
 
-def test_valid_lifetime_zero_withdraws_the_current_prefix_at_once() -> None:
-    link = Link()
+def test_valid_lifetime_zero_from_a_trusted_router_withdraws_the_current_prefix_at_once() -> None:
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     link.now += 4
 
@@ -408,7 +432,7 @@ def test_valid_lifetime_zero_withdraws_the_current_prefix_at_once() -> None:
 
 
 def test_withdrawal_next_to_a_new_prefix_changes_the_prefix() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     link.now += 4
 
@@ -424,7 +448,7 @@ def test_withdrawal_next_to_a_new_prefix_changes_the_prefix() -> None:
 
 
 def test_withdrawal_by_one_router_keeps_a_prefix_another_router_announces() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     link.advertise(ROUTER_B, pio(GUA))
     link.now += 4
@@ -445,9 +469,9 @@ def test_withdrawal_of_an_unknown_prefix_changes_nothing() -> None:
     assert link.current_prefix == GUA
 
 
-def test_short_valid_lifetime_is_honoured_without_the_two_hour_rule() -> None:
-    """RFC 4862 5.5.3 e) would keep two hours; we trust authenticated routers as given."""
-    link = Link()
+def test_short_valid_lifetime_from_a_trusted_router_is_honoured_without_the_two_hour_rule() -> None:
+    """RFC 4862 5.5.3 e) keeps two hours only for unauthenticated RAs."""
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA, valid=86400, preferred=14400))
 
     link.advertise(ROUTER_A, pio(GUA, valid=60, preferred=30))
@@ -481,9 +505,9 @@ def test_repeated_deprecating_advertisements_emit_nothing_more() -> None:
     link = Link()
     link.advertise(ROUTER_A, pio(GUA, preferred=0))
 
-    for _ in range(10):
+    for step in range(1, 10):
         link.now += 4
-        assert link.advertise(ROUTER_A, pio(GUA, preferred=0)) == []
+        assert link.advertise(ROUTER_A, pio(GUA, valid=3600 - 4 * step, preferred=0)) == []
 
 
 def test_new_prefix_announced_already_deprecated_is_acquired_and_deprecated() -> None:
@@ -982,13 +1006,14 @@ def test_explain_has_nothing_to_report_for_a_plain_refresh_or_an_ignored_prefix(
     link.advertise(ROUTER_A, pio(GUA))
     link.now += 4
 
-    assert explain(link.advertise(ROUTER_A, pio(GUA)), link.tracker.current) is None
-    assert explain(link.advertise(ROUTER_A, pio(GUA), pio(ULA)), link.tracker.current) is None
+    counted_down = pio(GUA, valid=3596, preferred=1796)  # the same deadlines
+    assert explain(link.advertise(ROUTER_A, counted_down), link.tracker.current) is None
+    assert explain(link.advertise(ROUTER_A, counted_down, pio(ULA)), link.tracker.current) is None
     assert explain([], None) is None
 
 
 def test_explain_says_why_the_old_prefix_was_replaced() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     link.now += 4
 
@@ -1008,7 +1033,7 @@ def test_explain_says_why_the_old_prefix_was_replaced() -> None:
 
 
 def test_explain_reports_withdrawal_and_expiry_of_the_last_prefix() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     report = explain(link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0)), None)
     assert report is not None
@@ -1054,7 +1079,7 @@ def test_explain_of_a_lost_prefix_without_a_known_cause() -> None:
 
 
 def test_explain_judges_several_batches_as_one_change() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     link.advertise(ROUTER_A, pio(GUA))
     link.now += 1
     events = link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0))
@@ -1091,8 +1116,128 @@ def test_explain_of_a_prefix_lost_and_regained_in_one_batch_is_an_update() -> No
 
 
 def test_explain_of_a_prefix_acquired_and_lost_in_one_batch_reports_nothing() -> None:
-    link = Link()
+    link = Link(TRUSTING)
     events = link.advertise(ROUTER_A, pio(GUA))
     events += link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0))
 
     assert explain(events, link.tracker.current) is None
+
+
+# --- the two-hour rule (RFC 4862 5.5.3 e) for unauthenticated RAs -------------------------
+
+
+@pytest.mark.parametrize(
+    ("advertised_valid", "received", "kept"),
+    [
+        # rule 1: more than two hours, or more than remains: taken as received
+        (86400, 7201, 7201),
+        (3600, 3601, 3601),
+        # rule 2: at most two hours remain: the received lifetime is ignored
+        (7200, 0, 7200),
+        (7200, 7199, 7200),
+        (3600, 0, 3600),
+        (3600, 60, 3600),
+        # rule 3: more than two hours remain and at most two are received: two hours
+        (7201, 0, 7200),
+        (7201, 7200, 7200),
+        (86400, 0, 7200),
+        (86400, 60, 7200),
+    ],
+)
+def test_an_unauthenticated_ra_cannot_cut_the_valid_lifetime_below_two_hours(
+    advertised_valid: int, received: int, kept: int
+) -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA, valid=advertised_valid, preferred=0))
+
+    link.advertise(ROUTER_A, pio(GUA, valid=received, preferred=0))
+
+    (tracked,) = link.tracker.prefixes
+    assert tracked.valid_until == START + kept
+
+
+def test_an_infinite_lifetime_cut_by_an_unauthenticated_ra_keeps_two_hours() -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA, valid=0xFFFFFFFF, preferred=0xFFFFFFFF))
+
+    link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0))
+
+    (tracked,) = link.tracker.prefixes
+    assert (tracked.valid_until, tracked.deprecated) == (START + TWO_HOURS, True)
+
+
+def test_an_unauthenticated_withdrawal_deprecates_at_once_and_changes_to_the_new_prefix() -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA, valid=86400, preferred=14400))
+    link.now += 4
+
+    events = link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0), pio(GUA_2))
+
+    assert PrefixWithdrawn(GUA, ROUTER_A) not in events
+    assert PrefixDeprecated(GUA) in events
+    assert events[-1] == PrefixChanged(
+        old=GUA, new=GUA_2, source=ROUTER_A, preferred_until=2804.0, valid_until=4604.0
+    )
+    report = explain(events, link.tracker.current)
+    assert report is not None
+    assert report.message.endswith(f"{GUA} is deprecated")
+    old = next(p for p in link.tracker.prefixes if p.prefix == GUA)
+    assert (old.valid_until, old.deprecated) == (START + 4 + TWO_HOURS, True)
+    # it leaves when its clamped valid lifetime ends, as an expiry, not before
+    link.advertise(ROUTER_A, pio(GUA_2, valid=86400, preferred=14400))
+    assert link.wait_until(START + 4 + TWO_HOURS - 1) == []
+    assert link.wait(1) == [PrefixExpired(GUA)]
+
+
+def test_a_trusted_router_withdraws_at_once_next_to_the_new_prefix() -> None:
+    link = Link(TrackerPolicy(trusted_routers=frozenset({ROUTER_A})))
+    link.advertise(ROUTER_A, pio(GUA, valid=86400, preferred=14400))
+    link.now += 4
+
+    events = link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0), pio(GUA_2))
+
+    assert events[0] == PrefixWithdrawn(GUA, ROUTER_A)
+    assert [p.prefix for p in link.tracker.prefixes] == [GUA_2]
+
+
+def test_a_shortening_by_an_unauthenticated_router_is_reported_with_two_hours() -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA, valid=86400, preferred=14400))
+    link.now += 4
+
+    events = link.advertise(ROUTER_A, pio(GUA, valid=600, preferred=300))
+
+    assert events == [
+        PrefixLifetimesUpdated(
+            prefix=GUA, source=ROUTER_A, preferred_until=1304.0, valid_until=START + 4 + TWO_HOURS
+        )
+    ]
+
+
+def test_a_prefix_from_a_label_source_is_taken_as_given() -> None:
+    """The kernel has clamped its addresses already; a static prefix is the spec's word."""
+    link = Link()
+    link.tracker.observe_prefix(
+        GUA, source="kernel", valid_lifetime=86400, preferred_lifetime=0, now=link.now
+    )
+
+    link.tracker.observe_prefix(
+        GUA, source="kernel", valid_lifetime=60, preferred_lifetime=0, now=link.now
+    )
+
+    (tracked,) = link.tracker.prefixes
+    assert tracked.valid_until == START + 60
+
+
+def test_a_new_router_announcing_valid_lifetime_zero_adds_nothing() -> None:
+    link = Link()
+    link.advertise(ROUTER_A, pio(GUA))
+
+    assert link.advertise(ROUTER_B, pio(GUA, valid=0, preferred=0)) == []
+    (tracked,) = link.tracker.prefixes
+    assert (tracked.valid_until, tracked.deprecated) == (4600.0, False)
+
+
+def test_a_negative_valid_floor_is_refused() -> None:
+    with pytest.raises(ValueError, match="valid floor"):
+        TrackerPolicy(valid_floor=-1)

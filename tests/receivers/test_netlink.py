@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.receivers.base import SourceError
+from dynamic_prefix.receivers.link_watch import InterfaceMissing
 from dynamic_prefix.receivers.netlink import (
     KERNEL,
     NetlinkSource,
@@ -111,27 +111,34 @@ async def test_renumbering_with_the_old_prefix_withdrawn_is_one_change(link: Lin
 
     assert state.reason == "Changed"
     assert state.message.startswith(f"prefix changed from {P1} to {P2}")
-    assert f"{P1} was withdrawn" in state.message
-    assert [s.prefix for s in reports.states[mark:]] == [P2]  # no gap, no detour
+    # the kernel keeps P1, deprecated, for at most two hours (RFC 4862 5.5.3 e): so do we
+    assert f"{P1} is deprecated" in state.message
+    assert [s.prefix for s in reports.states[mark:]][:1] == [P2]  # no gap, no detour
+    assert {prefix for prefix, _ in reports.states[-1].valid_until_of} == {P1}
 
 
 @pytest.mark.netns
-async def test_withdrawal_leaves_no_prefix_though_the_kernel_keeps_the_address(
+async def test_a_withdrawn_prefix_is_kept_deprecated_as_long_as_the_kernel_keeps_it(
     link: Link,
 ) -> None:
     source = NetlinkSource(link.node_ifname)
-    with Radvd(link, prefixes=[PrefixAd(P1)]) as radvd:
+    with Radvd(link, prefixes=[PrefixAd(P1, valid=86400, preferred=14400)]) as radvd:
         async with running(source) as reports:
             await reports.wait_for(lambda s: s.prefix == P1, what="P1")
             mark = reports.mark()
 
             await asyncio.to_thread(radvd.set_prefixes, [], withdraw=[P1])
-            state = await reports.wait_for(lambda s: s.prefix is None, what="none", since=mark)
+            state = await reports.wait_for(
+                lambda s: s.reason == "Deprecated", what="deprecation", since=mark
+            )
             # RFC 4862's two-hour rule: the kernel keeps the address, deprecated.
             kept = await asyncio.to_thread(link.wait_for_node_address, P1, deprecated=True)
+            now = dt.datetime.now(dt.UTC)
 
-    assert state.reason == "Withdrawn"
-    assert kept.valid_lifetime > 0
+    assert state.prefix == P1
+    assert 0 < kept.valid_lifetime <= 7200
+    assert state.valid_until is not None
+    assert state.valid_until <= now + dt.timedelta(hours=2, seconds=1)
 
 
 @pytest.mark.netns
@@ -206,8 +213,8 @@ def recreate_veth(link: Link) -> None:
 # --- failing clearly, and the pieces ---------------------------------------------------------
 
 
-async def test_nonexistent_interface_is_a_source_error() -> None:
-    with pytest.raises(SourceError, match="interface dp-nosuch0 does not exist on this node"):
+async def test_nonexistent_interface_is_missing_to_be_waited_for() -> None:
+    with pytest.raises(InterfaceMissing, match="interface dp-nosuch0 does not exist on this node"):
         await NetlinkSource("dp-nosuch0").run(Reports())
 
 

@@ -9,14 +9,22 @@ Lifetimes (RFC 4862 section 5.5.3). Every (source, prefix) pair has absolute pre
 valid deadlines, set from the lifetimes of its latest announcement; a prefix's deadlines
 are the latest over its sources. A lifetime of 0xffffffff is infinite and its deadline is
 `math.inf` (never None). Preferred lifetime 0 makes the prefix deprecated at once; valid
-lifetime 0 withdraws it from that source at once (`PrefixWithdrawn` when no source still
-announces it). RFC 4862's two-hour rule (5.5.3 e), which stops a host from shortening a
-valid lifetime below two hours on an unauthenticated RA, is deliberately not applied: the
-operator must follow the router, and a renumbering router wants services off the old
-prefix now, not in two hours. Advertisements are authenticated instead by the trusted-
-router list here and by the receiver's hop-limit-255 and link-local-source checks; with
-an empty trusted list any on-link node can withdraw the prefix, so set the list. A
-prefix whose preferred lifetime exceeds its valid lifetime is ignored (5.5.3 c).
+lifetime 0 from an authenticated source withdraws it from that source at once
+(`PrefixWithdrawn` when no source still announces it).
+
+The two-hour rule (RFC 4862 5.5.3 e). An unauthenticated Router Advertisement may not cut
+a prefix's remaining valid lifetime below `TrackerPolicy.valid_floor` (two hours): a
+received valid lifetime longer than two hours, or longer than what remains, is taken;
+otherwise, if at most two hours remain, the remaining lifetime is kept; else two hours
+remain. The preferred lifetime is taken as received, so a withdrawal deprecates the
+prefix at once (a renumbering moves services to the new prefix, RFC 9096) and the old one
+stays, deprecated, until its clamped valid lifetime ends (`PrefixExpired`). Without the
+rule any host on the link could make the operator drop a prefix from every pool with one
+forged RA. An RA counts as authenticated when `TrackerPolicy.trusted_routers` is set:
+only listed routers are heard then, and their word is taken at once. Prefixes given to
+`PrefixTracker.observe_prefix` with a label as source (static, the kernel's addresses,
+which the kernel has already clamped) are taken as given. A prefix whose preferred
+lifetime exceeds its valid lifetime is ignored (5.5.3 c).
 
 Filter. Only prefixes SLAAC hosts use count: from a Router Advertisement, those with the
 autonomous flag (A) set (5.5.3 a); on-link-only prefixes (L without A, the addresses then
@@ -64,11 +72,13 @@ allowed.
 Reporting. `PrefixAcquired`, `PrefixChanged` and `PrefixLost` report the current prefix
 itself. Refreshing RAs move the current prefix's deadlines a little every time; rather
 than an event per RA, `PrefixLifetimesUpdated` is emitted when a deadline moved by more
-than `TrackerPolicy.lifetime_tolerance` (default a tenth) of the lifetime remaining,
-relative to the deadline last reported, and by more than
-`TrackerPolicy.lifetime_resolution` (default 1 s: lifetimes are whole seconds on the wire
-and in the kernel); deadlines both in the past count as equal. So reported deadlines are
-never off by more than that; `PrefixTracker.current` always has the exact values. Which
+than `TrackerPolicy.lifetime_resolution` (default 1 s: lifetimes are whole seconds on the
+wire and in the kernel) and by more than `TrackerPolicy.lifetime_tolerance` of the
+lifetime remaining (default 0: status states deadlines exactly, since a previous prefix
+leaves the pools at the deadline recorded for it), relative to the deadline last
+reported; deadlines both in the past count as equal. A router whose RAs count lifetimes
+down causes no report; one that repeats the same lifetimes moves the deadlines, and is
+reported, once per RA. Which
 source announced last is not a reason to report.
 
 Time must not go backwards; a ``now`` earlier than one already seen is taken as the
@@ -96,6 +106,9 @@ from dynamic_prefix.core.ndp import INFINITE_LIFETIME, RouterAdvertisement
 Source: TypeAlias = IPv6Address | str
 """Who announced a prefix: a router's link-local address, or a label such as "static"."""
 
+TWO_HOURS: Final = 7200.0
+"""RFC 4862 5.5.3 e: the least valid lifetime an unauthenticated RA may leave a prefix."""
+
 IGNORED_REMEMBERED: Final = 1024
 """How many ignored (source, prefix) pairs are remembered to avoid repeating events."""
 
@@ -120,9 +133,10 @@ class TrackerPolicy:
     allow_ula: bool = False
     trusted_routers: frozenset[IPv6Address] = frozenset()
     switch_margin: float = 1800.0
-    lifetime_tolerance: float = 0.1
+    lifetime_tolerance: float = 0.0
     lifetime_resolution: float = 1.0
     max_prefixes: int = 64
+    valid_floor: float = TWO_HOURS
 
     def __post_init__(self) -> None:
         if self.prefix_length is not None and not 0 <= self.prefix_length <= ADDRESS_BITS:
@@ -138,12 +152,19 @@ class TrackerPolicy:
             raise ValueError(f"lifetime resolution {self.lifetime_resolution} is negative")
         if self.max_prefixes < 1:
             raise ValueError(f"max prefixes {self.max_prefixes} is less than 1")
+        if not self.valid_floor >= 0:
+            raise ValueError(f"valid floor {self.valid_floor} is negative")
 
     def trusts(self, source: Source) -> bool:
         """Whether announcements from ``source`` may be used (labels are always trusted)."""
         if isinstance(source, str) or not self.trusted_routers:
             return True
         return _unscoped(source) in self.trusted_routers
+
+    def authenticates(self, source: Source) -> bool:
+        """Whether ``source``'s word on lifetimes is taken at once: a label, or a router
+        on a non-empty trusted list (no two-hour rule)."""
+        return isinstance(source, str) or bool(self.trusted_routers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -467,6 +488,10 @@ class PrefixTracker:
             self._remember_ignored(events, key, reason)
             return
         self._ignored.pop(key, None)
+        if live is not None and not is_new and not self._policy.authenticates(source):
+            remaining = live.announcements[source].valid_until - now
+            valid_lifetime = _two_hour_rule(valid_lifetime, remaining, self._policy.valid_floor)
+            preferred_lifetime = min(preferred_lifetime, valid_lifetime)
         if valid_lifetime == 0:
             if live is not None and not is_new:
                 del live.announcements[source]
@@ -661,6 +686,15 @@ class PrefixTracker:
 
 
 # --- rules --------------------------------------------------------------------------
+
+
+def _two_hour_rule(received: float, remaining: float, floor: float) -> float:
+    """The valid lifetime an unauthenticated announcement leaves (RFC 4862 5.5.3 e)."""
+    if received > floor or received > remaining:
+        return received
+    if remaining <= floor:
+        return max(remaining, 0.0)
+    return floor
 
 
 def _seconds(lifetime: float) -> float:

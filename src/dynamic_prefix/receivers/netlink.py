@@ -15,10 +15,11 @@ the longest remaining preferred and valid lifetimes among the addresses in it (f
 
 Withdrawal. The kernel applies RFC 4862's two-hour rule (section 5.5.3 e): a prefix that
 the router withdraws with valid lifetime 0 keeps its address, deprecated, for up to two
-more hours. The operator follows the router instead, as the Router Advertisement source
-does: ``RTM_NEWPREFIX`` (the router's Prefix Information as the kernel accepted it,
-decoded here since pyroute2 has no decoder) with valid lifetime 0 withdraws the prefix
-at once, and its addresses are ignored until the router announces it again. When the
+more hours, since the kernel cannot tell a genuine router from any host on the link. This
+source follows the kernel's addresses, so it keeps such a prefix exactly as long (the
+Router Advertisement source does the same unless ``trustedRouters`` is set).
+``RTM_NEWPREFIX`` (the router's Prefix Information as the kernel accepted it, decoded
+here since pyroute2 has no decoder) only tells that an address is on its way. When the
 kernel deletes the last address in a prefix (the interface went down or away, or someone
 deleted it) the prefix is withdrawn; when it deletes it at its valid lifetime, it
 expires.
@@ -58,7 +59,8 @@ from pyroute2 import AsyncIPRoute
 from dynamic_prefix.core import api
 from dynamic_prefix.core.ndp import INFINITE_LIFETIME
 from dynamic_prefix.core.tracker import PrefixTracker, TrackerEvent, TrackerPolicy
-from dynamic_prefix.receivers.base import ReportCallback, SourceError, SourceState
+from dynamic_prefix.receivers import link_watch
+from dynamic_prefix.receivers.base import ReportCallback, SourceState
 from dynamic_prefix.receivers.tracking import TrackerReporter
 
 __all__ = [
@@ -266,7 +268,6 @@ class NetlinkSource:
         )
         self._ifindex: int | None = None
         self._addresses: dict[IPv6Address, _Address] = {}
-        self._withdrawn: set[IPv6Network] = set()
         self._expected: dict[IPv6Network, float] = {}  # prefix -> until when its address is
         self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0
@@ -288,16 +289,12 @@ class NetlinkSource:
         return self._reporter.tracker
 
     async def run(self, report: ReportCallback) -> None:
-        """Follow the interface until cancelled; `SourceError` if it does not exist."""
+        """Follow the interface until cancelled; `InterfaceMissing` if it does not exist."""
         loop = asyncio.get_running_loop()
         self._loop = loop
-        try:
-            self._ifindex = socket.if_nametoindex(self.interface)
-        except OSError as exc:
-            raise SourceError(
-                f"interface {self.interface} does not exist on this node; the operator "
-                "needs hostNetwork: true to see node interfaces"
-            ) from exc
+        self._ifindex = link_watch.interface_index(self.interface)
+        if self._ifindex is None:
+            raise link_watch.missing(self.interface, "following the kernel's SLAAC addresses")
         reporter = self._reporter
         reporter.start(loop, report)
         problems = kernel_ra_problems(self.interface)
@@ -429,20 +426,17 @@ class NetlinkSource:
         prefix = message.prefix
         held = any(record.prefix == prefix for record in self._addresses.values())
         if message.valid_lifetime == 0:
-            if not held or prefix in self._withdrawn:
-                return []
-            log.info("netlink source: the router withdrew %s on %s", prefix, self.interface)
-            self._withdrawn.add(prefix)
-            return self.tracker.observe_prefix(
-                prefix, source=KERNEL, valid_lifetime=0, preferred_lifetime=0, now=now
-            )
-        if not held:
-            if message.autonomous and prefix.prefixlen == SLAAC_PREFIX_LENGTH:
-                self._expected[prefix] = now + _ADDRESS_WAIT  # the kernel is making one
+            if held:
+                log.info(
+                    "netlink source: a router withdrew %s on %s; the kernel keeps its "
+                    "addresses, deprecated, for up to two hours (RFC 4862 5.5.3 e), and so "
+                    "does this source",
+                    prefix,
+                    self.interface,
+                )
             return []
-        if prefix in self._withdrawn:
-            self._withdrawn.discard(prefix)
-            return self._feed(prefix, now)
+        if not held and message.autonomous and prefix.prefixlen == SLAAC_PREFIX_LENGTH:
+            self._expected[prefix] = now + _ADDRESS_WAIT  # the kernel is making one
         return []
 
     def _take_link(self, message: Any, *, deleted: bool, now: float) -> list[TrackerEvent]:
@@ -471,7 +465,6 @@ class NetlinkSource:
         records = [record for record in self._addresses.values() if record.prefix == prefix]
         tracker = self.tracker
         if not records:
-            self._withdrawn.discard(prefix)
             live = next((p for p in tracker.prefixes if p.prefix == prefix), None)
             if live is None:
                 return []
@@ -480,8 +473,6 @@ class NetlinkSource:
             return tracker.observe_prefix(
                 prefix, source=KERNEL, valid_lifetime=0, preferred_lifetime=0, now=now
             )
-        if prefix in self._withdrawn:
-            return []
         preferred_until = max(record.preferred_until for record in records)
         valid_until = max(record.valid_until for record in records)
         return tracker.observe_prefix(
