@@ -1,0 +1,201 @@
+"""A DHCPv6-PD delegation survives restarts and hand-overs, and is given back on deletion.
+
+Real Kea delegates /56s in the router namespace; the operator runs in the root namespace
+on the node end of the veth (as in test_end_to_end.py). Between two operators a
+competing client on the same link asks for the operator's prefix by name (a hint): if
+the stopped operator had released it, Kea would hand it over. Waits poll with deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from ipaddress import IPv6Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamic_prefix.core import api
+from dynamic_prefix.core.source_state import SourceState
+from dynamic_prefix.receivers.base import Dhcpv6Identity
+from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource, InMemoryIdentityStore
+from dynamic_prefix.testbed.controlplane import ControlPlane
+from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from dynamic_prefix.testbed.kea import Kea, PdPool
+from dynamic_prefix.testbed.netns import Link, namespaces_supported
+from tests.operator.operator_testkit import wait_event
+
+DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
+POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
+POOL = PdPool("2001:db8:100::", 40, 56)
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    supported, reason = namespaces_supported()
+    if not supported:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    with Link(node_in_root_namespace=True) as created:
+        yield created
+
+
+@pytest.fixture
+def kea(link: Link) -> Iterator[Kea]:
+    with Kea(link, pools=[POOL], renew=3, rebind=5, preferred=60, valid=120) as server:
+        yield server
+
+
+def delegation(cluster: Cluster, link: Link, tag: str) -> tuple[str, dict[str, Any]]:
+    """Apply a DynamicPrefix asking for a /56 on the link and a pool fed by a subnet."""
+    name = f"pd-{tag}"
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": name},
+            "spec": {
+                "acquisition": {
+                    "dhcpv6pd": {"interface": link.node_ifname, "requestedPrefixLength": 56}
+                },
+                "subnets": [{"name": "services", "offset": 1, "prefixLength": 64}],
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {
+                "name": f"{name}-pool",
+                "annotations": {api.ANNOTATION_NAME: name, api.ANNOTATION_SUBNET: "services"},
+            },
+            "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]},
+        }
+    )
+    status = wait_for(lambda: current_status(cluster, name), timeout=30, what="a delegation")
+    return name, status
+
+
+def current_status(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    status = (cluster.get(f"{DP_PATH}/{name}") or {}).get("status") or {}
+    return status if status.get("currentPrefix") else None
+
+
+def blocks(cluster: Cluster, name: str) -> list[Any]:
+    return list(((cluster.get(f"{POOLS}/{name}") or {}).get("spec") or {}).get("blocks") or [])
+
+
+def active(kea: Kea, prefix: str) -> bool:
+    return any(lease.prefix == IPv6Network(prefix) for lease in kea.leases())
+
+
+def competitor_asks_for(link: Link, prefix: str) -> IPv6Network:
+    """Another client on the link, with its own identity, asks for ``prefix`` by name."""
+
+    async def ask() -> IPv6Network:
+        got: asyncio.Future[IPv6Network] = asyncio.get_running_loop().create_future()
+
+        def report(state: SourceState) -> None:
+            if state.prefix is not None and not got.done():
+                got.set_result(state.prefix)
+
+        identity = Dhcpv6Identity(bytes.fromhex("00030001020000c0ffee"), 4242)
+        source = Dhcpv6PdSource(
+            link.node_ifname,
+            requested_prefix_length=56,
+            identity_store=InMemoryIdentityStore(identity),
+            hint=IPv6Network(prefix),
+            solicit_max_delay=0,
+        )
+        task = asyncio.create_task(source.run(report))
+        try:
+            async with asyncio.timeout(20):
+                return await got
+        finally:
+            task.cancel()  # no Release: it keeps what it got, as a neighbour's router would
+            await asyncio.gather(task, return_exceptions=True)
+
+    return asyncio.run(ask())
+
+
+def start_operator(control_plane: ControlPlane, log: Path) -> OperatorProcess:
+    return OperatorProcess(control_plane, log).start()
+
+
+def test_a_restart_keeps_the_delegation_and_deletion_releases_it(
+    cluster: Cluster,
+    control_plane: ControlPlane,
+    kea: Kea,
+    link: Link,
+    tmp_path: Path,
+) -> None:
+    tag = secrets.token_hex(3)
+    first = start_operator(control_plane, tmp_path / "first.log")
+    second: OperatorProcess | None = None
+    try:
+        name, status = delegation(cluster, link, tag)
+        prefix = status["currentPrefix"]
+        subnet = status["subnets"][0]["cidr"]
+        wait_for(lambda: {"cidr": subnet} in blocks(cluster, f"{name}-pool"), what="the subnet")
+
+        first.stop()  # SIGTERM, as on a rolling update: no Release
+        assert active(kea, prefix), "the stopped operator gave its delegation back"
+        other = competitor_asks_for(link, prefix)
+        assert other != IPv6Network(prefix)  # still bound to us: Kea gave another
+
+        second = start_operator(control_plane, tmp_path / "second.log")
+        running = second
+        # the status still says what the first operator learnt: wait for the second's own
+        wait_for(
+            lambda: "LeaseAcquired" in running.log(),
+            timeout=30,
+            what="the restarted operator's client holding a lease",
+        )
+        wait_for(
+            lambda: (
+                (s := current_status(cluster, name))
+                and any(
+                    c["type"] == "PrefixAcquired" and c["reason"] == "LeaseAcquired"
+                    for c in s.get("conditions", [])
+                )
+            ),
+            what="the status written by the restarted operator",
+        )
+        after = current_status(cluster, name) or {}
+        assert after["currentPrefix"] == prefix  # the same delegation: nothing renumbered
+        assert "history" not in after
+        assert {"cidr": subnet} in blocks(cluster, f"{name}-pool")
+
+        cluster.delete(f"{DP_PATH}/{name}")
+        wait_for(lambda: cluster.get(f"{DP_PATH}/{name}") is None, what="the deletion")
+        assert not active(kea, prefix)  # released, so the pools were emptied first
+        assert blocks(cluster, f"{name}-pool") == [{"cidr": "192.0.2.0/24"}]
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+            print("---- second operator log ----\n" + second.log()[-10000:])
+        print("---- first operator log ----\n" + first.log()[-10000:])
+
+
+def test_changing_the_requested_length_releases_the_old_delegation_first(
+    cluster: Cluster, operator: OperatorProcess, kea: Kea, link: Link
+) -> None:
+    tag = secrets.token_hex(3)
+    name, status = delegation(cluster, link, tag)
+    old = status["currentPrefix"]
+
+    cluster.patch(
+        f"{DP_PATH}/{name}",
+        {"spec": {"acquisition": {"dhcpv6pd": {"requestedPrefixLength": 60}}}},
+    )
+
+    released = wait_event(cluster, name, "PrefixReleased")
+    assert old in released["message"]
+    wait_for(lambda: not active(kea, old), timeout=30, what="the old delegation released")
+    seen = (cluster.get(f"{DP_PATH}/{name}") or {}).get("status") or {}
+    assert old not in [h["prefix"] for h in seen.get("history", [])]
