@@ -8,6 +8,7 @@ ISP's router.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from dynamic_prefix.testbed.kea import Kea, PdPool
 from dynamic_prefix.testbed.netns import Link, namespaces_supported
 from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from tests.operator.operator_testkit import events_about
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
 POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
@@ -164,3 +166,61 @@ def test_subnet_of_a_delegated_prefix_reaches_the_pool(
             what="pool holds the carved subnet",
         )
         assert subnet["cidr"].endswith("/64")
+
+
+def test_a_withdrawal_from_an_untrusted_router_keeps_the_old_prefix_for_two_hours(
+    cluster: Cluster, operator: OperatorProcess, link: Link
+) -> None:
+    """RFC 4862 5.5.3 e: without trustedRouters, anyone on the link could send the RA."""
+    tag = secrets.token_hex(3)
+    old, new = "2001:db8:e3::/64", "2001:db8:e4::/64"
+    with Radvd(link, prefixes=[PrefixAd(old, valid=86400, preferred=14400)]) as radvd:
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": f"wd-{tag}"},
+                "spec": {
+                    "acquisition": {"routerAdvertisement": {"interface": link.node_ifname}},
+                    "addressRanges": [
+                        {"name": "lb", "start": "::f000:0:0:0", "end": "::ffff:ffff:ffff:ffff"}
+                    ],
+                },
+            }
+        )
+        cluster.apply(
+            {
+                "apiVersion": "cilium.io/v2",
+                "kind": "CiliumLoadBalancerIPPool",
+                "metadata": {
+                    "name": f"wd-pool-{tag}",
+                    "annotations": {
+                        api.ANNOTATION_NAME: f"wd-{tag}",
+                        api.ANNOTATION_ADDRESS_RANGE: "lb",
+                    },
+                },
+                "spec": {"blocks": []},
+            }
+        )
+        first = {"start": "2001:db8:e3:0:f000::", "stop": "2001:db8:e3:0:ffff:ffff:ffff:ffff"}
+        wait_for(lambda: blocks(cluster, f"wd-pool-{tag}") == [first], what="the first prefix")
+
+        withdrawn_at = dt.datetime.now(dt.UTC)
+        radvd.set_prefixes([PrefixAd(new, valid=86400, preferred=14400)], withdraw=[old])
+        second = {"start": "2001:db8:e4:0:f000::", "stop": "2001:db8:e4:0:ffff:ffff:ffff:ffff"}
+        wait_for(
+            lambda: blocks(cluster, f"wd-pool-{tag}") == [second, first],
+            what="the new prefix first, the withdrawn one kept",
+        )
+        status = (cluster.get(f"{DP_PATH}/wd-{tag}") or {})["status"]
+        (entry,) = status["history"]
+        assert entry["prefix"] == old
+        until = dt.datetime.fromisoformat(entry["validUntil"].replace("Z", "+00:00"))
+        two_hours = dt.timedelta(hours=2)
+        assert withdrawn_at + two_hours - dt.timedelta(seconds=5) <= until
+        assert until <= dt.datetime.now(dt.UTC) + two_hours + dt.timedelta(seconds=1)
+        (changed,) = events_about(cluster, f"wd-{tag}", reason="PrefixChanged")
+        assert (
+            f"{old} stays in the pools, deprecated, until {entry['validUntil']}"
+            in (changed["message"])
+        )
