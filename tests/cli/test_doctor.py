@@ -38,6 +38,7 @@ def test_doctor_lists_the_routers_and_prefixes_it_hears(
     assert "CAP_NET_RAW: raw ICMPv6 sockets can be opened" in out
     assert f"router {link.router.link_local} advertises 1 prefix(es)" in out
     assert "2001:db8:d0c::/64 valid 600 s, preferred 300 s" in out
+    assert f"the operator would use 2001:db8:d0c::/64 (from {link.router.link_local})" in out
     assert "no problems found" in out
 
 

@@ -164,6 +164,9 @@ def test_the_pod_is_on_the_host_network_as_root_holding_only_net_raw_on_a_read_o
     assert container["args"] == ["run", "--log-format", "json"]
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # link_watch.on_host_network compares them
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     assert container["ports"] == [
         {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}
     ]

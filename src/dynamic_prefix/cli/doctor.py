@@ -24,6 +24,7 @@ from dynamic_prefix.core import api
 from dynamic_prefix.core.compute import ComputedRange, compute
 from dynamic_prefix.core.ndp import INFINITE_LIFETIME
 from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.core.tracker import PrefixTracker, TrackerPolicy
 from dynamic_prefix.receivers.base import SourceError
 from dynamic_prefix.receivers.neighbour_probe import probe_link
 from dynamic_prefix.receivers.router_advertisement import (
@@ -198,7 +199,27 @@ def _report_advertisements(
             report.say(level, f"  {info.prefix} {lifetimes}{why}")
             if usable and info.valid_lifetime:
                 prefixes.append(info.prefix)
+    _report_choice(report, heard)
     return prefixes
+
+
+def _report_choice(report: Report, heard: list[ReceivedAdvertisement]) -> None:
+    """Which prefix the operator would make current from what was heard, by its own rule."""
+    tracker = PrefixTracker(TrackerPolicy())
+    for received in heard:
+        tracker.observe_advertisement(received.ra, router=received.router, now=received.at)
+    current = tracker.current
+    if current is None:
+        return
+    others = len(tracker.prefixes) - 1
+    rule = (
+        f"; of {others + 1} usable prefixes the first heard stays current unless another is "
+        "preferred while it is deprecated, global while it is a ULA, still announced while "
+        "it is not, or preferred for more than 30 minutes longer"
+        if others
+        else ""
+    )
+    report.say(OK, f"the operator would use {current.prefix} (from {current.source}){rule}")
 
 
 def _lifetime(seconds: int) -> str:
