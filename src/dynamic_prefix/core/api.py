@@ -113,7 +113,10 @@ def spec_schema() -> dict[str, Any]:
             "trustedRouters": {
                 "type": "array",
                 "description": "Link-local addresses of the routers allowed to set the "
-                "prefix (e.g. fe80::1). Empty: any router on the link.",
+                "prefix (e.g. fe80::1); a listed router's withdrawal (valid lifetime 0) "
+                "takes effect at once. Empty: any router on the link, and a withdrawal "
+                "keeps the old prefix, deprecated, for at most two more hours (RFC 4862 "
+                "section 5.5.3 e), since anyone on the link could have sent it.",
                 "items": _string("A router's link-local IPv6 address."),
             },
         },
