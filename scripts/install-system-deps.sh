@@ -8,6 +8,8 @@ PACKAGES=(
   etcd-server golang-go rsync golang-github-modern-go-reflect2-dev openssl
   # real network peers for the tests and the demo
   iproute2 radvd kea-dhcp6-server ndisc6
+  # a second RA sender and a second delegating server (dnsmasq-base has no service)
+  dnsmasq-base isc-dhcp-server
   # python tooling
   python3-venv
 )
@@ -32,7 +34,7 @@ if ((${#missing[@]})); then
   fi
 fi
 # Debian starts these daemons on install; the tests run their own instances.
-for svc in etcd radvd kea-dhcp6-server; do
+for svc in etcd radvd kea-dhcp6-server isc-dhcp-server; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
   pkill -x "$svc" >/dev/null 2>&1 || true
 done

@@ -25,7 +25,7 @@ from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from dynamic_prefix.testbed.kea import Kea, PdPool
 from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from tests.operator.operator_testkit import wait_event
+from tests.operator.operator_testkit import events_about, wait_event
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
 POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
@@ -169,6 +169,8 @@ def test_a_restart_keeps_the_delegation_and_deletion_releases_it(
         assert after["currentPrefix"] == prefix  # the same delegation: nothing renumbered
         assert "history" not in after
         assert {"cidr": subnet} in blocks(cluster, f"{name}-pool")
+        warnings = [e for e in events_about(cluster, name) if e.get("type") == "Warning"]
+        assert warnings == []  # a routine restart needs no human
 
         cluster.delete(f"{DP_PATH}/{name}")
         wait_for(lambda: cluster.get(f"{DP_PATH}/{name}") is None, what="the deletion")
