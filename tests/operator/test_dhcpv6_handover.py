@@ -201,3 +201,54 @@ def test_changing_the_requested_length_releases_the_old_delegation_first(
     wait_for(lambda: not active(kea, old), timeout=30, what="the old delegation released")
     seen = (cluster.get(f"{DP_PATH}/{name}") or {}).get("status") or {}
     assert old not in [h["prefix"] for h in seen.get("history", [])]
+
+
+def test_a_leader_hand_over_keeps_the_delegation(
+    cluster: Cluster, control_plane: ControlPlane, kea: Kea, link: Link, tmp_path: Path
+) -> None:
+    """Two replicas; the leader stops (SIGTERM gives the Lease up), the standby takes over
+    the DHCPv6 client with the identity in status and gets the same binding."""
+    lease = f"dp-handover-{secrets.token_hex(3)}"
+    replicas = [replica(control_plane, tmp_path, lease, identity) for identity in ("a", "b")]
+    try:
+        tag = secrets.token_hex(3)
+        name, status = delegation(cluster, link, tag)
+        prefix, duid = status["currentPrefix"], status["dhcpv6"]["duid"]
+        leader = wait_for(lambda: lease_holder(cluster, lease), what="a leader")
+        first, second = (replicas[0], replicas[1]) if leader == "a" else (replicas[1], replicas[0])
+
+        first.stop()
+        assert active(kea, prefix)
+        wait_for(lambda: "LeaseAcquired" in second.log(), timeout=30, what="the new leader's lease")
+        wait_for(lambda: lease_holder(cluster, lease) != leader, what="the hand-over")
+        after = wait_for(
+            lambda: (
+                (s := current_status(cluster, name))
+                and s["dhcpv6"]["duid"] == duid
+                and any(c["reason"] == "LeaseAcquired" for c in s.get("conditions", []))
+                and s
+            ),
+            what="the status written by the new leader",
+        )
+        assert after["currentPrefix"] == prefix
+        assert "history" not in after
+        assert [lease.duid.hex() for lease in kea.leases()] == [duid]
+    finally:
+        for process in replicas:
+            process.stop()
+            print(f"---- {process.log_path.name} ----\n" + process.log()[-8000:])
+
+
+def replica(plane: ControlPlane, tmp_path: Path, lease: str, identity: str) -> OperatorProcess:
+    process = OperatorProcess(plane, tmp_path / f"{identity}.log")
+    process.lease_name = lease
+    process.extra_args = ("--identity", identity, "--lease-namespace", "default",
+                          "--lease-duration", "6", "--renew-deadline", "4",
+                          "--retry-period", "1")  # fmt: skip
+    return process.start()
+
+
+def lease_holder(cluster: Cluster, lease: str) -> str | None:
+    obj = cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{lease}") or {}
+    value = (obj.get("spec") or {}).get("holderIdentity")
+    return None if value is None else str(value)
