@@ -338,10 +338,11 @@ async def test_new_prefix_after_config_rewrite_and_sighup_is_reported_as_a_chang
 
 
 @pytest.mark.netns
-async def test_prefix_withdrawn_with_zero_lifetimes_leaves_no_prefix(
+async def test_prefix_withdrawn_with_zero_lifetimes_by_a_trusted_router_leaves_no_prefix(
     link: Link, radvd: Radvd
 ) -> None:
-    source = source_on(link)
+    trusted = TrackerPolicy(trusted_routers=frozenset({link.router.link_local}))
+    source = source_on(link, policy=trusted)
     async with running(source) as reports:
         await reports.wait_for(lambda s: s.prefix == P1, what="P1")
         mark = reports.mark()
@@ -354,6 +355,26 @@ async def test_prefix_withdrawn_with_zero_lifetimes_leaves_no_prefix(
     assert state.reason == "Withdrawn"
     assert state.message.startswith(f"prefix {P1} was withdrawn by {link.router.link_local}")
     assert (state.valid_until, state.preferred_until) == (None, None)
+
+
+@pytest.mark.netns
+async def test_prefix_withdrawn_by_an_untrusted_router_stays_deprecated_for_two_hours(
+    link: Link, radvd: Radvd
+) -> None:
+    source = source_on(link)
+    async with running(source) as reports:
+        await reports.wait_for(lambda s: s.prefix == P1, what="P1")
+        mark = reports.mark()
+
+        await asyncio.to_thread(radvd.set_prefixes, [], withdraw=[P1])
+        state = await reports.wait_for(
+            lambda s: s.reason == "Deprecated", what="the deprecation", since=mark
+        )
+        now = dt.datetime.now(dt.UTC)
+
+    assert state.prefix == P1
+    assert state.valid_until is not None
+    assert state.valid_until <= now + dt.timedelta(hours=2, seconds=1)
 
 
 @pytest.mark.netns
@@ -686,7 +707,9 @@ async def test_flood_of_crafted_ras_is_all_counted_in_bounded_memory_without_a_f
         f"drops by reason: {dict(listener.drop_counts)}; last flood (traced): "
         f"{(after - before) / 1024:+.0f} KiB after"
     )
-    assert reports.states[mark:] == []  # not one report: the prefix never changed
+    # the prefix never changed: at most router A's refreshes, reported to the second
+    assert {(s.prefix, s.reason) for s in reports.states[mark:]} <= {(P1, "Acquired")}
+    assert all("lifetimes updated" in s.message for s in reports.states[mark:])
     assert source.state.prefix == P1
     assert listener.repeats > 0  # router A's copies were not passed on
     # Bounded by the tracker's caps (64 live pairs, 1024 remembered ignored pairs), not by

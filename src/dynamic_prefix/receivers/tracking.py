@@ -61,6 +61,9 @@ class TrackerReporter:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._gone: dict[IPv6Network, None] = {}  # withdrawn or expired, newest last
+        # prefixes that were current here, newest last: only they can be in the history,
+        # so only their deadlines are reported (a flood of other prefixes reports nothing)
+        self._were_current: dict[IPv6Network, None] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop, report: ReportCallback) -> None:
         """Begin reporting to ``report`` in ``loop``."""
@@ -150,12 +153,19 @@ class TrackerReporter:
             del self._gone[next(iter(self._gone))]
 
     def _others(self) -> tuple[tuple[IPv6Network, dt.datetime | None], ...]:
-        """The valid deadline of every live prefix but the current one, to the second."""
+        """The valid deadline, to the second, of every live prefix that was current here
+        before: the ones the history may hold."""
         current = self.tracker.current
+        if current is not None:
+            self._were_current.pop(current.prefix, None)
+            self._were_current[current.prefix] = None
+            while len(self._were_current) > MAX_GONE:
+                del self._were_current[next(iter(self._were_current))]
         return tuple(
             (tracked.prefix, self._wall(tracked.valid_until, whole_seconds=True))
             for tracked in self.tracker.prefixes
-            if current is None or tracked.prefix != current.prefix
+            if tracked.prefix in self._were_current
+            and (current is None or tracked.prefix != current.prefix)
         )
 
     def _where(self) -> str:
