@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Network
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from dynamic_prefix.core import api
 from dynamic_prefix.core.source_state import SourceState
@@ -94,12 +94,20 @@ class Retiring:
     released: frozenset[IPv6Network]
 
 
+@runtime_checkable
+class Releasable(Protocol):
+    """A source holding something it can give back when stopped (a DHCPv6 delegation)."""
+
+    release_on_stop: bool
+
+
 def _wants_release(source: PrefixSource) -> bool:
-    return hasattr(source, "release_on_stop")
+    return isinstance(source, Releasable)
 
 
 def _ask_release(source: PrefixSource) -> None:
-    source.release_on_stop = True  # type: ignore[attr-defined]  # DHCPv6-PD sources only
+    if isinstance(source, Releasable):
+        source.release_on_stop = True  # read by the source when it is cancelled
 
 
 class SourceManager:
