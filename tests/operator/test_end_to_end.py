@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dynamic_prefix.core import api
+from dynamic_prefix.testbed.dnsmasq import Dnsmasq
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from dynamic_prefix.testbed.kea import Kea, PdPool
 from dynamic_prefix.testbed.netns import Link, namespaces_supported
@@ -224,3 +225,79 @@ def test_a_withdrawal_from_an_untrusted_router_keeps_the_old_prefix_for_two_hour
             f"{old} stays in the pools, deprecated, until {entry['validUntil']}"
             in (changed["message"])
         )
+
+
+def test_pools_follow_a_dnsmasq_router_through_a_reboot_and_a_live_renumbering(
+    cluster: Cluster, operator: OperatorProcess, link: Link
+) -> None:
+    """dnsmasq, not radvd: a router that reboots into a new prefix stops mentioning the
+    old one (no withdrawal, no deprecation); one renumbered live deprecates the old one."""
+    tag = secrets.token_hex(3)
+    first, second, third = "2001:db8:d1::/64", "2001:db8:d2::/64", "2001:db8:d3::/64"
+    with Dnsmasq(link, prefix=first, lease_time=600) as dnsmasq:
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": f"dm-{tag}"},
+                "spec": {
+                    "acquisition": {
+                        "routerAdvertisement": {
+                            "interface": link.node_ifname,
+                            "trustedRouters": [str(link.router.link_local)],
+                        }
+                    },
+                    "addressRanges": [
+                        {"name": "lb", "start": "::f000:0:0:0", "end": "::ffff:ffff:ffff:ffff"}
+                    ],
+                    "transition": {"maxPrefixHistory": 3},
+                },
+            }
+        )
+        cluster.apply(
+            {
+                "apiVersion": "cilium.io/v2",
+                "kind": "CiliumLoadBalancerIPPool",
+                "metadata": {
+                    "name": f"dm-pool-{tag}",
+                    "annotations": {
+                        api.ANNOTATION_NAME: f"dm-{tag}",
+                        api.ANNOTATION_ADDRESS_RANGE: "lb",
+                    },
+                },
+                "spec": {"blocks": []},
+            }
+        )
+
+        def block(prefix: str) -> dict[str, str]:
+            head = prefix.removesuffix("::/64")
+            return {"start": f"{head}:0:f000::", "stop": f"{head}:0:ffff:ffff:ffff:ffff"}
+
+        wait_for(
+            lambda: blocks(cluster, f"dm-pool-{tag}") == [block(first)],
+            timeout=15,  # dnsmasq's first RA comes up to 5 s after it starts
+            what="the first prefix",
+        )
+
+        dnsmasq.renumber(second)  # a reboot: the old prefix is simply no longer announced
+        wait_for(
+            lambda: blocks(cluster, f"dm-pool-{tag}") == [block(second), block(first)],
+            timeout=30,
+            what="the new prefix first, the one no longer announced kept",
+        )
+        status = (cluster.get(f"{DP_PATH}/dm-{tag}") or {})["status"]
+        assert status["currentPrefix"] == second
+        assert [h["prefix"] for h in status["history"]] == [first]
+
+        dnsmasq.renumber(third, restart=False)  # live: the old one deprecated, still valid
+        wait_for(
+            lambda: blocks(cluster, f"dm-pool-{tag}")
+            == [block(third), block(second), block(first)],
+            timeout=30,
+            what="the newest prefix first, both older ones kept while valid",
+        )
+        status = (cluster.get(f"{DP_PATH}/dm-{tag}") or {})["status"]
+        assert status["currentPrefix"] == third
+        assert [h["prefix"] for h in status["history"]] == [second, first]
+        warnings = [e for e in events_about(cluster, f"dm-{tag}") if e.get("type") == "Warning"]
+        assert warnings == []
