@@ -291,8 +291,9 @@ def test_pools_follow_a_dnsmasq_router_through_a_reboot_and_a_live_renumbering(
 
         dnsmasq.renumber(third, restart=False)  # live: the old one deprecated, still valid
         wait_for(
-            lambda: blocks(cluster, f"dm-pool-{tag}")
-            == [block(third), block(second), block(first)],
+            lambda: (
+                blocks(cluster, f"dm-pool-{tag}") == [block(third), block(second), block(first)]
+            ),
             timeout=30,
             what="the newest prefix first, both older ones kept while valid",
         )
