@@ -103,7 +103,10 @@ def spec_schema() -> dict[str, Any]:
     router_advertisement = _object(
         "Learn the /64 from Router Advertisements heard on a node interface (raw ICMPv6 "
         "socket: needs hostNetwork and CAP_NET_RAW). Only RAs with hop limit 255 from a "
-        "link-local source are trusted (RFC 4861 section 6.1.2).",
+        "link-local source are trusted (RFC 4861 section 6.1.2). With several routers "
+        "or prefixes, the first usable prefix heard stays current until another is "
+        "better: preferred while it is deprecated, global while it is a ULA, still "
+        "announced while it no longer is, or preferred for over 30 minutes longer.",
         {
             "interface": _interface(
                 "Interface to listen on, e.g. eth0. When omitted, the interface that holds "
