@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv6Network
 
-from dynamic_prefix.core.dhcpv6 import (
+from dynamic_prefix.protocols.dhcpv6 import (
     ClientIdOption,
     IaPdOption,
     IaPrefixOption,
@@ -28,7 +28,7 @@ from dynamic_prefix.core.dhcpv6 import (
     ServerIdOption,
     build_message,
 )
-from dynamic_prefix.core.dhcpv6_client import ClientState, PdClient, PdClientConfig
+from dynamic_prefix.protocols.dhcpv6_client import ClientState, PdClient, PdClientConfig
 
 CLIENT_DUID = bytes.fromhex("0003 0001 020000000001")
 SERVER_DUID = bytes.fromhex("0001 0001 2b7c9e80 0200000000fe")

@@ -2,7 +2,7 @@
 
 Runs in the network-namespace test bed (root needed; ../shared/TESTBED.md section 5): Kea
 in the router namespace, the source in the node namespace through
-``tests/receivers/dhcpv6_driver.py``, one fresh process per run. Each run is timed inside
+``tests/sources/dhcpv6_driver.py``, one fresh process per run. Each run is timed inside
 the driver, from just before ``Dhcpv6PdSource.run`` to the report with the prefix (so
 interpreter start-up is left out; it is printed separately as "from spawn"). The lease is
 released at the end of each run, so every run is a full Solicit/Advertise/Request/Reply.

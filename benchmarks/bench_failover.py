@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 

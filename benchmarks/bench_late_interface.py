@@ -21,8 +21,8 @@ import subprocess
 import time
 from ipaddress import IPv6Network
 
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import (
     Acquisition,
     NetlinkSource,
     PrefixSourceSpec,

@@ -26,9 +26,9 @@ import sys
 from collections.abc import Callable
 from ipaddress import IPv6Network
 
-from dynamic_prefix.receivers.base import SourceState
-from dynamic_prefix.receivers.netlink import NetlinkSource
-from dynamic_prefix.receivers.router_advertisement import (
+from dynamic_prefix.sources.base import SourceState
+from dynamic_prefix.sources.netlink import NetlinkSource
+from dynamic_prefix.sources.router_advertisement import (
     RouterAdvertisementSource,
     SolicitationPacing,
 )

@@ -1,7 +1,7 @@
 """Router Advertisement parse throughput on one core, and the CPU cost of one parse.
 
 Run from the repository root: ``.venv/bin/python benchmarks/bench_ra_parse.py``.
-Parses the golden packets of ``tests/core/packets`` in a loop, timing the loop with
+Parses the golden packets of ``tests/protocols/packets`` in a loop, timing the loop with
 ``time.perf_counter`` (wall clock) and ``time.process_time`` (CPU of this process), and
 also times parse plus `PrefixTracker.observe_advertisement`, the receiver's whole pure
 path for one RA. Prints numbers; asserts nothing about them.
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from dynamic_prefix.core.ndp import parse_router_advertisement
-from dynamic_prefix.core.tracker import PrefixTracker, TrackerPolicy
+from dynamic_prefix.protocols.ndp import parse_router_advertisement
+from dynamic_prefix.protocols.tracker import PrefixTracker, TrackerPolicy
 
-PACKETS = Path(__file__).resolve().parent.parent / "tests" / "core" / "packets"
+PACKETS = Path(__file__).resolve().parent.parent / "tests" / "protocols" / "packets"
 
 
 def packet(name: str) -> bytes:

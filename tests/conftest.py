@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 
 

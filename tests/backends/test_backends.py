@@ -34,11 +34,11 @@ from dynamic_prefix.backends.cilium import CIDR_GROUP, LB_IP_POOL
 from dynamic_prefix.backends.list_field import Entry, ListFieldBackend
 from dynamic_prefix.backends.metallb import IP_ADDRESS_POOL
 from dynamic_prefix.backends.registry import BACKENDS, backend_for
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
-from dynamic_prefix.core.status import next_status
 from dynamic_prefix.kube.client import Resource
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.status import next_status
 
 A = IPv6Network("2001:db8:0:a::/64")
 B = IPv6Network("2001:db8:0:b::/64")

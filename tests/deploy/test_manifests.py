@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.schema import check, with_defaults
+from dynamic_prefix.model import api
+from dynamic_prefix.model.schema import check, with_defaults
 from dynamic_prefix.testbed.controlplane import ControlPlane
 
 EXAMPLE = Path(__file__).parents[2] / "src/dynamic_prefix/examples/home-prefix.yaml"

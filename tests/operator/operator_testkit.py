@@ -17,7 +17,7 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.harness import Cluster, wait_for
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"

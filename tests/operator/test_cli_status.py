@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from dynamic_prefix.cli.main import main
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 
 

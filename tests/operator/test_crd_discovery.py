@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dynamic_prefix import testbed
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import (

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.receivers.base import Dhcpv6Identity
-from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource, InMemoryIdentityStore
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.sources.base import Dhcpv6Identity
+from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource, InMemoryIdentityStore
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.dhcpd import BindingState, Dhcpd, PrefixPool
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for

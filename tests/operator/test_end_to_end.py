@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.dnsmasq import Dnsmasq
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from dynamic_prefix.testbed.kea import Kea, PdPool

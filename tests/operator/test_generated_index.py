@@ -11,9 +11,9 @@ import asyncio
 from typing import Any
 
 from dynamic_prefix.backends.calico import IP_POOL
-from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import ClusterConfig
+from dynamic_prefix.model import api
 from dynamic_prefix.operator.controller import Controller, PoolKey
 
 IPPOOLS = Resource("projectcalico.org", "v3", "ippools", namespaced=False, kind="IPPool")

@@ -5,7 +5,7 @@ so its history never expires. Finite lifetimes come from Router Advertisements a
 DHCPv6-PD, which need the operator inside network namespaces (the end-to-end suite).
 Here a scripted source stands in for them: it reports what a router would, and the real
 `Controller`, run in this process, writes status and pools on the real control plane.
-The lifetime rule itself is covered by the pure status tests (tests/core/test_status.py);
+The lifetime rule itself is covered by the pure status tests (tests/model/test_status.py);
 this test covers the controller's deadline timer and the pools that follow it.
 """
 
@@ -19,13 +19,13 @@ from ipaddress import IPv6Network
 from typing import Any
 
 from dynamic_prefix.backends.cilium import LB_IP_POOL
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import Acquisition, PrefixSourceSpec
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import load_config
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import Acquisition, PrefixSourceSpec
 from dynamic_prefix.operator.controller import Controller
-from dynamic_prefix.receivers.base import IdentityStore, PrefixSource, ReportCallback
+from dynamic_prefix.sources.base import IdentityStore, PrefixSource, ReportCallback
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster
 from tests.operator.operator_testkit import (

@@ -20,8 +20,8 @@ from ipaddress import IPv6Network
 
 import pytest
 
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import (
     Acquisition,
     NetlinkSource,
     PrefixSourceSpec,
@@ -31,7 +31,7 @@ from dynamic_prefix.operator.sources import SourceManager, build_source
 from dynamic_prefix.testbed.kea import Kea, PdPool
 from dynamic_prefix.testbed.netns import Link, namespaces_supported, poll_until
 from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
-from tests.receivers.test_netlink import recreate_veth
+from tests.sources.test_netlink import recreate_veth
 
 P1 = IPv6Network("2001:db8:1::/64")
 LATE = 5.0  # how long the interface stays absent: a boot or a VLAN coming up later
@@ -141,9 +141,9 @@ async def test_a_source_whose_interface_never_appears_keeps_saying_so(link: Link
 
 MANAGER_IN_NODE = """
 import asyncio, json, sys
-from dynamic_prefix.core.spec import Acquisition, Dhcpv6PdSource
+from dynamic_prefix.model.spec import Acquisition, Dhcpv6PdSource
 from dynamic_prefix.operator.sources import SourceManager, build_source
-from dynamic_prefix.receivers.dhcpv6 import InMemoryIdentityStore
+from dynamic_prefix.sources.dhcpv6 import InMemoryIdentityStore
 
 def report(name, state):
     print(json.dumps({"reason": state.reason, "prefix": str(state.prefix or ""),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.operator import logs
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import (
     ALL_KINDS,

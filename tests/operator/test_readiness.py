@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.spec import DynamicPrefixSpec, validate_dynamic_prefix
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import ClusterConfig
+from dynamic_prefix.model import api
+from dynamic_prefix.model.spec import DynamicPrefixSpec, validate_dynamic_prefix
 from dynamic_prefix.operator.controller import Controller
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from ipaddress import IPv6Network
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import (
     Acquisition,
     Dhcpv6PdSource,
     PrefixSourceSpec,
@@ -19,7 +19,7 @@ from dynamic_prefix.core.spec import (
     source_name,
 )
 from dynamic_prefix.operator.sources import SourceManager
-from dynamic_prefix.receivers.base import ReportCallback
+from dynamic_prefix.sources.base import ReportCallback
 
 P = IPv6Network("2001:db8:100::/56")
 STATIC = IPv6Network("2001:db8:5::/64")

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Network
 from typing import Any, Protocol
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.addressing import AddressRange
-from dynamic_prefix.core.compute import compute
-from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
-from dynamic_prefix.core.status import prefixes_in_use
+from dynamic_prefix.addressing import AddressRange
 from dynamic_prefix.kube.client import Resource
+from dynamic_prefix.model import api
+from dynamic_prefix.model.compute import compute
+from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.status import prefixes_in_use
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from ipaddress import IPv6Network
 from typing import Any
 
 from dynamic_prefix.backends.base import Action, Create, Delete, Patch, Placement, Plan
-from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import Resource
+from dynamic_prefix.model import api
 
 MAX_NAME = 253
 

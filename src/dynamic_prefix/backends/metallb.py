@@ -11,7 +11,7 @@ from typing import Any
 
 from dynamic_prefix.backends.base import Placement
 from dynamic_prefix.backends.list_field import Entry, ListFieldBackend
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 
 
 def _address(placement: Placement) -> list[Entry]:

@@ -7,18 +7,18 @@ import sys
 from ipaddress import IPv6Address
 from typing import Any
 
+from dynamic_prefix.addressing import AddressError, parse_prefix
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
 from dynamic_prefix.cli.output import FORMATS, render_data, render_table
-from dynamic_prefix.core import api
-from dynamic_prefix.core.addressing import AddressError, parse_prefix
-from dynamic_prefix.core.compute import (
+from dynamic_prefix.model import api
+from dynamic_prefix.model.compute import (
     SUFFIX_BITS,
     Computed,
     compute,
     dhcpv6_pool_outside,
     odhcpd_host_id_bits,
 )
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.model.spec import (
     Invalid,
     StaticSource,
     settings_not_acted_on,

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from dynamic_prefix.cli.crd import crd_manifest_text
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 from dynamic_prefix.testbed.controlplane import ControlPlane
 from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
 from dynamic_prefix.testbed.netns import Link, namespaces_supported

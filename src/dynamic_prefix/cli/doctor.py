@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
-from dynamic_prefix.core import api
-from dynamic_prefix.core.compute import ComputedRange, compute
-from dynamic_prefix.core.ndp import INFINITE_LIFETIME
-from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
-from dynamic_prefix.core.tracker import PrefixTracker, TrackerPolicy
-from dynamic_prefix.receivers.base import SourceError
-from dynamic_prefix.receivers.neighbour_probe import probe_link
-from dynamic_prefix.receivers.router_advertisement import (
+from dynamic_prefix.model import api
+from dynamic_prefix.model.compute import ComputedRange, compute
+from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.protocols.ndp import INFINITE_LIFETIME
+from dynamic_prefix.protocols.tracker import PrefixTracker, TrackerPolicy
+from dynamic_prefix.sources.base import SourceError
+from dynamic_prefix.sources.neighbour_probe import probe_link
+from dynamic_prefix.sources.router_advertisement import (
     RaListener,
     ReceivedAdvertisement,
     SolicitationPacing,

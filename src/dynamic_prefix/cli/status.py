@@ -14,11 +14,11 @@ from typing import Any
 from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, resolve_placements
 from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.cli.output import FORMATS, render_data, render_table
-from dynamic_prefix.core import api
-from dynamic_prefix.core.status import READY
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import ConfigError, load_config
 from dynamic_prefix.kube.errors import ApiError
+from dynamic_prefix.model import api
+from dynamic_prefix.model.status import READY
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
 from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
 

@@ -40,13 +40,13 @@ from dynamic_prefix.backends.base import (
     resolve_placements,
 )
 from dynamic_prefix.backends.registry import BACKENDS
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import Invalid, validate_dynamic_prefix
-from dynamic_prefix.core.status import PoolSummary, next_deadline, next_status, prefixes_in_use
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.status import PoolSummary, next_deadline, next_status, prefixes_in_use
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import StatusIdentityStore
 from dynamic_prefix.operator.sources import SourceBuilder, SourceManager, build_source

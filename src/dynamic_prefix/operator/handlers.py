@@ -14,10 +14,10 @@ from typing import Any
 import kopf
 
 from dynamic_prefix.backends.registry import BACKENDS
-from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import ClusterConfig
 from dynamic_prefix.kube.leader import LeaderElector, LeaseSettings
+from dynamic_prefix.model import api
 from dynamic_prefix.operator.controller import Controller
 from dynamic_prefix.operator.observability import ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolKinds

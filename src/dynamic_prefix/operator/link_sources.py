@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.model import api
+from dynamic_prefix.model.spec import (
     Acquisition,
     Dhcpv6PdSource,
     NetlinkSource,
@@ -15,14 +16,13 @@ from dynamic_prefix.core.spec import (
     RouterAdvertisementSource,
     source_name,
 )
-from dynamic_prefix.core.status import current_prefix
-from dynamic_prefix.core.tracker import TrackerPolicy
-from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.model.status import current_prefix
 from dynamic_prefix.operator import logs
-from dynamic_prefix.receivers.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
-from dynamic_prefix.receivers.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
-from dynamic_prefix.receivers.netlink import NetlinkSource as NetlinkReceiver
-from dynamic_prefix.receivers.router_advertisement import (
+from dynamic_prefix.protocols.tracker import TrackerPolicy
+from dynamic_prefix.sources.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
+from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
+from dynamic_prefix.sources.netlink import NetlinkSource as NetlinkReceiver
+from dynamic_prefix.sources.router_advertisement import (
     RouterAdvertisementSource as RaReceiver,
 )
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
-from dynamic_prefix.core import api
+from dynamic_prefix.model import api
 
 CONCERNING: Final = contextvars.ContextVar[str | None]("dynamic_prefix", default=None)
 """The name of the DynamicPrefix the running code works for, if one."""

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dynamic_prefix import __version__
-from dynamic_prefix.core.status import parse_time
+from dynamic_prefix.model.status import parse_time
 from dynamic_prefix.operator.controller import Controller
 
 logger = logging.getLogger(__name__)

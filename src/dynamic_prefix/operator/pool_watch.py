@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dynamic_prefix.backends.base import PoolBackend
-from dynamic_prefix.core import api
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.errors import ApiError, Gone
+from dynamic_prefix.model import api
 from dynamic_prefix.operator.controller import Controller
 
 logger = logging.getLogger(__name__)

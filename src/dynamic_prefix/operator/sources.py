@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Network
 from typing import Protocol, runtime_checkable
 
-from dynamic_prefix.core import api
-from dynamic_prefix.core.source_state import SourceState
-from dynamic_prefix.core.spec import (
+from dynamic_prefix.model import api
+from dynamic_prefix.model.source_state import SourceState
+from dynamic_prefix.model.spec import (
     Acquisition,
     Dhcpv6PdSource,
     NetlinkSource,
@@ -30,9 +30,8 @@ from dynamic_prefix.core.spec import (
 )
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import build_link_source
-from dynamic_prefix.receivers.base import IdentityStore, PrefixSource, SourceError
-from dynamic_prefix.receivers.link_watch import InterfaceMissing, wait_for_interface
-from dynamic_prefix.receivers.static import StaticSource as StaticPrefixSource
+from dynamic_prefix.sources.base import IdentityStore, InterfaceMissing, PrefixSource, SourceError
+from dynamic_prefix.sources.static import StaticSource as StaticPrefixSource
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +282,7 @@ class SourceManager:
                     )
                     logger.info("%s: waiting for interface %s", source_name(spec),
                                 missing.interface)  # fmt: skip
-                    await wait_for_interface(missing.interface)
+                    await missing.wait_until_present()
                     logger.info("interface %s appeared; starting %s", missing.interface,
                                 source_name(spec))  # fmt: skip
         except asyncio.CancelledError:

@@ -1,5 +1,5 @@
 """A small competing DHCPv6-PD client for tests: the project's own sans-IO `PdClient`
-(``dynamic_prefix.core.dhcpv6_client``) on a UDP socket, in a process of its own.
+(``dynamic_prefix.protocols.dhcpv6_client``) on a UDP socket, in a process of its own.
 
 Run it in a namespace, e.g. on the node end of a test `Link`::
 
@@ -54,8 +54,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final, Self
 
-from dynamic_prefix.core.dhcpv6 import HARDWARE_TYPE_ETHERNET, DuidLl, build_duid
-from dynamic_prefix.core.dhcpv6_client import (
+from dynamic_prefix.protocols.dhcpv6 import HARDWARE_TYPE_ETHERNET, DuidLl, build_duid
+from dynamic_prefix.protocols.dhcpv6_client import (
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
     CLIENT_PORT,
     SERVER_PORT,
@@ -76,7 +76,7 @@ from dynamic_prefix.core.dhcpv6_client import (
     RebindStarted,
     RenewStarted,
 )
-from dynamic_prefix.receivers.dhcpv6 import parse_if_inet6, usable_link_local
+from dynamic_prefix.sources.dhcpv6 import parse_if_inet6, usable_link_local
 from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
 from dynamic_prefix.testbed.netns import Link, TestbedError, poll_until, tail
 

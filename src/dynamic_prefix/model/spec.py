@@ -1,0 +1,369 @@
+"""DynamicPrefix objects parsed once into typed, validated values.
+
+`validate_dynamic_prefix` checks an object (from the API server or a file) against the
+CRD schema of `dynamic_prefix.model.api`, fills in its defaults, then applies the rules a
+schema cannot express: at least one source, addresses that parse, ranges and subnets
+that fit the prefix they will be computed from. The answer is either a `DynamicPrefixSpec`
+or an `Invalid` listing every problem with its field path; never a partial result.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from dynamic_prefix.addressing import (
+    AddressClass,
+    AddressError,
+    carve_subnet,
+    classify,
+    combine,
+    parse_address,
+    parse_prefix,
+    parse_suffix,
+)
+from dynamic_prefix.model import api, schema
+from dynamic_prefix.model.schema import Problem
+
+SLAAC_PREFIX_LENGTH = 64  # RFC 4862 section 5.5.3 with Ethernet interface identifiers
+
+
+class TransitionMode(enum.StrEnum):
+    """How addresses of a previous prefix are kept after a change."""
+
+    SIMPLE = "simple"
+    HA = "ha"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAdvertisementSource:
+    """Listen to Router Advertisements on ``interface`` (None: the default-route interface)."""
+
+    interface: str | None
+    trusted_routers: frozenset[IPv6Address]
+
+
+@dataclass(frozen=True, slots=True)
+class NetlinkSource:
+    """Follow the kernel's SLAAC addresses on ``interface``."""
+
+    interface: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dhcpv6PdSource:
+    """Be a DHCPv6 prefix-delegation client on ``interface``."""
+
+    interface: str
+    requested_prefix_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class StaticSource:
+    """A prefix fixed in the spec."""
+
+    prefix: IPv6Network
+
+
+PrefixSourceSpec = StaticSource | Dhcpv6PdSource | RouterAdvertisementSource | NetlinkSource
+
+
+def source_name(source: PrefixSourceSpec) -> str:
+    """The name a source has in status.prefixSource, metrics and events."""
+    match source:
+        case StaticSource():
+            return api.SOURCE_STATIC
+        case Dhcpv6PdSource():
+            return api.SOURCE_DHCPV6_PD
+        case RouterAdvertisementSource():
+            return api.SOURCE_ROUTER_ADVERTISEMENT
+        case NetlinkSource():
+            return api.SOURCE_NETLINK
+
+
+def expected_prefix_length(source: PrefixSourceSpec) -> int:
+    """The length of the prefix a source will deliver, as far as it can be known ahead."""
+    match source:
+        case StaticSource(prefix=prefix):
+            return prefix.prefixlen
+        case Dhcpv6PdSource(requested_prefix_length=length):
+            return length
+        case RouterAdvertisementSource() | NetlinkSource():
+            return SLAAC_PREFIX_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class Acquisition:
+    """The enabled prefix sources, highest priority first, and the prefix filter."""
+
+    sources: tuple[PrefixSourceSpec, ...]
+    allow_unique_local: bool
+
+    @property
+    def primary(self) -> PrefixSourceSpec:
+        """The source whose prefix wins while it has one."""
+        return self.sources[0]
+
+    def accepts(self, prefix: IPv6Network) -> bool:
+        """Whether the prefix filter lets ``prefix`` be used at all."""
+        address_class = classify(prefix)
+        if address_class is AddressClass.GLOBAL_UNICAST:
+            return True
+        return address_class is AddressClass.UNIQUE_LOCAL and self.allow_unique_local
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRangeSpec:
+    """A range inside the prefix, as host-part suffixes (and as the user wrote them)."""
+
+    name: str
+    start_suffix: int
+    end_suffix: int
+    start: str
+    end: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSpec:
+    """BGP announcement settings of a subnet."""
+
+    advertise: bool
+    community: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetSpec:
+    """The ``offset``-th /``prefix_length`` subnet of the prefix."""
+
+    name: str
+    offset: int
+    prefix_length: int
+    bgp: BgpSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionSpec:
+    """How long previous prefixes stay in the pools."""
+
+    mode: TransitionMode
+    max_prefix_history: int
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicPrefixSpec:
+    """A validated DynamicPrefix spec."""
+
+    acquisition: Acquisition
+    address_ranges: tuple[AddressRangeSpec, ...]
+    subnets: tuple[SubnetSpec, ...]
+    transition: TransitionSpec
+
+
+def settings_not_acted_on(spec: DynamicPrefixSpec) -> tuple[str, ...]:
+    """Valid settings (kept for compatibility with the Go operator's API) this operator
+    does not act on yet: said in a Warning event, so that nobody relies on them unaware."""
+    notes = []
+    if spec.transition.mode is TransitionMode.HA:
+        notes.append(
+            "spec.transition.mode: ha is not acted on yet: Services are not given addresses "
+            "of old and new prefixes side by side; previous prefixes stay in the pools as "
+            "in mode simple"
+        )
+    for subnet in spec.subnets:
+        if subnet.bgp is not None and subnet.bgp.advertise:
+            notes.append(
+                f"spec.subnets[{subnet.name}].bgp.advertise: this operator announces nothing "
+                "over BGP; the subnet is written to the pools, and a BGP speaker (e.g. "
+                "Cilium's BGP control plane advertising the pool) must announce it"
+            )
+    return tuple(notes)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a DynamicPrefix cannot be used; nothing may be written on its behalf."""
+
+    problems: tuple[Problem, ...]
+
+    def __str__(self) -> str:
+        return "; ".join(str(problem) for problem in self.problems)
+
+
+def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | Invalid:
+    """The typed spec of a DynamicPrefix object, or every problem found in it."""
+    if not isinstance(obj, Mapping):
+        return Invalid((Problem("", "a DynamicPrefix must be a mapping"),))
+    problems: list[Problem] = []
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if api_version is not None and api_version != api.API_VERSION:
+        problems.append(Problem("apiVersion", f"must be {api.API_VERSION}, got {api_version!r}"))
+    if kind is not None and kind != api.KIND:
+        problems.append(Problem("kind", f"must be {api.KIND}, got {kind!r}"))
+    if "spec" not in obj:
+        problems.append(Problem("spec", "is required"))
+    else:
+        problems += schema.check(api.spec_schema(), obj["spec"], "spec")
+    if problems:
+        return Invalid(tuple(problems))
+    spec = schema.with_defaults(api.spec_schema(), obj["spec"])
+    return _parse_spec(spec)
+
+
+def _parse_spec(spec: dict[str, Any]) -> DynamicPrefixSpec | Invalid:
+    problems: list[Problem] = []
+    acquisition = _parse_acquisition(spec["acquisition"], problems)
+    ranges = tuple(
+        _parse_range(item, f"spec.addressRanges[{index}]", problems)
+        for index, item in enumerate(spec.get("addressRanges", []))
+    )
+    subnets = tuple(
+        _parse_subnet(item, f"spec.subnets[{index}]") for index, item in enumerate(
+            spec.get("subnets", []))
+    )  # fmt: skip
+    transition_spec = spec.get("transition", {})
+    transition = TransitionSpec(
+        mode=TransitionMode(transition_spec.get("mode", TransitionMode.SIMPLE)),
+        max_prefix_history=transition_spec.get("maxPrefixHistory", api.DEFAULT_MAX_PREFIX_HISTORY),
+    )
+    if acquisition is not None:
+        _check_fit(acquisition, ranges, subnets, problems)
+    if problems or acquisition is None:
+        return Invalid(tuple(problems))
+    return DynamicPrefixSpec(
+        acquisition=acquisition,
+        address_ranges=tuple(r for r in ranges if r is not None),
+        subnets=subnets,
+        transition=transition,
+    )
+
+
+def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisition | None:
+    path = "spec.acquisition"
+    sources: list[PrefixSourceSpec] = []
+    if (static := spec.get("static")) is not None:
+        try:
+            sources.append(StaticSource(parse_prefix(static["prefix"])))
+        except AddressError as error:
+            problems.append(Problem(f"{path}.static.prefix", str(error)))
+    if (pd := spec.get("dhcpv6pd")) is not None:
+        sources.append(Dhcpv6PdSource(pd["interface"], pd["requestedPrefixLength"]))
+    if (ra := spec.get("routerAdvertisement")) is not None and ra["enabled"]:
+        trusted = set()
+        for index, text in enumerate(ra.get("trustedRouters", [])):
+            field = f"{path}.routerAdvertisement.trustedRouters[{index}]"
+            try:
+                router = parse_address(text)
+            except AddressError as error:
+                problems.append(Problem(field, str(error)))
+                continue
+            if classify(router) is not AddressClass.LINK_LOCAL:
+                problems.append(
+                    Problem(field, f"{router} is not link-local; routers send RAs from fe80::/10")
+                )
+            trusted.add(router)
+        sources.append(RouterAdvertisementSource(ra.get("interface"), frozenset(trusted)))
+    if (netlink := spec.get("netlink")) is not None:
+        sources.append(NetlinkSource(netlink["interface"]))
+    allow_ula = not spec.get("prefixFilter", {}).get("requireGlobalUnicast", True)
+    if not sources:
+        if not problems:
+            problems.append(
+                Problem(
+                    path,
+                    "no prefix source is enabled: set one of routerAdvertisement, dhcpv6pd, "
+                    "netlink or static",
+                )
+            )
+        return None
+    acquisition = Acquisition(tuple(sources), allow_unique_local=allow_ula)
+    for source in acquisition.sources:
+        if isinstance(source, StaticSource) and not acquisition.accepts(source.prefix):
+            problems.append(
+                Problem(
+                    f"{path}.static.prefix",
+                    f"{source.prefix} is {classify(source.prefix).value}; "
+                    + (
+                        "only global unicast or unique local prefixes can be used"
+                        if allow_ula
+                        else "only global unicast prefixes are accepted "
+                        "(set prefixFilter.requireGlobalUnicast: false to allow ULA)"
+                    ),
+                )
+            )
+    return acquisition
+
+
+def _parse_range(
+    item: dict[str, Any], path: str, problems: list[Problem]
+) -> AddressRangeSpec | None:
+    suffixes: dict[str, int] = {}
+    for field in ("start", "end"):
+        try:
+            suffixes[field] = parse_suffix(item[field])
+        except AddressError as error:
+            problems.append(Problem(f"{path}.{field}", str(error)))
+    if len(suffixes) < 2:
+        return None
+    if suffixes["start"] > suffixes["end"]:
+        problems.append(Problem(path, f"start {item['start']} is after end {item['end']}"))
+        return None
+    return AddressRangeSpec(
+        item["name"], suffixes["start"], suffixes["end"], item["start"], item["end"]
+    )
+
+
+def _parse_subnet(item: dict[str, Any], path: str) -> SubnetSpec:
+    bgp = item.get("bgp")
+    return SubnetSpec(
+        name=item["name"],
+        offset=item["offset"],
+        prefix_length=item["prefixLength"],
+        bgp=BgpSpec(bgp["advertise"], bgp.get("community")) if bgp is not None else None,
+    )
+
+
+def _check_fit(
+    acquisition: Acquisition,
+    ranges: tuple[AddressRangeSpec | None, ...],
+    subnets: tuple[SubnetSpec, ...],
+    problems: list[Problem],
+) -> None:
+    """Ranges and subnets must fit the prefix the primary source will deliver.
+
+    A static prefix is checked as it is; for other sources the prefix is not known yet,
+    so the check uses a stand-in of the expected length (the /64 of SLAAC, or the
+    requested delegation length). Fallback sources are checked when their prefix comes.
+    """
+    primary = acquisition.primary
+    if isinstance(primary, StaticSource):
+        prefix, described = primary.prefix, str(primary.prefix)
+    else:
+        length = expected_prefix_length(primary)
+        prefix = IPv6Network((0x2000 << 112, length))
+        described = f"the /{length} that {source_name(primary)} delivers"
+    for index, address_range in enumerate(ranges):
+        if address_range is None:
+            continue
+        for field, suffix, text in (
+            ("start", address_range.start_suffix, address_range.start),
+            ("end", address_range.end_suffix, address_range.end),
+        ):
+            try:
+                combine(prefix, suffix)
+            except AddressError:
+                problems.append(
+                    Problem(
+                        f"spec.addressRanges[{index}].{field}",
+                        f"{text} does not fit in {described}: only the last "
+                        f"{128 - prefix.prefixlen} bits are free",
+                    )
+                )
+    for index, subnet in enumerate(subnets):
+        try:
+            carve_subnet(prefix, offset=subnet.offset, prefix_length=subnet.prefix_length)
+        except AddressError as error:
+            message = str(error).replace(str(prefix), described)
+            problems.append(Problem(f"spec.subnets[{index}]", message))
