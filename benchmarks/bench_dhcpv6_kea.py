@@ -39,7 +39,7 @@ from typing import Any
 from dynamic_prefix.testbed.kea import Kea, KeaConfig
 from dynamic_prefix.testbed.netns import Link, namespaces_supported
 
-DRIVER = Path(__file__).parents[1] / "tests" / "receivers" / "dhcpv6_driver.py"
+DRIVER = Path(__file__).parents[1] / "tests" / "sources" / "dhcpv6_driver.py"
 RUN_TIMEOUT = 30.0
 
 

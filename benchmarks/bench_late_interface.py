@@ -24,9 +24,9 @@ from ipaddress import IPv6Network
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import (
     Acquisition,
-    NetlinkSource,
+    NetlinkSpec,
     PrefixSourceSpec,
-    RouterAdvertisementSource,
+    RouterAdvertisementSpec,
 )
 from dynamic_prefix.operator.sources import SourceManager, build_source
 from dynamic_prefix.testbed.netns import Link, namespaces_supported
@@ -69,10 +69,10 @@ async def one_round(link: Link, spec: PrefixSourceSpec) -> tuple[float, float]:
 async def measure(link: Link, rounds: int) -> dict[str, list[tuple[float, float]]]:
     interface = link.node_ifname
     specs: dict[str, PrefixSourceSpec] = {
-        "router-advertisement": RouterAdvertisementSource(
+        "router-advertisement": RouterAdvertisementSpec(
             interface=interface, trusted_routers=frozenset()
         ),
-        "netlink": NetlinkSource(interface=interface),
+        "netlink": NetlinkSpec(interface=interface),
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in specs}
     for _ in range(rounds):

@@ -37,7 +37,7 @@ from dynamic_prefix.backends.registry import BACKENDS, backend_for
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
-from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import next_status
 
 A = IPv6Network("2001:db8:0:a::/64")
@@ -88,7 +88,7 @@ def dynamic_prefix(
 def rotated(obj: Mapping[str, Any], prefix: IPv6Network, *, now: dt.datetime) -> dict[str, Any]:
     """The DynamicPrefix after its source reported ``prefix`` (status by `next_status`)."""
     spec = validate_dynamic_prefix(obj)
-    assert not isinstance(spec, Invalid), str(spec)
+    assert not isinstance(spec, InvalidSpec), str(spec)
     update = next_status(
         spec=spec,
         previous=obj.get("status") or {},

@@ -13,12 +13,12 @@ import yaml
 from dynamic_prefix.model import api
 from dynamic_prefix.model.schema import Problem, check, with_defaults
 from dynamic_prefix.model.spec import (
-    Dhcpv6PdSource,
+    Dhcpv6PdSpec,
     DynamicPrefixSpec,
-    Invalid,
-    NetlinkSource,
-    RouterAdvertisementSource,
-    StaticSource,
+    InvalidSpec,
+    NetlinkSpec,
+    RouterAdvertisementSpec,
+    StaticSpec,
     TransitionMode,
     validate_dynamic_prefix,
 )
@@ -58,13 +58,13 @@ MAXIMAL: dict[str, Any] = {
 
 def valid(obj: dict[str, Any]) -> DynamicPrefixSpec:
     result = validate_dynamic_prefix(obj)
-    assert not isinstance(result, Invalid), str(result)
+    assert not isinstance(result, InvalidSpec), str(result)
     return result
 
 
 def problems(obj: dict[str, Any]) -> list[str]:
     result = validate_dynamic_prefix(obj)
-    assert isinstance(result, Invalid), "expected the object to be refused"
+    assert isinstance(result, InvalidSpec), "expected the object to be refused"
     return [str(p) for p in result.problems]
 
 
@@ -81,7 +81,7 @@ RA = {"routerAdvertisement": {"interface": "eth0"}}
 
 def test_user_guide_example_is_accepted_unchanged() -> None:
     spec = valid(yaml.safe_load(EXAMPLE.read_text()))
-    assert spec.acquisition.sources == (RouterAdvertisementSource("eth0", frozenset()),)
+    assert spec.acquisition.sources == (RouterAdvertisementSpec("eth0", frozenset()),)
     assert spec.acquisition.allow_unique_local is False
     (lb,) = spec.address_ranges
     assert (lb.name, lb.start_suffix, lb.end_suffix) == (
@@ -114,10 +114,10 @@ def test_every_schema_field_reaches_the_model() -> None:
     )
     spec = valid(MAXIMAL)
     assert spec.acquisition.sources == (
-        StaticSource(IPv6Network("fd00:1:2:3::/64")),
-        Dhcpv6PdSource("wan0", 60),
-        RouterAdvertisementSource("eth1", frozenset({IPv6Address("fe80::1")})),
-        NetlinkSource("eth2"),
+        StaticSpec(IPv6Network("fd00:1:2:3::/64")),
+        Dhcpv6PdSpec("wan0", 60),
+        RouterAdvertisementSpec("eth1", frozenset({IPv6Address("fe80::1")})),
+        NetlinkSpec("eth2"),
     )
     assert spec.acquisition.allow_unique_local is True
     (subnet,) = spec.subnets
@@ -139,13 +139,13 @@ def test_go_operator_fields_are_accepted() -> None:
             transition={"mode": "simple", "maxPrefixHistory": 1},
         )
     )
-    assert spec.acquisition.primary == Dhcpv6PdSource("eth0", 56)  # DHCPv6-PD first, RA fallback
+    assert spec.acquisition.primary == Dhcpv6PdSpec("eth0", 56)  # DHCPv6-PD first, RA fallback
     assert spec.subnets[0].offset == 3
 
 
 def test_router_advertisement_without_interface_means_the_default_route_interface() -> None:
     spec = valid(with_spec(acquisition={"routerAdvertisement": {"enabled": True}}))
-    assert spec.acquisition.primary == RouterAdvertisementSource(None, frozenset())
+    assert spec.acquisition.primary == RouterAdvertisementSpec(None, frozenset())
 
 
 def test_defaults_are_those_of_the_schema() -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
-from dynamic_prefix.model.spec import DynamicPrefixSpec, Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import (
     DEGRADED,
     POOLS_SYNCED,
@@ -67,18 +67,18 @@ def dynamic_prefix(
 
 def valid_spec(obj: Mapping[str, Any]) -> DynamicPrefixSpec:
     result = validate_dynamic_prefix(obj)
-    assert not isinstance(result, Invalid), str(result)
+    assert not isinstance(result, InvalidSpec), str(result)
     return result
 
 
 SPEC = valid_spec(dynamic_prefix())
 
 
-def invalid_spec() -> Invalid:
+def invalid_spec() -> InvalidSpec:
     result = validate_dynamic_prefix(
         dynamic_prefix(addressRanges=[{"name": "lb", "start": "::f000:0:0:0", "end": "::1"}])
     )
-    assert isinstance(result, Invalid)
+    assert isinstance(result, InvalidSpec)
     return result
 
 
@@ -106,7 +106,7 @@ def step(
     *,
     source: SourceState | None,
     previous: Mapping[str, Any] | None = None,
-    spec: DynamicPrefixSpec | Invalid = SPEC,
+    spec: DynamicPrefixSpec | InvalidSpec = SPEC,
     pools: PoolSummary | None = None,
     generation: int | None = 1,
     now: dt.datetime = T0,

@@ -23,9 +23,9 @@ import pytest
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import (
     Acquisition,
-    NetlinkSource,
+    NetlinkSpec,
     PrefixSourceSpec,
-    RouterAdvertisementSource,
+    RouterAdvertisementSpec,
 )
 from dynamic_prefix.operator.sources import SourceManager, build_source
 from dynamic_prefix.testbed.kea import Kea, PdPool
@@ -88,9 +88,9 @@ async def test_a_link_source_starts_when_its_interface_appears_later(link: Link,
     interface = link.node_ifname
     await asyncio.to_thread(subprocess.run, ["ip", "link", "del", interface], check=True)
     spec: PrefixSourceSpec = (
-        RouterAdvertisementSource(interface=interface, trusted_routers=frozenset())
+        RouterAdvertisementSpec(interface=interface, trusted_routers=frozenset())
         if kind == "router-advertisement"
-        else NetlinkSource(interface=interface)
+        else NetlinkSpec(interface=interface)
     )
     states = States()
     sources = manager(states)
@@ -122,7 +122,7 @@ async def test_a_link_source_starts_when_its_interface_appears_later(link: Link,
 async def test_a_source_whose_interface_never_appears_keeps_saying_so(link: Link) -> None:
     states = States()
     sources = manager(states)
-    sources.ensure("never", acquisition(NetlinkSource(interface="dp-never0")))
+    sources.ensure("never", acquisition(NetlinkSpec(interface="dp-never0")))
     try:
         await states.wait_for("InterfaceMissing", lambda s: s.reason == "InterfaceMissing")
         # other links coming and going wake the wait, which looks again and goes on waiting
@@ -141,7 +141,7 @@ async def test_a_source_whose_interface_never_appears_keeps_saying_so(link: Link
 
 MANAGER_IN_NODE = """
 import asyncio, json, sys
-from dynamic_prefix.model.spec import Acquisition, Dhcpv6PdSource
+from dynamic_prefix.model.spec import Acquisition, Dhcpv6PdSpec
 from dynamic_prefix.operator.sources import SourceManager, build_source
 from dynamic_prefix.sources.dhcpv6 import InMemoryIdentityStore
 
@@ -152,7 +152,7 @@ def report(name, state):
 async def main():
     store = InMemoryIdentityStore()
     sources = SourceManager(report, lambda n, s, a: build_source(n, s, a, identity_store=store))
-    sources.ensure("late", Acquisition((Dhcpv6PdSource(sys.argv[1], 56),), False))
+    sources.ensure("late", Acquisition((Dhcpv6PdSpec(sys.argv[1], 56),), False))
     await asyncio.Event().wait()
 
 asyncio.run(main())

@@ -13,9 +13,9 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import (
     Acquisition,
-    Dhcpv6PdSource,
+    Dhcpv6PdSpec,
     PrefixSourceSpec,
-    StaticSource,
+    StaticSpec,
     source_name,
 )
 from dynamic_prefix.operator.sources import SourceManager
@@ -58,14 +58,14 @@ class World:
         self.manager = SourceManager(lambda name, state: self.reports.append(state), self.make)
 
     def make(self, name: str, spec: PrefixSourceSpec, acquisition: Acquisition) -> StandIn:
-        dhcp = isinstance(spec, Dhcpv6PdSource)
+        dhcp = isinstance(spec, Dhcpv6PdSpec)
         made = StandIn(spec, P if dhcp else STATIC, releasable=dhcp)
         self.made.append(made)
         return made
 
 
-def pd(interface: str = "eth0", length: int = 56) -> Dhcpv6PdSource:
-    return Dhcpv6PdSource(interface=interface, requested_prefix_length=length)
+def pd(interface: str = "eth0", length: int = 56) -> Dhcpv6PdSpec:
+    return Dhcpv6PdSpec(interface=interface, requested_prefix_length=length)
 
 
 def acquisition(*sources: PrefixSourceSpec) -> Acquisition:
@@ -112,10 +112,10 @@ async def test_a_changed_interface_retires_the_old_client_until_told_to_release(
 
 async def test_a_removed_client_releases_and_its_prefix_counts_as_released() -> None:
     world = World()
-    world.manager.ensure("dp", acquisition(pd(), StaticSource(prefix=STATIC)))
+    world.manager.ensure("dp", acquisition(pd(), StaticSpec(prefix=STATIC)))
     await settle()
 
-    retiring = world.manager.ensure("dp", acquisition(StaticSource(prefix=STATIC)))
+    retiring = world.manager.ensure("dp", acquisition(StaticSpec(prefix=STATIC)))
     await settle()
 
     state = world.manager.state("dp")
@@ -128,7 +128,7 @@ async def test_a_removed_client_releases_and_its_prefix_counts_as_released() -> 
 
 async def test_an_unchanged_client_beside_a_changed_source_keeps_running() -> None:
     world = World()
-    world.manager.ensure("dp", acquisition(pd(), StaticSource(prefix=STATIC)))
+    world.manager.ensure("dp", acquisition(pd(), StaticSpec(prefix=STATIC)))
     await settle()
 
     retiring = world.manager.ensure("dp", acquisition(pd()))

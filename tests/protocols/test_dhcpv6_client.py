@@ -49,7 +49,8 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     BindingRejected,
     ClientState,
     ClientStopped,
-    DropReason,
+    DelegationChanged,
+    Dhcpv6DropReason,
     ExchangeTimedOut,
     LeaseAcquired,
     LeaseLossReason,
@@ -61,7 +62,6 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     PdClient,
     PdClientConfig,
     PdClientUsageError,
-    PrefixChanged,
     RebindStarted,
     RenewStarted,
 )
@@ -695,7 +695,7 @@ class TestRenewRebind:
 
         client.receive(answer(renew, ia_pd(), server=SERVER_B), T1 + 1)
 
-        assert client.drop_counts == {DropReason.WRONG_SERVER_ID: 1}
+        assert client.drop_counts == {Dhcpv6DropReason.WRONG_SERVER_ID: 1}
         assert client.state is ClientState.RENEWING
 
     def test_unanswered_renew_retransmits_until_t2_then_rebinds_without_server_id(self) -> None:
@@ -767,7 +767,7 @@ class TestRenewRebind:
         client.receive(answer(request, ia_pd(((PREFIX_B, PREFERRED, VALID),))), T1 + 2)
 
         assert client.next_events() == [
-            PrefixChanged(PREFIX_A, PREFIX_B, T1 + 2 + PREFERRED, T1 + 2 + VALID, SERVER_A)
+            DelegationChanged(PREFIX_A, PREFIX_B, T1 + 2 + PREFERRED, T1 + 2 + VALID, SERVER_A)
         ]
         lease = client.lease
         assert lease is not None
@@ -802,7 +802,7 @@ class TestRenewRebind:
         request = only_sent(client, MessageType.REQUEST)
         client.receive(answer(request, ia_pd(((PREFIX_B, 100, 200),))), T1 + 200)
 
-        changed = events_of(client, PrefixChanged)
+        changed = events_of(client, DelegationChanged)
         assert [(event.old, event.new) for event in changed] == [(PREFIX_A, PREFIX_B)]
 
     def test_renew_reply_replacing_the_prefix_reports_the_change(self) -> None:
@@ -812,7 +812,7 @@ class TestRenewRebind:
         client.receive(answer(renew, renumbered), T1 + 1)
 
         assert client.next_events() == [
-            PrefixChanged(PREFIX_A, PREFIX_B, T1 + 1 + PREFERRED, T1 + 1 + VALID, SERVER_A)
+            DelegationChanged(PREFIX_A, PREFIX_B, T1 + 1 + PREFERRED, T1 + 1 + VALID, SERVER_A)
         ]
         lease = client.lease
         assert lease is not None
@@ -824,7 +824,9 @@ class TestRenewRebind:
 
         client.receive(answer(renew, renumbered), T1 + 1)
 
-        assert [(e.old, e.new) for e in events_of(client, PrefixChanged)] == [(PREFIX_A, PREFIX_B)]
+        assert [(e.old, e.new) for e in events_of(client, DelegationChanged)] == [
+            (PREFIX_A, PREFIX_B)
+        ]
         lease = client.lease
         assert lease is not None
         assert {held.prefix for held in lease.prefixes} == {PREFIX_A, PREFIX_B}
@@ -844,7 +846,7 @@ class TestRenewRebind:
 
         client.receive(answer(renew, refusal), T1 + 1)
 
-        assert client.drop_counts == {DropReason.SERVER_STATUS: 1}
+        assert client.drop_counts == {Dhcpv6DropReason.SERVER_STATUS: 1}
         assert client.state is ClientState.RENEWING
         assert run_until(client, T1 + 10)[-1][1].msg_type is MessageType.RENEW
 
@@ -902,7 +904,7 @@ class TestLifetimes:
         client = self.reply_to_request(ia_pd(t1=2000, t2=1000))
 
         assert client.state is ClientState.REQUESTING
-        assert client.drop_counts == {DropReason.NO_USABLE_PREFIX: 1}
+        assert client.drop_counts == {Dhcpv6DropReason.NO_USABLE_PREFIX: 1}
 
     def test_prefix_with_preferred_above_valid_is_left_out(self) -> None:
         ia = ia_pd(((PREFIX_A, 9000, 7200), (PREFIX_B, PREFERRED, VALID)))
@@ -928,10 +930,12 @@ class TestLifetimes:
         client.next_events()
 
         client.advance(1004.999)
-        assert events_of(client, PrefixChanged) == []
+        assert events_of(client, DelegationChanged) == []
         client.advance(1005.0)
 
-        assert [(e.old, e.new) for e in events_of(client, PrefixChanged)] == [(PREFIX_A, PREFIX_B)]
+        assert [(e.old, e.new) for e in events_of(client, DelegationChanged)] == [
+            (PREFIX_A, PREFIX_B)
+        ]
         lease = client.lease
         assert lease is not None
         assert [held.prefix for held in lease.prefixes] == [PREFIX_B]
@@ -981,7 +985,7 @@ class TestRequestStatus:
 
         client.receive(answer(request, StatusCodeOption(status, "")), 0.5)
 
-        assert client.drop_counts == {DropReason.SERVER_STATUS: 1}
+        assert client.drop_counts == {Dhcpv6DropReason.SERVER_STATUS: 1}
         assert client.state is ClientState.REQUESTING
         client.advance(1.0)
         assert only_sent(client, MessageType.REQUEST).transaction_id == request.transaction_id
@@ -1029,15 +1033,15 @@ class TestDropped:
         self, mangle: Callable[[Message], bytes], reason: str
     ) -> None:
         expected = {
-            "wrong xid": DropReason.WRONG_TRANSACTION_ID,
-            "no client id": DropReason.MISSING_CLIENT_ID,
-            "other client id": DropReason.WRONG_CLIENT_ID,
-            "no server id": DropReason.MISSING_SERVER_ID,
-            "other server": DropReason.WRONG_SERVER_ID,
-            "advertise": DropReason.UNEXPECTED_MESSAGE_TYPE,
-            "solicit": DropReason.UNEXPECTED_MESSAGE_TYPE,
-            "truncated": DropReason.MALFORMED,
-            "empty": DropReason.MALFORMED,
+            "wrong xid": Dhcpv6DropReason.WRONG_TRANSACTION_ID,
+            "no client id": Dhcpv6DropReason.MISSING_CLIENT_ID,
+            "other client id": Dhcpv6DropReason.WRONG_CLIENT_ID,
+            "no server id": Dhcpv6DropReason.MISSING_SERVER_ID,
+            "other server": Dhcpv6DropReason.WRONG_SERVER_ID,
+            "advertise": Dhcpv6DropReason.UNEXPECTED_MESSAGE_TYPE,
+            "solicit": Dhcpv6DropReason.UNEXPECTED_MESSAGE_TYPE,
+            "truncated": Dhcpv6DropReason.MALFORMED,
+            "empty": Dhcpv6DropReason.MALFORMED,
         }[reason]
         client, request = requesting_client()
 
@@ -1076,7 +1080,7 @@ class TestDropped:
 
         client.receive(reconfigure, 100.0)
 
-        assert client.drop_counts == {DropReason.RECONFIGURE_IGNORED: 1}
+        assert client.drop_counts == {Dhcpv6DropReason.RECONFIGURE_IGNORED: 1}
         assert client.state is ClientState.BOUND
         assert client.datagrams_to_send() == []
         assert client.next_deadline() == T1
@@ -1087,7 +1091,7 @@ class TestDropped:
         client.stop(0.0)
         client.receive(answer(Message(MessageType.SOLICIT, 1, (ClientIdOption(CLIENT_DUID),))), 0.0)
 
-        assert client.drop_counts == {DropReason.NOTHING_OUTSTANDING: 2}
+        assert client.drop_counts == {Dhcpv6DropReason.NOTHING_OUTSTANDING: 2}
 
     @given(st.binary(max_size=200))
     @settings(max_examples=300, deadline=None)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from dynamic_prefix.protocols.ndp import (
     INFINITE_LIFETIME,
-    DropReason,
     Mtu,
     NdpBuildError,
+    NdpDropReason,
     NdpOption,
     NdpParseError,
     OptionType,
@@ -190,21 +190,23 @@ def test_golden_checksums_are_real_so_the_packets_can_be_replayed() -> None:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("bad-short-header.hex", DropReason.TRUNCATED),
-        ("bad-rs-as-ra.hex", DropReason.BAD_TYPE),
-        ("bad-code-1.hex", DropReason.BAD_CODE),
-        ("bad-zero-length-option.hex", DropReason.ZERO_LENGTH_OPTION),
-        ("bad-truncated-option.hex", DropReason.OPTION_OVERFLOW),
-        ("bad-prefix-length-129.hex", DropReason.BAD_PREFIX_LENGTH),
-        ("bad-trailing-garbage.hex", DropReason.TRAILING_GARBAGE),
-        ("bad-prefix-information-length-3.hex", DropReason.BAD_OPTION_LENGTH),
-        ("bad-mtu-length-2.hex", DropReason.BAD_OPTION_LENGTH),
-        ("bad-rdnss-even-length.hex", DropReason.BAD_OPTION_LENGTH),
-        ("bad-route-information-too-short.hex", DropReason.BAD_OPTION_LENGTH),
-        ("bad-route-information-prefix-length-129.hex", DropReason.BAD_PREFIX_LENGTH),
+        ("bad-short-header.hex", NdpDropReason.TRUNCATED),
+        ("bad-rs-as-ra.hex", NdpDropReason.BAD_TYPE),
+        ("bad-code-1.hex", NdpDropReason.BAD_CODE),
+        ("bad-zero-length-option.hex", NdpDropReason.ZERO_LENGTH_OPTION),
+        ("bad-truncated-option.hex", NdpDropReason.OPTION_OVERFLOW),
+        ("bad-prefix-length-129.hex", NdpDropReason.BAD_PREFIX_LENGTH),
+        ("bad-trailing-garbage.hex", NdpDropReason.TRAILING_GARBAGE),
+        ("bad-prefix-information-length-3.hex", NdpDropReason.BAD_OPTION_LENGTH),
+        ("bad-mtu-length-2.hex", NdpDropReason.BAD_OPTION_LENGTH),
+        ("bad-rdnss-even-length.hex", NdpDropReason.BAD_OPTION_LENGTH),
+        ("bad-route-information-too-short.hex", NdpDropReason.BAD_OPTION_LENGTH),
+        ("bad-route-information-prefix-length-129.hex", NdpDropReason.BAD_PREFIX_LENGTH),
     ],
 )
-def test_malformed_advertisement_is_refused_with_its_reason(name: str, reason: DropReason) -> None:
+def test_malformed_advertisement_is_refused_with_its_reason(
+    name: str, reason: NdpDropReason
+) -> None:
     with pytest.raises(NdpParseError) as caught:
         parse_router_advertisement(packet(name))
 
@@ -218,23 +220,23 @@ RADVD = packet("ra-radvd.hex")
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        pytest.param(b"", DropReason.TRUNCATED, id="empty"),
-        pytest.param(RADVD[:15], DropReason.TRUNCATED, id="15-octets"),
+        pytest.param(b"", NdpDropReason.TRUNCATED, id="empty"),
+        pytest.param(RADVD[:15], NdpDropReason.TRUNCATED, id="15-octets"),
         pytest.param(RADVD[:16], None, id="bare-16-octet-header-is-fine"),
-        pytest.param(RADVD[:1] + b"\xff" + RADVD[2:], DropReason.BAD_CODE, id="code-255"),
-        pytest.param(RADVD + b"\0", DropReason.TRAILING_GARBAGE, id="one-trailing-octet"),
-        pytest.param(RADVD + b"\x01\x01", DropReason.TRAILING_GARBAGE, id="bare-option-header"),
-        pytest.param(RADVD + bytes(7), DropReason.TRAILING_GARBAGE, id="seven-zero-octets"),
-        pytest.param(RADVD + bytes(8), DropReason.ZERO_LENGTH_OPTION, id="eight-zero-octets"),
+        pytest.param(RADVD[:1] + b"\xff" + RADVD[2:], NdpDropReason.BAD_CODE, id="code-255"),
+        pytest.param(RADVD + b"\0", NdpDropReason.TRAILING_GARBAGE, id="one-trailing-octet"),
+        pytest.param(RADVD + b"\x01\x01", NdpDropReason.TRAILING_GARBAGE, id="bare-option-header"),
+        pytest.param(RADVD + bytes(7), NdpDropReason.TRAILING_GARBAGE, id="seven-zero-octets"),
+        pytest.param(RADVD + bytes(8), NdpDropReason.ZERO_LENGTH_OPTION, id="eight-zero-octets"),
         pytest.param(
-            RADVD[:-8] + b"\x01\x02" + RADVD[-6:], DropReason.OPTION_OVERFLOW, id="lla-overflow"
+            RADVD[:-8] + b"\x01\x02" + RADVD[-6:], NdpDropReason.OPTION_OVERFLOW, id="lla-overflow"
         ),
         pytest.param(
-            RADVD[:-8] + b"\x01\xff" + RADVD[-6:], DropReason.OPTION_OVERFLOW, id="length-255"
+            RADVD[:-8] + b"\x01\xff" + RADVD[-6:], NdpDropReason.OPTION_OVERFLOW, id="length-255"
         ),
     ],
 )
-def test_advertisement_boundaries(message: bytes, reason: DropReason | None) -> None:
+def test_advertisement_boundaries(message: bytes, reason: NdpDropReason | None) -> None:
     if reason is None:
         assert parse_router_advertisement(message).options == ()
         return
@@ -246,21 +248,21 @@ def test_advertisement_boundaries(message: bytes, reason: DropReason | None) -> 
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        pytest.param(bytes.fromhex("850000000000"), DropReason.TRUNCATED, id="6-octets"),
-        pytest.param(bytes.fromhex("8501000000000000"), DropReason.BAD_CODE, id="code-1"),
-        pytest.param(RADVD, DropReason.BAD_TYPE, id="an-advertisement"),
+        pytest.param(bytes.fromhex("850000000000"), NdpDropReason.TRUNCATED, id="6-octets"),
+        pytest.param(bytes.fromhex("8501000000000000"), NdpDropReason.BAD_CODE, id="code-1"),
+        pytest.param(RADVD, NdpDropReason.BAD_TYPE, id="an-advertisement"),
         pytest.param(
-            bytes.fromhex("85000000000000000100"), DropReason.TRAILING_GARBAGE, id="2-extra"
+            bytes.fromhex("85000000000000000100"), NdpDropReason.TRAILING_GARBAGE, id="2-extra"
         ),
         pytest.param(
             bytes.fromhex("85000000000000000100000000000000"),
-            DropReason.ZERO_LENGTH_OPTION,
+            NdpDropReason.ZERO_LENGTH_OPTION,
             id="zero-length-option",
         ),
     ],
 )
 def test_malformed_solicitation_is_refused_with_its_reason(
-    message: bytes, reason: DropReason
+    message: bytes, reason: NdpDropReason
 ) -> None:
     with pytest.raises(NdpParseError) as caught:
         parse_router_solicitation(message)
@@ -281,7 +283,7 @@ def test_parse_error_carries_reason_and_detail_in_its_message() -> None:
 
 
 def test_drop_reasons_are_stable_metric_labels() -> None:
-    assert {reason.value for reason in DropReason} == {
+    assert {reason.value for reason in NdpDropReason} == {
         "truncated",
         "bad-type",
         "bad-code",
@@ -290,13 +292,8 @@ def test_drop_reasons_are_stable_metric_labels() -> None:
         "bad-option-length",
         "bad-prefix-length",
         "trailing-garbage",
-        "hop-limit",
-        "not-link-local-source",
-        "wrong-interface",
-        "untrusted-router",
-        "receive-buffer-overflow",
     }
-    assert str(DropReason.HOP_LIMIT) == "hop-limit"
+    assert str(NdpDropReason.BAD_PREFIX_LENGTH) == "bad-prefix-length"
 
 
 # --- what the parser tolerates -------------------------------------------------------
@@ -377,7 +374,7 @@ def test_unknown_option_of_a_known_type_crafts_a_malformed_option() -> None:
 
     with pytest.raises(NdpParseError) as caught:
         parse_router_advertisement(build_router_advertisement(crafted))
-    assert caught.value.reason is DropReason.BAD_OPTION_LENGTH
+    assert caught.value.reason is NdpDropReason.BAD_OPTION_LENGTH
 
 
 # --- properties ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from dynamic_prefix.addressing import AddressRange
 from dynamic_prefix.protocols.echo import Echo, EchoParseError, build_echo_request, parse_echo_reply
 from dynamic_prefix.protocols.ndp import (
-    DropReason,
+    NdpDropReason,
     NdpParseError,
     NeighborAdvertisement,
     NeighborSolicitation,
@@ -60,21 +60,21 @@ def test_neighbor_advertisement_parses_flags_target_and_link_address() -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (bytes.fromhex("88 00 0000 60000000"), DropReason.TRUNCATED),
-        (bytes.fromhex("87 00 0000 00000000") + TARGET.packed, DropReason.BAD_TYPE),
-        (bytes.fromhex("88 01 0000 00000000") + TARGET.packed, DropReason.BAD_CODE),
+        (bytes.fromhex("88 00 0000 60000000"), NdpDropReason.TRUNCATED),
+        (bytes.fromhex("87 00 0000 00000000") + TARGET.packed, NdpDropReason.BAD_TYPE),
+        (bytes.fromhex("88 01 0000 00000000") + TARGET.packed, NdpDropReason.BAD_CODE),
         (
             bytes.fromhex("88 00 0000 00000000") + TARGET.packed + b"\2\0",
-            DropReason.TRAILING_GARBAGE,
+            NdpDropReason.TRAILING_GARBAGE,
         ),
         (
             bytes.fromhex("88 00 0000 00000000") + TARGET.packed + bytes(8),
-            DropReason.ZERO_LENGTH_OPTION,
+            NdpDropReason.ZERO_LENGTH_OPTION,
         ),
     ],
 )
 def test_bad_neighbor_advertisements_are_refused_with_a_reason(
-    data: bytes, reason: DropReason
+    data: bytes, reason: NdpDropReason
 ) -> None:
     with pytest.raises(NdpParseError) as caught:
         parse_neighbor_advertisement(data)

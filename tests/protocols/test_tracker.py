@@ -24,11 +24,11 @@ from dynamic_prefix.protocols.tracker import (
     PrefixObserved,
     PrefixTracker,
     PrefixWithdrawn,
-    Report,
-    ReportReason,
     TrackedPrefix,
     TrackerEvent,
     TrackerPolicy,
+    TrackerReport,
+    TrackerReportReason,
     explain,
 )
 
@@ -996,8 +996,8 @@ def test_explain_reports_an_acquired_prefix() -> None:
     link = Link()
     events = link.advertise(ROUTER_A, pio(GUA))
 
-    assert explain(events, link.tracker.current) == Report(
-        ReportReason.ACQUIRED, f"prefix {GUA} acquired from {ROUTER_A}"
+    assert explain(events, link.tracker.current) == TrackerReport(
+        TrackerReportReason.ACQUIRED, f"prefix {GUA} acquired from {ROUTER_A}"
     )
 
 
@@ -1019,8 +1019,8 @@ def test_explain_says_why_the_old_prefix_was_replaced() -> None:
 
     withdrawn = link.advertise(ROUTER_A, pio(GUA_2), pio(GUA, valid=0, preferred=0))
     report = explain(withdrawn, link.tracker.current)
-    assert report == Report(
-        ReportReason.CHANGED,
+    assert report == TrackerReport(
+        TrackerReportReason.CHANGED,
         f"prefix changed from {GUA} to {GUA_2} (from {ROUTER_A}): {GUA} was withdrawn by "
         f"{ROUTER_A}",
     )
@@ -1028,7 +1028,7 @@ def test_explain_says_why_the_old_prefix_was_replaced() -> None:
     stale = link.advertise(ROUTER_A, pio(GUA_3))
     report = explain(stale, link.tracker.current)
     assert report is not None
-    assert report.reason is ReportReason.CHANGED
+    assert report.reason is TrackerReportReason.CHANGED
     assert report.message.endswith(f"{GUA_2} is no longer announced, or {GUA_3} outlives it")
 
 
@@ -1037,12 +1037,12 @@ def test_explain_reports_withdrawal_and_expiry_of_the_last_prefix() -> None:
     link.advertise(ROUTER_A, pio(GUA))
     report = explain(link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0)), None)
     assert report is not None
-    assert report.reason is ReportReason.WITHDRAWN
+    assert report.reason is TrackerReportReason.WITHDRAWN
 
     link.advertise(ROUTER_A, pio(GUA_2, valid=60, preferred=30))
     report = explain(link.wait(60), link.tracker.current)
     assert report is not None
-    assert report.reason is ReportReason.EXPIRED
+    assert report.reason is TrackerReportReason.EXPIRED
     assert report.message.startswith(f"prefix {GUA_2} expired")
 
 
@@ -1051,14 +1051,14 @@ def test_explain_reports_deprecation_then_new_lifetimes_of_the_current_prefix() 
     link.advertise(ROUTER_A, pio(GUA, valid=600, preferred=60))
 
     deprecated = explain(link.wait(60), link.tracker.current)
-    assert deprecated == Report(
-        ReportReason.DEPRECATED,
+    assert deprecated == TrackerReport(
+        TrackerReportReason.DEPRECATED,
         f"prefix {GUA} from {ROUTER_A} is deprecated (its preferred lifetime ended)",
     )
 
     refreshed = explain(link.advertise(ROUTER_A, pio(GUA)), link.tracker.current)
-    assert refreshed == Report(
-        ReportReason.ACQUIRED, f"prefix {GUA} from {ROUTER_A}, lifetimes updated"
+    assert refreshed == TrackerReport(
+        TrackerReportReason.ACQUIRED, f"prefix {GUA} from {ROUTER_A}, lifetimes updated"
     )
 
 
@@ -1075,7 +1075,9 @@ def test_explain_ignores_deprecation_of_a_prefix_that_is_not_current() -> None:
 
 def test_explain_of_a_lost_prefix_without_a_known_cause() -> None:
     report = explain([PrefixLost(GUA)], None)
-    assert report == Report(ReportReason.LOST, f"prefix {GUA} is gone; no prefix left")
+    assert report == TrackerReport(
+        TrackerReportReason.LOST, f"prefix {GUA} is gone; no prefix left"
+    )
 
 
 def test_explain_judges_several_batches_as_one_change() -> None:
@@ -1090,8 +1092,8 @@ def test_explain_judges_several_batches_as_one_change() -> None:
         PrefixAcquired,
     ]
     report = explain(events, link.tracker.current)
-    assert report == Report(
-        ReportReason.CHANGED,
+    assert report == TrackerReport(
+        TrackerReportReason.CHANGED,
         f"prefix changed from {GUA} to {GUA_2} (from {ROUTER_A}): {GUA} was withdrawn by "
         f"{ROUTER_A}",
     )
@@ -1110,8 +1112,8 @@ def test_explain_of_a_prefix_lost_and_regained_in_one_batch_is_an_update() -> No
     events = link.advertise(ROUTER_A, pio(GUA, valid=0, preferred=0))
     events += link.advertise(ROUTER_A, pio(GUA))
 
-    assert explain(events, link.tracker.current) == Report(
-        ReportReason.ACQUIRED, f"prefix {GUA} from {ROUTER_A}, lifetimes updated"
+    assert explain(events, link.tracker.current) == TrackerReport(
+        TrackerReportReason.ACQUIRED, f"prefix {GUA} from {ROUTER_A}, lifetimes updated"
     )
 
 

@@ -27,7 +27,7 @@ from typing import TypeVar
 import pytest
 
 from dynamic_prefix.protocols.ndp import (
-    DropReason,
+    NdpDropReason,
     PrefixInformation,
     RouterAdvertisement,
     SourceLinkLayerAddress,
@@ -37,7 +37,9 @@ from dynamic_prefix.protocols.ndp import (
 from dynamic_prefix.protocols.tracker import IGNORED_REMEMBERED, TrackerPolicy
 from dynamic_prefix.sources.base import SourceError
 from dynamic_prefix.sources.router_advertisement import (
+    DropReason,
     RaListener,
+    ReceiveDropReason,
     RouterAdvertisementSource,
     SolicitationPacing,
     parse_default_route_interface,
@@ -52,7 +54,7 @@ TIMEOUT = 10.0
 FAST = SolicitationPacing(max_delay=0)
 P1 = IPv6Network("2001:db8:1::/64")
 P2 = IPv6Network("2001:db8:2::/64")
-PACKETS = Path(__file__).parents[1] / "core" / "packets"
+PACKETS = Path(__file__).parents[1] / "protocols" / "packets"
 FLOOD_SIZE = 10_000
 
 
@@ -99,12 +101,23 @@ def packet(name: str) -> bytes:
     return bytes.fromhex("".join(line.partition("#")[0] for line in text.splitlines()))
 
 
-def expected_reason(name: str) -> DropReason:
+def test_receive_drop_reasons_are_stable_metric_labels() -> None:
+    assert {reason.value for reason in ReceiveDropReason} == {
+        "hop-limit",
+        "not-link-local-source",
+        "wrong-interface",
+        "untrusted-router",
+        "receive-buffer-overflow",
+    }
+    assert not {r.value for r in ReceiveDropReason} & {r.value for r in NdpDropReason}
+
+
+def expected_reason(name: str) -> NdpDropReason:
     """The ``Expected drop reason:`` a golden bad packet states in its comment."""
     for line in (PACKETS / name).read_text().splitlines():
         _, marker, reason = line.partition("Expected drop reason:")
         if marker:
-            return DropReason(reason.strip())
+            return NdpDropReason(reason.strip())
     raise AssertionError(f"{name} states no expected drop reason")
 
 
@@ -410,6 +423,8 @@ BAD_PACKETS = sorted(
     # A Router Solicitation never reaches the socket: its ICMPv6 filter passes RAs only.
     if path.name != "bad-rs-as-ra.hex"
 )
+if not BAD_PACKETS:  # an empty parametrize would skip those tests, not fail them
+    raise RuntimeError(f"no golden bad packets found in {PACKETS}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,9 +450,13 @@ def _send_from_a_global_address(link: Link) -> None:
 
 def _bad_cases() -> list[BadCase]:
     cases = [BadCase(name, expected_reason(name), _sending(packet(name))) for name in BAD_PACKETS]
-    cases.append(BadCase("hop-limit-64", DropReason.HOP_LIMIT, _sending(ra(P2), hop_limit=64)))
     cases.append(
-        BadCase("global-source", DropReason.NOT_LINK_LOCAL_SOURCE, _send_from_a_global_address)
+        BadCase("hop-limit-64", ReceiveDropReason.HOP_LIMIT, _sending(ra(P2), hop_limit=64))
+    )
+    cases.append(
+        BadCase(
+            "global-source", ReceiveDropReason.NOT_LINK_LOCAL_SOURCE, _send_from_a_global_address
+        )
     )
     return cases
 
@@ -484,7 +503,7 @@ async def test_untrusted_router_is_ignored_while_a_consumer_trusting_it_takes_th
     async with running(wary) as wary_reports, running(trusting) as trusting_reports:
         state = await trusting_reports.wait_for(lambda s: s.prefix == P1, what="P1")
         await eventually(
-            lambda: wary.drop_counts[DropReason.UNTRUSTED_ROUTER] or None,
+            lambda: wary.drop_counts[ReceiveDropReason.UNTRUSTED_ROUTER] or None,
             what="the RA refused by the wary consumer",
         )
         assert listener_of(wary) is listener_of(trusting)
@@ -669,13 +688,15 @@ async def test_flood_of_crafted_ras_is_all_counted_in_bounded_memory_without_a_f
         async def flood_once() -> tuple[int, int, int]:
             """Send the flood and one last RA, which brings the kernel's drop count."""
             read_before = listener.received
-            dropped_before = listener.drop_counts[DropReason.RECEIVE_BUFFER_OVERFLOW]
+            dropped_before = listener.drop_counts[ReceiveDropReason.RECEIVE_BUFFER_OVERFLOW]
             sent = await asyncio.to_thread(send_from, link, flood)
             sent += await asyncio.to_thread(send_from, link, [Crafted(router_a, ra(P1))])
 
             def counted() -> tuple[int, int] | None:
                 read = listener.received - read_before
-                dropped = listener.drop_counts[DropReason.RECEIVE_BUFFER_OVERFLOW] - dropped_before
+                dropped = (
+                    listener.drop_counts[ReceiveDropReason.RECEIVE_BUFFER_OVERFLOW] - dropped_before
+                )
                 return (read, dropped) if read + dropped >= sent else None
 
             read, dropped = await eventually(counted, what="every packet counted", timeout=60)

@@ -11,7 +11,7 @@ from dynamic_prefix.addressing import AddressRange
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import compute
-from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import prefixes_in_use
 
 
@@ -73,7 +73,7 @@ def resolve_placements(
     reference names a range or subnet the spec does not have, or the spec is invalid.
     """
     spec = validate_dynamic_prefix(dynamic_prefix)
-    if isinstance(spec, Invalid):
+    if isinstance(spec, InvalidSpec):
         raise ReferenceProblem(f"DynamicPrefix {reference.dynamic_prefix} is invalid: {spec}")
     if reference.address_range is not None and reference.subnet is not None:
         raise ReferenceProblem(

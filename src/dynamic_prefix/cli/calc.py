@@ -19,8 +19,8 @@ from dynamic_prefix.model.compute import (
     odhcpd_host_id_bits,
 )
 from dynamic_prefix.model.spec import (
-    Invalid,
-    StaticSource,
+    InvalidSpec,
+    StaticSpec,
     settings_not_acted_on,
     validate_dynamic_prefix,
 )
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     name = obj.get("metadata", {}).get("name", "<unnamed>")
     spec = validate_dynamic_prefix(obj)
-    if isinstance(spec, Invalid):
+    if isinstance(spec, InvalidSpec):
         print(f"error: DynamicPrefix {name} is invalid:", file=sys.stderr)
         for problem in spec.problems:
             print(f"  {problem}", file=sys.stderr)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         except AddressError as error:
             print(f"error: --prefix: {error}", file=sys.stderr)
             return EXIT_INVALID
-    elif isinstance(spec.acquisition.primary, StaticSource):
+    elif isinstance(spec.acquisition.primary, StaticSpec):
         prefix = spec.acquisition.primary.prefix
     else:
         print("error: --prefix is required: the spec has no static prefix", file=sys.stderr)

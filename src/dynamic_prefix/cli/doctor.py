@@ -22,7 +22,7 @@ from typing import Any
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import ComputedRange, compute
-from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.protocols.ndp import INFINITE_LIFETIME
 from dynamic_prefix.protocols.tracker import PrefixTracker, TrackerPolicy
 from dynamic_prefix.sources.base import SourceError
@@ -254,7 +254,7 @@ def _check_reserved_ranges(
     for document in documents:
         name = document.get("metadata", {}).get("name", "?")
         spec = validate_dynamic_prefix(document)
-        if isinstance(spec, Invalid):
+        if isinstance(spec, InvalidSpec):
             report.say(FAIL, f"DynamicPrefix {name} is invalid: {spec}")
             continue
         for prefix in prefixes:

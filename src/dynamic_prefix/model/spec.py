@@ -4,7 +4,7 @@
 CRD schema of `dynamic_prefix.model.api`, fills in its defaults, then applies the rules a
 schema cannot express: at least one source, addresses that parse, ranges and subnets
 that fit the prefix they will be computed from. The answer is either a `DynamicPrefixSpec`
-or an `Invalid` listing every problem with its field path; never a partial result.
+or an `InvalidSpec` listing every problem with its field path; never a partial result.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TransitionMode(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class RouterAdvertisementSource:
+class RouterAdvertisementSpec:
     """Listen to Router Advertisements on ``interface`` (None: the default-route interface)."""
 
     interface: str | None
@@ -47,14 +47,14 @@ class RouterAdvertisementSource:
 
 
 @dataclass(frozen=True, slots=True)
-class NetlinkSource:
+class NetlinkSpec:
     """Follow the kernel's SLAAC addresses on ``interface``."""
 
     interface: str
 
 
 @dataclass(frozen=True, slots=True)
-class Dhcpv6PdSource:
+class Dhcpv6PdSpec:
     """Be a DHCPv6 prefix-delegation client on ``interface``."""
 
     interface: str
@@ -62,36 +62,36 @@ class Dhcpv6PdSource:
 
 
 @dataclass(frozen=True, slots=True)
-class StaticSource:
+class StaticSpec:
     """A prefix fixed in the spec."""
 
     prefix: IPv6Network
 
 
-PrefixSourceSpec = StaticSource | Dhcpv6PdSource | RouterAdvertisementSource | NetlinkSource
+PrefixSourceSpec = StaticSpec | Dhcpv6PdSpec | RouterAdvertisementSpec | NetlinkSpec
 
 
 def source_name(source: PrefixSourceSpec) -> str:
     """The name a source has in status.prefixSource, metrics and events."""
     match source:
-        case StaticSource():
+        case StaticSpec():
             return api.SOURCE_STATIC
-        case Dhcpv6PdSource():
+        case Dhcpv6PdSpec():
             return api.SOURCE_DHCPV6_PD
-        case RouterAdvertisementSource():
+        case RouterAdvertisementSpec():
             return api.SOURCE_ROUTER_ADVERTISEMENT
-        case NetlinkSource():
+        case NetlinkSpec():
             return api.SOURCE_NETLINK
 
 
 def expected_prefix_length(source: PrefixSourceSpec) -> int:
     """The length of the prefix a source will deliver, as far as it can be known ahead."""
     match source:
-        case StaticSource(prefix=prefix):
+        case StaticSpec(prefix=prefix):
             return prefix.prefixlen
-        case Dhcpv6PdSource(requested_prefix_length=length):
+        case Dhcpv6PdSpec(requested_prefix_length=length):
             return length
-        case RouterAdvertisementSource() | NetlinkSource():
+        case RouterAdvertisementSpec() | NetlinkSpec():
             return SLAAC_PREFIX_LENGTH
 
 
@@ -183,7 +183,7 @@ def settings_not_acted_on(spec: DynamicPrefixSpec) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Invalid:
+class InvalidSpec:
     """Why a DynamicPrefix cannot be used; nothing may be written on its behalf."""
 
     problems: tuple[Problem, ...]
@@ -192,10 +192,10 @@ class Invalid:
         return "; ".join(str(problem) for problem in self.problems)
 
 
-def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | Invalid:
+def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
     """The typed spec of a DynamicPrefix object, or every problem found in it."""
     if not isinstance(obj, Mapping):
-        return Invalid((Problem("", "a DynamicPrefix must be a mapping"),))
+        return InvalidSpec((Problem("", "a DynamicPrefix must be a mapping"),))
     problems: list[Problem] = []
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if api_version is not None and api_version != api.API_VERSION:
@@ -207,12 +207,12 @@ def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | Inval
     else:
         problems += schema.check(api.spec_schema(), obj["spec"], "spec")
     if problems:
-        return Invalid(tuple(problems))
+        return InvalidSpec(tuple(problems))
     spec = schema.with_defaults(api.spec_schema(), obj["spec"])
     return _parse_spec(spec)
 
 
-def _parse_spec(spec: dict[str, Any]) -> DynamicPrefixSpec | Invalid:
+def _parse_spec(spec: dict[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
     problems: list[Problem] = []
     acquisition = _parse_acquisition(spec["acquisition"], problems)
     ranges = tuple(
@@ -231,7 +231,7 @@ def _parse_spec(spec: dict[str, Any]) -> DynamicPrefixSpec | Invalid:
     if acquisition is not None:
         _check_fit(acquisition, ranges, subnets, problems)
     if problems or acquisition is None:
-        return Invalid(tuple(problems))
+        return InvalidSpec(tuple(problems))
     return DynamicPrefixSpec(
         acquisition=acquisition,
         address_ranges=tuple(r for r in ranges if r is not None),
@@ -245,11 +245,11 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
     sources: list[PrefixSourceSpec] = []
     if (static := spec.get("static")) is not None:
         try:
-            sources.append(StaticSource(parse_prefix(static["prefix"])))
+            sources.append(StaticSpec(parse_prefix(static["prefix"])))
         except AddressError as error:
             problems.append(Problem(f"{path}.static.prefix", str(error)))
     if (pd := spec.get("dhcpv6pd")) is not None:
-        sources.append(Dhcpv6PdSource(pd["interface"], pd["requestedPrefixLength"]))
+        sources.append(Dhcpv6PdSpec(pd["interface"], pd["requestedPrefixLength"]))
     if (ra := spec.get("routerAdvertisement")) is not None and ra["enabled"]:
         trusted = set()
         for index, text in enumerate(ra.get("trustedRouters", [])):
@@ -264,9 +264,9 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
                     Problem(field, f"{router} is not link-local; routers send RAs from fe80::/10")
                 )
             trusted.add(router)
-        sources.append(RouterAdvertisementSource(ra.get("interface"), frozenset(trusted)))
+        sources.append(RouterAdvertisementSpec(ra.get("interface"), frozenset(trusted)))
     if (netlink := spec.get("netlink")) is not None:
-        sources.append(NetlinkSource(netlink["interface"]))
+        sources.append(NetlinkSpec(netlink["interface"]))
     allow_ula = not spec.get("prefixFilter", {}).get("requireGlobalUnicast", True)
     if not sources:
         if not problems:
@@ -280,7 +280,7 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
         return None
     acquisition = Acquisition(tuple(sources), allow_unique_local=allow_ula)
     for source in acquisition.sources:
-        if isinstance(source, StaticSource) and not acquisition.accepts(source.prefix):
+        if isinstance(source, StaticSpec) and not acquisition.accepts(source.prefix):
             problems.append(
                 Problem(
                     f"{path}.static.prefix",
@@ -338,7 +338,7 @@ def _check_fit(
     requested delegation length). Fallback sources are checked when their prefix comes.
     """
     primary = acquisition.primary
-    if isinstance(primary, StaticSource):
+    if isinstance(primary, StaticSpec):
         prefix, described = primary.prefix, str(primary.prefix)
     else:
         length = expected_prefix_length(primary)

@@ -29,7 +29,7 @@ from dynamic_prefix.addressing import AddressError, parse_prefix
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import compute
 from dynamic_prefix.model.source_state import SourceState
-from dynamic_prefix.model.spec import DynamicPrefixSpec, Invalid, settings_not_acted_on
+from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, settings_not_acted_on
 
 READY = "Ready"
 PREFIX_ACQUIRED = "PrefixAcquired"
@@ -162,7 +162,7 @@ def next_deadline(status: Mapping[str, Any]) -> dt.datetime | None:
 
 def next_status(
     *,
-    spec: DynamicPrefixSpec | Invalid,
+    spec: DynamicPrefixSpec | InvalidSpec,
     previous: Mapping[str, Any],
     source: SourceState | None,
     pools: PoolSummary | None,
@@ -174,7 +174,7 @@ def next_status(
     events: list[StatusEvent] = []
     conditions = _Conditions(previous.get("conditions") or [], generation, now)
 
-    if isinstance(spec, Invalid):
+    if isinstance(spec, InvalidSpec):
         message = "; ".join(str(problem) for problem in spec.problems)
         conditions.set(DEGRADED, True, "InvalidSpec", message)
         if conditions.flipped(DEGRADED) or previous.get("observedGeneration") != generation:

@@ -45,7 +45,7 @@ from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryEr
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
-from dynamic_prefix.model.spec import Invalid, validate_dynamic_prefix
+from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import PoolSummary, next_deadline, next_status, prefixes_in_use
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import StatusIdentityStore
@@ -250,7 +250,7 @@ class Controller:
             for name, body in self.dynamic_prefixes.items()
             if name not in running
             and not body["metadata"].get("deletionTimestamp")
-            and not isinstance(validate_dynamic_prefix(body), Invalid)
+            and not isinstance(validate_dynamic_prefix(body), InvalidSpec)
         )
 
     def mark_pools_listed(self) -> None:
@@ -307,7 +307,7 @@ class Controller:
         if api.FINALIZER not in (body["metadata"].get("finalizers") or []):
             await self._add_finalizer(name)
         spec = validate_dynamic_prefix(body)
-        if isinstance(spec, Invalid):
+        if isinstance(spec, InvalidSpec):
             self.sources.stop(name)
             self.live.discard(name)
         else:

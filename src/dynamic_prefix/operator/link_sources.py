@@ -10,20 +10,20 @@ from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.model import api
 from dynamic_prefix.model.spec import (
     Acquisition,
-    Dhcpv6PdSource,
-    NetlinkSource,
+    Dhcpv6PdSpec,
+    NetlinkSpec,
     PrefixSourceSpec,
-    RouterAdvertisementSource,
+    RouterAdvertisementSpec,
     source_name,
 )
 from dynamic_prefix.model.status import current_prefix
 from dynamic_prefix.operator import logs
 from dynamic_prefix.protocols.tracker import TrackerPolicy
 from dynamic_prefix.sources.base import Dhcpv6Identity, IdentityStore, PrefixSource, SourceError
-from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource as Dhcpv6PdReceiver
-from dynamic_prefix.sources.netlink import NetlinkSource as NetlinkReceiver
+from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource
+from dynamic_prefix.sources.netlink import NetlinkSource
 from dynamic_prefix.sources.router_advertisement import (
-    RouterAdvertisementSource as RaReceiver,
+    RouterAdvertisementSource,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,19 +81,19 @@ def build_link_source(
 ) -> PrefixSource:
     """The receiver for a link source; `SourceError` if it cannot be built."""
     match spec:
-        case Dhcpv6PdSource(interface=interface, requested_prefix_length=length):
+        case Dhcpv6PdSpec(interface=interface, requested_prefix_length=length):
             if identity_store is None:
                 raise SourceError("the DHCPv6 client needs a place to keep its identity")
-            return Dhcpv6PdReceiver(
+            return Dhcpv6PdSource(
                 interface, requested_prefix_length=length, identity_store=identity_store
             )
-        case RouterAdvertisementSource(interface=interface, trusted_routers=trusted):
+        case RouterAdvertisementSpec(interface=interface, trusted_routers=trusted):
             policy = TrackerPolicy(
                 trusted_routers=trusted, allow_ula=acquisition.allow_unique_local
             )
-            return RaReceiver(interface, policy=policy)
-        case NetlinkSource(interface=interface):
-            return NetlinkReceiver(
+            return RouterAdvertisementSource(interface, policy=policy)
+        case NetlinkSpec(interface=interface):
+            return NetlinkSource(
                 interface, policy=TrackerPolicy(allow_ula=acquisition.allow_unique_local)
             )
     raise SourceError(f"no receiver for source {source_name(spec)}")

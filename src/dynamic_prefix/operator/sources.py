@@ -21,17 +21,17 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import (
     Acquisition,
-    Dhcpv6PdSource,
-    NetlinkSource,
+    Dhcpv6PdSpec,
+    NetlinkSpec,
     PrefixSourceSpec,
-    RouterAdvertisementSource,
-    StaticSource,
+    RouterAdvertisementSpec,
+    StaticSpec,
     source_name,
 )
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.link_sources import build_link_source
 from dynamic_prefix.sources.base import IdentityStore, InterfaceMissing, PrefixSource, SourceError
-from dynamic_prefix.sources.static import StaticSource as StaticPrefixSource
+from dynamic_prefix.sources.static import StaticSource
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def build_source(
 ) -> PrefixSource:
     """The receiver for one source of DynamicPrefix ``name``."""
     match spec:
-        case StaticSource(prefix=prefix):
-            return StaticPrefixSource(prefix)
-        case RouterAdvertisementSource() | NetlinkSource() | Dhcpv6PdSource():
+        case StaticSpec(prefix=prefix):
+            return StaticSource(prefix)
+        case RouterAdvertisementSpec() | NetlinkSpec() | Dhcpv6PdSpec():
             return build_link_source(name, spec, acquisition, identity_store=identity_store)
 
 

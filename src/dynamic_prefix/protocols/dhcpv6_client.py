@@ -28,7 +28,7 @@ Behaviour, with the RFC 8415 sections it follows:
   its valid lifetime (21.22), or with host bits set, is ignored; a valid lifetime of 0
   removes the prefix. Prefixes a Renew/Rebind Reply leaves out expire on their own.
 - With several prefixes, the one preferred longest is the lease's `Lease.primary`;
-  events name it, and `PrefixChanged` is emitted whenever it changes.
+  events name it, and `DelegationChanged` is emitted whenever it changes.
 - NoPrefixAvail in reply to a Request backs off, then solicits again. NoBinding in reply
   to a Renew or Rebind sends a Request to the server that answered (18.2.10.1), keeping
   the old prefix until it is replaced or expires. UnspecFail and UseMulticast leave the
@@ -40,7 +40,7 @@ Behaviour, with the RFC 8415 sections it follows:
   keeps its binding on the server, so the next client with the same DUID and IAID is
   given the same prefix back.
 
-Received packets that are malformed or not for this client are dropped with a `DropReason`
+Received packets that are malformed or not for this client are dropped with a `Dhcpv6DropReason`
 (counted in `PdClient.drop_counts` and reported as `MessageDropped`); `receive` never raises.
 """
 
@@ -95,7 +95,8 @@ __all__ = [
     "ClientState",
     "ClientStopped",
     "DelegatedPrefix",
-    "DropReason",
+    "DelegationChanged",
+    "Dhcpv6DropReason",
     "ExchangeTimedOut",
     "Lease",
     "LeaseAcquired",
@@ -108,7 +109,6 @@ __all__ = [
     "PdClient",
     "PdClientConfig",
     "PdClientUsageError",
-    "PrefixChanged",
     "RebindStarted",
     "RenewStarted",
 ]
@@ -160,7 +160,7 @@ class ClientState(enum.Enum):
     STOPPED = "stopped"
 
 
-class DropReason(enum.StrEnum):
+class Dhcpv6DropReason(enum.StrEnum):
     """Why a received datagram changed nothing; stable names for counters and logs."""
 
     MALFORMED = "malformed"
@@ -297,7 +297,7 @@ class RebindStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class PrefixChanged:
+class DelegationChanged:
     """The prefix to use is now ``new``; ``old`` may stay valid until its lifetime ends."""
 
     old: IPv6Network
@@ -355,7 +355,7 @@ class ExchangeTimedOut:
 class MessageDropped:
     """A received datagram was ignored."""
 
-    reason: DropReason
+    reason: Dhcpv6DropReason
     detail: str
 
 
@@ -371,7 +371,7 @@ ClientEvent = (
     | LeaseRenewed
     | RenewStarted
     | RebindStarted
-    | PrefixChanged
+    | DelegationChanged
     | LeaseLost
     | LeaseReleased
     | BindingRejected
@@ -473,7 +473,7 @@ class PdClient:
         self._backoff_until = math.inf
         self._outgoing: list[bytes] = []
         self._events: list[ClientEvent] = []
-        self._drops: dict[DropReason, int] = {}
+        self._drops: dict[Dhcpv6DropReason, int] = {}
         self._last_transaction_id = -1
 
     # Read-only views.
@@ -487,7 +487,7 @@ class PdClient:
         return self._lease
 
     @property
-    def drop_counts(self) -> Mapping[DropReason, int]:
+    def drop_counts(self) -> Mapping[Dhcpv6DropReason, int]:
         """How many received datagrams were dropped, per reason."""
         return dict(self._drops)
 
@@ -506,7 +506,7 @@ class PdClient:
         try:
             message = parse_message(data)
         except Dhcpv6ParseError as exc:
-            self._drop(DropReason.MALFORMED, str(exc))
+            self._drop(Dhcpv6DropReason.MALFORMED, str(exc))
             return
         accepted = self._accept(message)
         if accepted is None:
@@ -791,7 +791,7 @@ class PdClient:
 
     # Receiving.
 
-    def _drop(self, reason: DropReason, detail: str) -> None:
+    def _drop(self, reason: Dhcpv6DropReason, detail: str) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
         self._events.append(MessageDropped(reason, detail))
 
@@ -799,12 +799,12 @@ class PdClient:
         """The exchange ``message`` answers and the answering server's DUID, or None after
         recording why the message was dropped (RFC 8415 section 16)."""
         if message.msg_type is MessageType.RECONFIGURE:
-            self._drop(DropReason.RECONFIGURE_IGNORED, "Reconfigure is not accepted")
+            self._drop(Dhcpv6DropReason.RECONFIGURE_IGNORED, "Reconfigure is not accepted")
             return None
         exchange = self._exchange
         if exchange is None or exchange.transmissions == 0:
             self._drop(
-                DropReason.NOTHING_OUTSTANDING,
+                Dhcpv6DropReason.NOTHING_OUTSTANDING,
                 f"{message.msg_type.name} while {self._state.value} with nothing sent",
             )
             return None
@@ -813,30 +813,30 @@ class PdClient:
         )
         if message.msg_type is not expected:
             self._drop(
-                DropReason.UNEXPECTED_MESSAGE_TYPE,
+                Dhcpv6DropReason.UNEXPECTED_MESSAGE_TYPE,
                 f"{message.msg_type.name} while waiting for {expected.name}",
             )
             return None
         if message.transaction_id != exchange.transaction_id:
             self._drop(
-                DropReason.WRONG_TRANSACTION_ID,
+                Dhcpv6DropReason.WRONG_TRANSACTION_ID,
                 f"{message.transaction_id:#08x}, expected {exchange.transaction_id:#08x}",
             )
             return None
         client_id = message.find(ClientIdOption)
         if client_id is None:
-            self._drop(DropReason.MISSING_CLIENT_ID, message.msg_type.name)
+            self._drop(Dhcpv6DropReason.MISSING_CLIENT_ID, message.msg_type.name)
             return None
         if client_id.duid != self._config.duid:
-            self._drop(DropReason.WRONG_CLIENT_ID, client_id.duid.hex())
+            self._drop(Dhcpv6DropReason.WRONG_CLIENT_ID, client_id.duid.hex())
             return None
         server_id = message.find(ServerIdOption)
         if server_id is None:
-            self._drop(DropReason.MISSING_SERVER_ID, message.msg_type.name)
+            self._drop(Dhcpv6DropReason.MISSING_SERVER_ID, message.msg_type.name)
             return None
         if exchange.server_id is not None and server_id.duid != exchange.server_id:
             self._drop(
-                DropReason.WRONG_SERVER_ID,
+                Dhcpv6DropReason.WRONG_SERVER_ID,
                 f"{server_id.duid.hex()}, the {exchange.kind.name} went to "
                 f"{exchange.server_id.hex()}",
             )
@@ -873,11 +873,11 @@ class PdClient:
         ia = self._our_ia(message)
         refusal = self._refusal(message, ia)
         if refusal is not None:
-            self._drop(DropReason.SERVER_STATUS, f"Advertise with status {refusal.status}")
+            self._drop(Dhcpv6DropReason.SERVER_STATUS, f"Advertise with status {refusal.status}")
             return
         prefixes = _usable_prefixes(ia) if ia is not None and self._timers_valid(ia) else ()
         if not prefixes:
-            self._drop(DropReason.NO_USABLE_PREFIX, "Advertise offers no usable prefix")
+            self._drop(Dhcpv6DropReason.NO_USABLE_PREFIX, "Advertise offers no usable prefix")
             return
         preference_option = message.find(PreferenceOption)
         preference = 0 if preference_option is None else preference_option.value
@@ -901,10 +901,10 @@ class PdClient:
             self._back_off(server_id, refusal.message, now)
             return
         if refusal is not None:
-            self._drop(DropReason.SERVER_STATUS, f"Reply with status {refusal.status}")
+            self._drop(Dhcpv6DropReason.SERVER_STATUS, f"Reply with status {refusal.status}")
             return
         if ia is None or not self._timers_valid(ia) or not _usable_prefixes(ia):
-            self._drop(DropReason.NO_USABLE_PREFIX, "Reply to Request has no usable prefix")
+            self._drop(Dhcpv6DropReason.NO_USABLE_PREFIX, "Reply to Request has no usable prefix")
             return
         prefixes = tuple(self._delegated(option, now) for option in _usable_prefixes(ia))
         self._install(self._lease_from(server_id, ia, prefixes, now))
@@ -925,16 +925,20 @@ class PdClient:
             self._start_request(server_id, prefixes, now)
             return
         if refusal is not None:
-            self._drop(DropReason.SERVER_STATUS, f"Reply with status {refusal.status}")
+            self._drop(Dhcpv6DropReason.SERVER_STATUS, f"Reply with status {refusal.status}")
             return
         if ia is None or not self._timers_valid(ia):
-            self._drop(DropReason.NO_USABLE_PREFIX, "Reply to Renew/Rebind has no usable IA_PD")
+            self._drop(
+                Dhcpv6DropReason.NO_USABLE_PREFIX, "Reply to Renew/Rebind has no usable IA_PD"
+            )
             return
         fresh = _usable_prefixes(ia)
         withdrawn = {option.network for option in ia.find_all(IaPrefixOption)}
         withdrawn.difference_update(option.network for option in fresh)
         if not fresh and not withdrawn:
-            self._drop(DropReason.NO_USABLE_PREFIX, "Reply to Renew/Rebind has no usable prefix")
+            self._drop(
+                Dhcpv6DropReason.NO_USABLE_PREFIX, "Reply to Renew/Rebind has no usable prefix"
+            )
             return
         # Prefixes the Reply leaves out keep their lifetimes and expire on their own.
         merged = {held.prefix: held for held in lease.prefixes if held.prefix not in withdrawn}
@@ -953,7 +957,7 @@ class PdClient:
             StatusCode.USE_MULTICAST,
         ):
             self._drop(
-                DropReason.SERVER_STATUS,
+                Dhcpv6DropReason.SERVER_STATUS,
                 f"Reply with status {status.status}: retransmitting (already multicast)",
             )
             return False
@@ -1017,9 +1021,9 @@ class PdClient:
             self._events.append(self._changed(old, lease))
 
     @staticmethod
-    def _changed(old: Lease, new: Lease) -> PrefixChanged:
+    def _changed(old: Lease, new: Lease) -> DelegationChanged:
         primary = new.primary
-        return PrefixChanged(
+        return DelegationChanged(
             old.primary.prefix,
             primary.prefix,
             primary.preferred_until,

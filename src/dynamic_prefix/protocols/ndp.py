@@ -10,7 +10,7 @@ section 4.1.3.3 (proxy flag).
 
 A message is the ICMPv6 message, starting at the type byte, as a raw ``IPPROTO_ICMPV6``
 socket hands it over. Each parser raises exactly `NdpParseError` for bad input, with a
-`DropReason` that names the check that failed. The checks are those of RFC 4861 section
+`NdpDropReason` that names the check that failed. The checks are those of RFC 4861 section
 6.1.1 and 6.1.2 that can be made on the message alone (ICMP code 0, length at least 8 or
 16 octets, every option length non-zero and inside the message), plus a length check for
 every option type this module knows and prefix lengths of at most 128.
@@ -26,7 +26,7 @@ Two deliberate departures from the letter of the RFCs:
 Not checked here: the ICMPv6 checksum (the kernel verified it before the socket saw the
 message; it is carried in the values, and builders write 0 there for the kernel to fill)
 and the IP-level checks of section 6.1 (hop limit 255, link-local source address, arrival
-interface) that the receiver makes from ancillary data. Their `DropReason` members live
+interface) that the receiver makes from ancillary data. Their `NdpDropReason` members live
 here too, so one counter labelled by reason covers every dropped packet.
 
 Unknown option types are kept as `UnknownOption`, as RFC 4861 section 4.6 requires
@@ -77,10 +77,11 @@ class RouterPreference(enum.IntEnum):
     LOW = 0b11
 
 
-class DropReason(enum.StrEnum):
-    """Why a received Neighbor Discovery message was dropped; values are metric labels."""
+class NdpDropReason(enum.StrEnum):
+    """Why the codec refused a received Neighbor Discovery message; values are metric
+    labels. (What a receiver refuses before the codec, such as a hop limit below 255, is
+    the receiver's own `ReceiveDropReason`.)"""
 
-    # Found by the codec.
     TRUNCATED = "truncated"
     BAD_TYPE = "bad-type"
     BAD_CODE = "bad-code"
@@ -89,19 +90,12 @@ class DropReason(enum.StrEnum):
     BAD_OPTION_LENGTH = "bad-option-length"
     BAD_PREFIX_LENGTH = "bad-prefix-length"
     TRAILING_GARBAGE = "trailing-garbage"
-    # Found by the receiver, outside the codec.
-    HOP_LIMIT = "hop-limit"
-    NOT_LINK_LOCAL_SOURCE = "not-link-local-source"
-    WRONG_INTERFACE = "wrong-interface"
-    UNTRUSTED_ROUTER = "untrusted-router"
-    RECEIVE_BUFFER_OVERFLOW = "receive-buffer-overflow"
-    """The kernel dropped it because the socket's receive buffer was full."""
 
 
 class NdpParseError(ValueError):
     """A message that is not a well-formed Router Solicitation or Advertisement."""
 
-    def __init__(self, reason: DropReason, detail: str) -> None:
+    def __init__(self, reason: NdpDropReason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -319,7 +313,7 @@ def parse_router_advertisement(data: bytes) -> RouterAdvertisement:
     """Decode a Router Advertisement; raises `NdpParseError` and nothing else."""
     if len(data) < _RA_HEADER.size:
         raise NdpParseError(
-            DropReason.TRUNCATED,
+            NdpDropReason.TRUNCATED,
             f"{len(data)} octets; a Router Advertisement has at least {_RA_HEADER.size}",
         )
     (icmp_type, code, checksum, hop_limit, flags, router_lifetime, reachable, retrans) = (
@@ -345,7 +339,7 @@ def parse_router_solicitation(data: bytes) -> RouterSolicitation:
     """Decode a Router Solicitation; raises `NdpParseError` and nothing else."""
     if len(data) < _RS_HEADER.size:
         raise NdpParseError(
-            DropReason.TRUNCATED,
+            NdpDropReason.TRUNCATED,
             f"{len(data)} octets; a Router Solicitation has at least {_RS_HEADER.size}",
         )
     icmp_type, code, checksum, _reserved = _RS_HEADER.unpack_from(data)
@@ -357,7 +351,7 @@ def parse_neighbor_advertisement(data: bytes) -> NeighborAdvertisement:
     """Decode a Neighbor Advertisement; raises `NdpParseError` and nothing else."""
     if len(data) < _NEIGHBOR_HEADER.size:
         raise NdpParseError(
-            DropReason.TRUNCATED,
+            NdpDropReason.TRUNCATED,
             f"{len(data)} octets; a Neighbor Advertisement has at least {_NEIGHBOR_HEADER.size}",
         )
     icmp_type, code, checksum, flags, target = _NEIGHBOR_HEADER.unpack_from(data)
@@ -375,10 +369,10 @@ def parse_neighbor_advertisement(data: bytes) -> NeighborAdvertisement:
 def _check_type_and_code(icmp_type: int, code: int, expected_type: int) -> None:
     if icmp_type != expected_type:
         raise NdpParseError(
-            DropReason.BAD_TYPE, f"ICMPv6 type {icmp_type}, expected {expected_type}"
+            NdpDropReason.BAD_TYPE, f"ICMPv6 type {icmp_type}, expected {expected_type}"
         )
     if code != 0:
-        raise NdpParseError(DropReason.BAD_CODE, f"ICMPv6 code {code}, expected 0")
+        raise NdpParseError(NdpDropReason.BAD_CODE, f"ICMPv6 code {code}, expected 0")
 
 
 def _parse_options(data: bytes, offset: int) -> tuple[NdpOption, ...]:
@@ -387,20 +381,20 @@ def _parse_options(data: bytes, offset: int) -> tuple[NdpOption, ...]:
     while offset < end:
         if end - offset < OPTION_UNIT:
             raise NdpParseError(
-                DropReason.TRAILING_GARBAGE,
+                NdpDropReason.TRAILING_GARBAGE,
                 f"{end - offset} octets at offset {offset} are too short for any option",
             )
         option_type = data[offset]
         units = data[offset + 1]
         if units == 0:
             raise NdpParseError(
-                DropReason.ZERO_LENGTH_OPTION,
+                NdpDropReason.ZERO_LENGTH_OPTION,
                 f"option type {option_type} at offset {offset} has length 0",
             )
         option_end = offset + units * OPTION_UNIT
         if option_end > end:
             raise NdpParseError(
-                DropReason.OPTION_OVERFLOW,
+                NdpDropReason.OPTION_OVERFLOW,
                 f"option type {option_type} at offset {offset} claims {units * OPTION_UNIT} "
                 f"octets, only {end - offset} are left",
             )
@@ -417,7 +411,7 @@ def _parse_options(data: bytes, offset: int) -> tuple[NdpOption, ...]:
 
 def _bad_length(name: str, offset: int, units: int, expected: str) -> NdpParseError:
     return NdpParseError(
-        DropReason.BAD_OPTION_LENGTH,
+        NdpDropReason.BAD_OPTION_LENGTH,
         f"{name} option at offset {offset} has length {units}, expected {expected}",
     )
 
@@ -438,7 +432,7 @@ def _decode_prefix_information(data: bytes, offset: int, units: int) -> NdpOptio
     )
     if prefix_length > _ADDRESS_BITS:
         raise NdpParseError(
-            DropReason.BAD_PREFIX_LENGTH,
+            NdpDropReason.BAD_PREFIX_LENGTH,
             f"Prefix Information option at offset {offset} has prefix length {prefix_length}",
         )
     return PrefixInformation(
@@ -471,7 +465,7 @@ def _decode_route_information(data: bytes, offset: int, units: int) -> NdpOption
     _type, _length, prefix_length, flags, lifetime = _ROUTE_INFORMATION.unpack_from(data, offset)
     if prefix_length > _ADDRESS_BITS:
         raise NdpParseError(
-            DropReason.BAD_PREFIX_LENGTH,
+            NdpDropReason.BAD_PREFIX_LENGTH,
             f"Route Information option at offset {offset} has prefix length {prefix_length}",
         )
     if units < _route_information_units(prefix_length):

@@ -85,7 +85,7 @@ Time must not go backwards; a ``now`` earlier than one already seen is taken as 
 latest seen.
 
 What a source reports. `explain` turns one batch of events (one call's return value) into
-a `Report`: whether what a source tells its consumer about the current prefix changed
+a `TrackerReport`: whether what a source tells its consumer about the current prefix changed
 (acquired, changed, deprecated, withdrawn, expired, lifetimes moved), the condition reason
 and a sentence saying why. Every other event (a prefix observed, ignored or gone that was
 not current) changes nothing a consumer of the current prefix sees.
@@ -766,7 +766,7 @@ def _moved(
 # --- explaining events ----------------------------------------------------------------
 
 
-class ReportReason(enum.StrEnum):
+class TrackerReportReason(enum.StrEnum):
     """Why a source reports a new state; values are CamelCase condition reasons."""
 
     ACQUIRED = "Acquired"
@@ -780,14 +780,14 @@ class ReportReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class TrackerReport:
     """What changed about the current prefix, for a condition: reason and a sentence."""
 
-    reason: ReportReason
+    reason: TrackerReportReason
     message: str
 
 
-def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Report | None:
+def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> TrackerReport | None:
     """Whether ``events`` change what a source says about the current prefix, and why.
 
     ``events`` is one tracker call's batch, or several calls' batches in order, and
@@ -821,37 +821,43 @@ def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> Re
     after = None if current is None else current.prefix
     if not isinstance(before, _Unknown) and before != after:
         if before is None and current is not None:
-            return Report(
-                ReportReason.ACQUIRED, f"prefix {current.prefix} acquired from {current.source}"
+            return TrackerReport(
+                TrackerReportReason.ACQUIRED,
+                f"prefix {current.prefix} acquired from {current.source}",
             )
         if before is not None and current is not None:
             why = gone.get(before, f"is no longer announced, or {current.prefix} outlives it")
-            return Report(
-                ReportReason.CHANGED,
+            return TrackerReport(
+                TrackerReportReason.CHANGED,
                 f"prefix changed from {before} to {current.prefix} (from {current.source}): "
                 f"{before} {why}",
             )
         if before is not None:
             why = gone.get(before, "")
             if why.startswith("was withdrawn"):
-                return Report(ReportReason.WITHDRAWN, f"prefix {before} {why}; no prefix left")
+                return TrackerReport(
+                    TrackerReportReason.WITHDRAWN, f"prefix {before} {why}; no prefix left"
+                )
             if why == "expired":
-                return Report(
-                    ReportReason.EXPIRED,
+                return TrackerReport(
+                    TrackerReportReason.EXPIRED,
                     f"prefix {before} expired: its valid lifetime ran out without a new "
                     "announcement; no prefix left",
                 )
-            return Report(ReportReason.LOST, f"prefix {before} is gone; no prefix left")
+            return TrackerReport(
+                TrackerReportReason.LOST, f"prefix {before} is gone; no prefix left"
+            )
     if current is None or not (touched or before == after):
         return None
     if current.deprecated:
-        return Report(
-            ReportReason.DEPRECATED,
+        return TrackerReport(
+            TrackerReportReason.DEPRECATED,
             f"prefix {current.prefix} from {current.source} is deprecated "
             "(its preferred lifetime ended)",
         )
-    return Report(
-        ReportReason.ACQUIRED, f"prefix {current.prefix} from {current.source}, lifetimes updated"
+    return TrackerReport(
+        TrackerReportReason.ACQUIRED,
+        f"prefix {current.prefix} from {current.source}, lifetimes updated",
     )
 
 

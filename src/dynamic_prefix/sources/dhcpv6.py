@@ -65,6 +65,7 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     ClientEvent,
     ClientState,
     ClientStopped,
+    DelegationChanged,
     ExchangeTimedOut,
     Lease,
     LeaseAcquired,
@@ -75,7 +76,6 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     NoPrefixAvailable,
     PdClient,
     PdClientConfig,
-    PrefixChanged,
     RebindStarted,
     RenewStarted,
 )
@@ -102,6 +102,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_BOUND_REASONS: Final[dict[type, str]] = {
+    LeaseAcquired: "LeaseAcquired",
+    LeaseRenewed: "LeaseRenewed",
+    DelegationChanged: "PrefixChanged",  # the condition's reason, as for the RA sources
+}
 
 DEFAULT_LINK_LOCAL_TIMEOUT: Final = 10.0
 """How long to wait for a usable link-local address (duplicate address detection takes
@@ -362,7 +368,7 @@ class Dhcpv6PdSource:
 
     @property
     def drop_counts(self) -> Mapping[str, int]:
-        """Received datagrams that changed nothing, by reason: the client's `DropReason`
+        """Received datagrams that changed nothing, by reason: the client's `Dhcpv6DropReason`
         values, plus ``receive-failed`` for errors reading the socket and ``send-failed``
         for datagrams the kernel refused to send."""
         counts = dict(self._drops)
@@ -610,9 +616,9 @@ class Dhcpv6PdSource:
 
         for event in events:
             match event:
-                case LeaseAcquired() | LeaseRenewed() | PrefixChanged():
+                case LeaseAcquired() | LeaseRenewed() | DelegationChanged():
                     self._server_addresses.setdefault(event.server_id, self._last_sender)
-                    prefix = event.new if isinstance(event, PrefixChanged) else event.prefix
+                    prefix = event.new if isinstance(event, DelegationChanged) else event.prefix
                     self._set_state(
                         SourceState(
                             source=api.SOURCE_DHCPV6_PD,
@@ -620,7 +626,7 @@ class Dhcpv6PdSource:
                             preferred_until=wall(event.preferred_until),
                             valid_until=wall(event.valid_until),
                             origin=event.server_id.hex(),
-                            reason=type(event).__name__,
+                            reason=_BOUND_REASONS[type(event)],
                             message=self._bound_message(event),
                         )
                     )
@@ -736,14 +742,14 @@ class Dhcpv6PdSource:
         address = self._server_addresses.get(server_id)
         return f"{address} ({server})" if address else server
 
-    def _bound_message(self, event: LeaseAcquired | LeaseRenewed | PrefixChanged) -> str:
+    def _bound_message(self, event: LeaseAcquired | LeaseRenewed | DelegationChanged) -> str:
         server = self._server_name(event.server_id)
         match event:
             case LeaseAcquired(prefix=prefix):
                 return f"{prefix} delegated by {server}"
             case LeaseRenewed(prefix=prefix):
                 return f"{prefix} renewed by {server}"
-            case PrefixChanged(old=old, new=new):
+            case DelegationChanged(old=old, new=new):
                 return f"delegated prefix changed from {old} to {new} by {server}"
 
     def _set_state(self, state: SourceState) -> None:

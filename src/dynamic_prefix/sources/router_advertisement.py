@@ -6,8 +6,9 @@ closes it). The kernel passes it Router Advertisements only (``ICMP6_FILTER``), 
 hop limit and arrival interface as ancillary data. Each RA goes through the checks of
 RFC 4861 section 6.1.2 that need the IP header (hop limit 255, link-local source, the
 right interface), then `dynamic_prefix.protocols.ndp`'s parser; every dropped datagram is
-counted by `DropReason`, including those the kernel dropped because the receive buffer
-was full (``SO_RXQ_OVFL``). Accepted RAs go to every consumer.
+counted by reason (the codec's `NdpDropReason` or this module's `ReceiveDropReason`),
+including those the kernel dropped because the receive buffer was full (``SO_RXQ_OVFL``).
+Accepted RAs go to every consumer.
 
 On start, and whenever the interface comes (back) up, the listener sends Router
 Solicitations as RFC 4861 section 6.3.7 paces them (`SolicitationPacing`), so the first
@@ -32,6 +33,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import enum
 import errno
 import fcntl
 import logging
@@ -48,7 +50,7 @@ from typing import Final
 from dynamic_prefix.link import watch as link_watch
 from dynamic_prefix.model import api
 from dynamic_prefix.protocols.ndp import (
-    DropReason,
+    NdpDropReason,
     NdpParseError,
     RouterAdvertisement,
     RouterSolicitation,
@@ -68,7 +70,9 @@ __all__ = [
     "MAX_RTR_SOLICITATIONS",
     "MAX_RTR_SOLICITATION_DELAY",
     "RTR_SOLICITATION_INTERVAL",
+    "DropReason",
     "RaListener",
+    "ReceiveDropReason",
     "ReceivedAdvertisement",
     "RouterAdvertisementSource",
     "SolicitationPacing",
@@ -77,6 +81,22 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class ReceiveDropReason(enum.StrEnum):
+    """Why the listener dropped an RA before or after the codec; values are metric labels
+    (next to the codec's `NdpDropReason`)."""
+
+    HOP_LIMIT = "hop-limit"
+    NOT_LINK_LOCAL_SOURCE = "not-link-local-source"
+    WRONG_INTERFACE = "wrong-interface"
+    UNTRUSTED_ROUTER = "untrusted-router"
+    RECEIVE_BUFFER_OVERFLOW = "receive-buffer-overflow"
+    """The kernel dropped it because the socket's receive buffer was full."""
+
+
+DropReason = NdpDropReason | ReceiveDropReason
+"""Every reason an RA can be dropped for."""
 
 # RFC 4861 section 10, host constants.
 MAX_RTR_SOLICITATION_DELAY: Final = 1.0
@@ -719,17 +739,17 @@ class RaListener:
             elif level == socket.SOL_SOCKET and kind == _SO_RXQ_OVFL:
                 self._count_overflow(_U32.unpack_from(data)[0])
         if flags & _MSG_TRUNC:
-            self._drop(DropReason.TRUNCATED, sender, f"longer than {len(self._buffer)} octets")
+            self._drop(NdpDropReason.TRUNCATED, sender, f"longer than {len(self._buffer)} octets")
             return
         if arrival is not None and arrival != self._ifindex:
-            self._drop(DropReason.WRONG_INTERFACE, sender, f"arrived on interface {arrival}")
+            self._drop(ReceiveDropReason.WRONG_INTERFACE, sender, f"arrived on interface {arrival}")
             return
         if hop_limit != HOP_LIMIT:
-            self._drop(DropReason.HOP_LIMIT, sender, f"hop limit {hop_limit}")
+            self._drop(ReceiveDropReason.HOP_LIMIT, sender, f"hop limit {hop_limit}")
             return
         router, link_local = self._router_address(sender)
         if not link_local:
-            self._drop(DropReason.NOT_LINK_LOCAL_SOURCE, sender, "not a link-local source")
+            self._drop(ReceiveDropReason.NOT_LINK_LOCAL_SOURCE, sender, "not a link-local source")
             return
         parsed = self._parse(bytes(self._buffer[:size]))
         if isinstance(parsed, NdpParseError):
@@ -790,7 +810,7 @@ class RaListener:
         missed = (total - self._overflow_seen) & 0xFFFF_FFFF
         if missed:
             self._overflow_seen = total
-            self.drop_counts[DropReason.RECEIVE_BUFFER_OVERFLOW] += missed
+            self.drop_counts[ReceiveDropReason.RECEIVE_BUFFER_OVERFLOW] += missed
             log.debug(
                 "the kernel dropped %s RAs on %s: receive buffer full", missed, self.interface
             )
@@ -879,7 +899,7 @@ class RouterAdvertisementSource:
     def _on_advertisement(self, received: ReceivedAdvertisement) -> None:
         tracker = self._reporter.tracker
         if not tracker.policy.trusts(received.router):
-            self.drop_counts[DropReason.UNTRUSTED_ROUTER] += 1
+            self.drop_counts[ReceiveDropReason.UNTRUSTED_ROUTER] += 1
         self._reporter.apply(
             tracker.observe_advertisement(received.ra, router=received.router, now=received.at)
         )

@@ -79,7 +79,7 @@ class TrackerReporter:
         self._report = None
 
     def set_state(self, *, reason: str, message: str) -> None:
-        """Report a state without a tracker event (starting, waiting for the interface)."""
+        """TrackerReport a state without a tracker event (starting, waiting for the interface)."""
         current = self.tracker.current
         self._publish(
             SourceState(

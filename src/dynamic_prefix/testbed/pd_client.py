@@ -63,6 +63,7 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     ClientEvent,
     ClientState,
     ClientStopped,
+    DelegationChanged,
     ExchangeTimedOut,
     LeaseAcquired,
     LeaseLost,
@@ -72,7 +73,6 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     NoPrefixAvailable,
     PdClient,
     PdClientConfig,
-    PrefixChanged,
     RebindStarted,
     RenewStarted,
 )
@@ -213,13 +213,13 @@ class _Runner:
 
     def describe(self, event: ClientEvent, now: float) -> JsonObject:
         match event:
-            case LeaseAcquired() | LeaseRenewed() | PrefixChanged():
+            case LeaseAcquired() | LeaseRenewed() | DelegationChanged():
                 name = {LeaseAcquired: "acquired", LeaseRenewed: "renewed"}.get(
                     type(event), "changed"
                 )
-                prefix = event.new if isinstance(event, PrefixChanged) else event.prefix
+                prefix = event.new if isinstance(event, DelegationChanged) else event.prefix
                 record: JsonObject = {"event": name, "prefix": str(prefix)}
-                if isinstance(event, PrefixChanged):
+                if isinstance(event, DelegationChanged):
                     record["old"] = str(event.old)
                 lease = self.client.lease
                 record |= {
