@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dynamic_prefix.testbed.kea import Kea, KeaConfig
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
+from testbed.kea import Kea, KeaConfig
+from testbed.netns import Link, namespaces_supported
 
 DRIVER = Path(__file__).parents[1] / "tests" / "sources" / "dhcpv6_driver.py"
 RUN_TIMEOUT = 30.0

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess, wait_for
 
 ROOT = Path(__file__).parents[1]
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
@@ -67,7 +67,7 @@ def main() -> None:
         scratch = Path(scratch_dir)
         cluster = Cluster(plane)
         plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
-        plane.kubectl("apply", "-f", str(ROOT / "src/dynamic_prefix/testbed/crds/cilium-v2.yaml"))
+        plane.kubectl("apply", "-f", str(ROOT / "testbed/crds/cilium-v2.yaml"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
         dp: dict[str, Any] = {
             "apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "failover"},

@@ -29,8 +29,8 @@ from dynamic_prefix.model.spec import (
     RouterAdvertisementSpec,
 )
 from dynamic_prefix.operator.sources import SourceManager, build_source
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import PrefixAd, Radvd
 
 PREFIX = IPv6Network("2001:db8:1a7e::/64")
 AWAY = "dp-away0"

@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import OperatorProcess
+from testbed.controlplane import ControlPlane
+from testbed.harness import OperatorProcess
 
 ROOT = Path(__file__).parents[1]
 POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
@@ -218,7 +218,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
         plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
-        plane.kubectl("apply", "-f", str(ROOT / "src/dynamic_prefix/testbed/crds/cilium-v2.yaml"))
+        plane.kubectl("apply", "-f", str(ROOT / "testbed/crds/cilium-v2.yaml"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
         operator = OperatorProcess(
             plane, Path(os.environ.get("BENCH_OPERATOR_LOG", Path(scratch) / "operator.log"))

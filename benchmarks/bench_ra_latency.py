@@ -32,8 +32,8 @@ from dynamic_prefix.sources.router_advertisement import (
     RouterAdvertisementSource,
     SolicitationPacing,
 )
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import PrefixAd, Radvd
 
 TIMEOUT = 10.0
 

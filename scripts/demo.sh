@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/dynamic-prefix demo "$@"
+exec .venv/bin/python -m testbed.demo "$@"

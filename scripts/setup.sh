@@ -11,12 +11,12 @@ else
 fi
 
 # The virtualenv is rebuilt when the dependency pins change.
-stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml testbed/pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
   echo "setting up .venv (about a minute, once)" >&2
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e ./testbed
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

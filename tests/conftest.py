@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

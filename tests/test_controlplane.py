@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.testbed.controlplane import ApiResponse, ControlPlane, ControlPlaneError
+from testbed.controlplane import ApiResponse, ControlPlane, ControlPlaneError
 
 RBAC_PROPAGATION_TIMEOUT = 10.0
 

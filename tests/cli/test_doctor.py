@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from dynamic_prefix.cli.main import main
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import PrefixAd, Radvd
 
 EXAMPLE = Path(__file__).parents[2] / "src/dynamic_prefix/examples/home-prefix.yaml"
 

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CALICO_POOL,
     CILIUM_CIDR_GROUP,
@@ -48,7 +48,7 @@ from tests.operator.operator_testkit import (
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"
-POOL_CRDS = REPO / "src/dynamic_prefix/testbed/crds"
+POOL_CRDS = REPO / "testbed/crds"
 NAMESPACE = "dynamic-prefix-system"
 SERVICE_ACCOUNT = "dynamic-prefix-operator"
 USERNAME = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"

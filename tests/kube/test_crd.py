@@ -12,7 +12,7 @@ import yaml
 
 from dynamic_prefix.model import api
 from dynamic_prefix.model.schema import check, with_defaults
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 EXAMPLE = Path(__file__).parents[2] / "src/dynamic_prefix/examples/home-prefix.yaml"
 

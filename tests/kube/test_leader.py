@@ -18,7 +18,7 @@ import pytest
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import load_config
 from dynamic_prefix.kube.leader import LEASES, LeaderElector, LeaseSettings
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 SETTINGS = {"lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.2}
 

@@ -15,7 +15,7 @@ import pytest
 
 from dynamic_prefix.kube.client import KubeClient, Resource, WatchEvent
 from dynamic_prefix.kube.config import ClusterConfig, load_config
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 CONFIGMAPS = Resource("", "v1", "configmaps", namespaced=True, kind="ConfigMap")
 

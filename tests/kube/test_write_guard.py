@@ -14,7 +14,7 @@ import pytest
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import load_config
 from dynamic_prefix.kube.errors import NotLeader
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 from tests.kube.test_watch_own_writes import CONFIGMAPS, _configmap
 
 

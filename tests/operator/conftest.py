@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess
 
-CRDS = Path(__file__).parents[2] / "src/dynamic_prefix/testbed/crds"
+CRDS = Path(__file__).parents[2] / "testbed/crds"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.harness import Cluster, wait_for
+from testbed.harness import Cluster, wait_for
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
 RANGE = "lb"

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.harness import Cluster, OperatorProcess, wait_for
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
 POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"

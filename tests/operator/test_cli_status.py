@@ -9,7 +9,7 @@ import pytest
 
 from dynamic_prefix.cli.main import main
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.harness import Cluster, OperatorProcess, wait_for
 
 
 def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(

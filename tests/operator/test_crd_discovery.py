@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix import testbed
+import testbed
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import (
     CALICO_POOL,
     CILIUM_CIDR_GROUP,

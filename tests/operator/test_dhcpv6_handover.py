@@ -22,11 +22,11 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.sources.base import Dhcpv6Identity
 from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource, InMemoryIdentityStore
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.dhcpd import BindingState, Dhcpd, PrefixPool
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
-from dynamic_prefix.testbed.kea import Kea, PdPool
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
+from testbed.controlplane import ControlPlane
+from testbed.dhcpd import BindingState, Dhcpd, PrefixPool
+from testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.kea import Kea, PdPool
+from testbed.netns import Link, namespaces_supported
 from tests.operator.operator_testkit import events_about, wait_event
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"

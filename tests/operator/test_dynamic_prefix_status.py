@@ -14,7 +14,7 @@ import pytest
 
 from dynamic_prefix.model import api
 from dynamic_prefix.model.status import format_time
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     ALL_KINDS,
     CILIUM_CIDR_GROUP,

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.dnsmasq import Dnsmasq
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
-from dynamic_prefix.testbed.kea import Kea, PdPool
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.dnsmasq import Dnsmasq
+from testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.kea import Kea, PdPool
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import PrefixAd, Radvd
 from tests.operator.operator_testkit import events_about
 
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"

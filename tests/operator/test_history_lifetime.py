@@ -26,8 +26,8 @@ from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import Acquisition, PrefixSourceSpec
 from dynamic_prefix.operator.controller import Controller
 from dynamic_prefix.sources.base import IdentityStore, PrefixSource, ReportCallback
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     DP_PATH,

@@ -28,9 +28,9 @@ from dynamic_prefix.model.spec import (
     RouterAdvertisementSpec,
 )
 from dynamic_prefix.operator.sources import SourceManager, build_source
-from dynamic_prefix.testbed.kea import Kea, PdPool
-from dynamic_prefix.testbed.netns import Link, namespaces_supported, poll_until
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.kea import Kea, PdPool
+from testbed.netns import Link, namespaces_supported, poll_until
+from testbed.radvd import PrefixAd, Radvd
 from tests.sources.test_netlink import recreate_veth
 
 P1 = IPv6Network("2001:db8:1::/64")

@@ -18,8 +18,8 @@ import pytest
 
 from dynamic_prefix.model import api
 from dynamic_prefix.operator import logs
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import CILIUM_LB_POOL, DP_PATH, dynamic_prefix, new_tag
 
 

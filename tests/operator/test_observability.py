@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     METALLB_POOL,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess
+from testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import (
     ALL_KINDS,
     CALICO_POOL,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     ALL_KINDS,
     CALICO_POOL,

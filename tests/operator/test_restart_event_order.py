@@ -23,8 +23,8 @@ from dynamic_prefix.backends.calico import IP_POOL
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import load_config
 from dynamic_prefix.operator.controller import Controller
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster
 from tests.operator.operator_testkit import (
     CALICO_POOL,
     DP_PATH,

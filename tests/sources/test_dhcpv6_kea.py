@@ -48,8 +48,8 @@ from dynamic_prefix.sources.dhcpv6 import (
     parse_if_inet6,
     usable_link_local,
 )
-from dynamic_prefix.testbed.kea import Kea, Lease6, PdPool
-from dynamic_prefix.testbed.netns import Link, namespaces_supported, poll_until
+from testbed.kea import Kea, Lease6, PdPool
+from testbed.netns import Link, namespaces_supported, poll_until
 
 DRIVER = Path(__file__).with_name("dhcpv6_driver.py")
 FIRST_POOL = PdPool("2001:db8:100::", 40, 56)

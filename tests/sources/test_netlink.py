@@ -26,8 +26,8 @@ from dynamic_prefix.sources.netlink import (
     kernel_ra_problems,
     parse_prefix_message,
 )
-from dynamic_prefix.testbed.netns import Link, namespaces_supported, run_command
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.netns import Link, namespaces_supported, run_command
+from testbed.radvd import PrefixAd, Radvd
 from tests.sources.reports import Reports
 
 TIMEOUT = 10.0

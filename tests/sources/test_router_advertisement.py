@@ -44,8 +44,8 @@ from dynamic_prefix.sources.router_advertisement import (
     SolicitationPacing,
     parse_default_route_interface,
 )
-from dynamic_prefix.testbed.netns import Link, namespaces_supported, run_command
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd, send_crafted_ra
+from testbed.netns import Link, namespaces_supported, run_command
+from testbed.radvd import PrefixAd, Radvd, send_crafted_ra
 from tests.sources.reports import Reports
 
 T = TypeVar("T")
@@ -561,7 +561,7 @@ def receiver_memory(snapshot: tracemalloc.Snapshot) -> int:
     ours = snapshot.filter_traces(
         [
             tracemalloc.Filter(True, "*/dynamic_prefix/*", all_frames=True),
-            tracemalloc.Filter(False, "*/dynamic_prefix/testbed/*", all_frames=True),
+            tracemalloc.Filter(False, "*/testbed/*", all_frames=True),
         ]
     )
     return sum(stat.size for stat in ours.statistics("filename"))

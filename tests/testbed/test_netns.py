@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_prefix.testbed.kea import Kea, KeaError, LeaseState, LeaseType, PdPool
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import (
+from testbed.kea import Kea, KeaError, LeaseState, LeaseType, PdPool
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import (
     PrefixAd,
     Radvd,
     RadvdError,
@@ -222,9 +222,9 @@ def process_exists(pid: int) -> bool:
 # A program that starts a link, radvd and Kea, then exits without stopping any of them.
 NEVER_STOPS = r"""
 import json
-from dynamic_prefix.testbed.kea import Kea
-from dynamic_prefix.testbed.netns import Link
-from dynamic_prefix.testbed.radvd import Radvd
+from testbed.kea import Kea
+from testbed.netns import Link
+from testbed.radvd import Radvd
 link = Link(node_in_root_namespace=True).start()
 radvd = Radvd(link).start()
 kea = Kea(link).start()

@@ -14,7 +14,7 @@ from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
-from dynamic_prefix.testbed.dhcpd import (
+from testbed.dhcpd import (
     BindingState,
     Dhcpd,
     DhcpdConfig,
@@ -23,9 +23,9 @@ from dynamic_prefix.testbed.dhcpd import (
     current_leases,
     parse_lease_file,
 )
-from dynamic_prefix.testbed.dnsmasq import Dnsmasq, DnsmasqConfig
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.pd_client import PdClientProcess
+from testbed.dnsmasq import Dnsmasq, DnsmasqConfig
+from testbed.netns import Link, namespaces_supported
+from testbed.pd_client import PdClientProcess
 
 DUID = bytes.fromhex("00030001020000000042")
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import ipaddress
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 from dynamic_prefix.cli.manifests import ManifestError, load_documents
+from dynamic_prefix.link import addresses
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import ComputedRange, compute
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
@@ -33,7 +32,6 @@ from dynamic_prefix.sources.router_advertisement import (
     SolicitationPacing,
     default_route_interface,
 )
-from dynamic_prefix.testbed.netns import parse_addresses
 
 OK, INFO, WARN, FAIL = "ok", "info", "WARN", "FAIL"  # ok and info are not problems
 PROBE_WAIT = 1.0  # seconds to collect answers; neighbours answer within milliseconds
@@ -314,39 +312,16 @@ def _probe(
 
 
 def _global_addresses(interface: str) -> list[IPv6Address]:
-    """This node's usable global IPv6 addresses on the interface (``ip -j -6 addr``)."""
-    try:
-        output = subprocess.run(
-            ["ip", "-j", "-6", "addr", "show", "dev", interface, "scope", "global"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout  # fmt: skip
-        addresses = parse_addresses(output)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return []
-    return [a.address for a in addresses if not {"tentative", "dadfailed"} & a.flags]
+    """This node's usable global IPv6 addresses on the interface."""
+    return addresses.global_addresses(interface)
 
 
 def _neighbours(interface: str) -> list[_Neighbour]:
-    """The kernel's IPv6 neighbour table on the interface (``ip -6 neigh``)."""
-    try:
-        output = subprocess.run(
-            ["ip", "-6", "neigh", "show", "dev", interface],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
-    found = []
-    for line in output.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            address = ipaddress.IPv6Address(fields[0])
-        except ValueError:
-            continue
-        mac = fields[fields.index("lladdr") + 1] if "lladdr" in fields else "no link address"
-        found.append(_Neighbour(address, mac, "neighbour table"))
-    return found
+    """The kernel's IPv6 neighbour table on the interface."""
+    return [
+        _Neighbour(n.address, n.link_address or "no link address", "neighbour table")
+        for n in addresses.neighbours(interface)
+    ]
 
 
 def _read(path: Path) -> str | None:

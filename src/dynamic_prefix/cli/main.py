@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynamic_prefix import __version__
-from dynamic_prefix.cli import calc, crd, demo, doctor, run, status
+from dynamic_prefix.cli import calc, crd, doctor, run, status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     calc.add_parser(subparsers)
     crd.add_parser(subparsers)
-    demo.add_parser(subparsers)
     run.add_parser(subparsers)
     status.add_parser(subparsers)
     doctor.add_parser(subparsers)

@@ -42,8 +42,8 @@ from ipaddress import IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Final, Self
 
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
-from dynamic_prefix.testbed.netns import CommandError, Link, TestbedError, poll_until, tail
+from testbed.lifecycle import Lifecycle, terminate
+from testbed.netns import CommandError, Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class DnsmasqConfig:
         if self.router_lifetime is not None:
             ra_param += f",{self.router_lifetime}"
         lines = [
-            "# dnsmasq as a Router Advertisement sender only; see dynamic_prefix.testbed.dnsmasq",
+            "# dnsmasq as a Router Advertisement sender only; see testbed.dnsmasq",
             f"pid-file={workdir / 'dnsmasq.pid'}",
             f"dhcp-leasefile={workdir / 'dnsmasq.leases'}",
             "port=0",  # no DNS: no port 53, no RDNSS option

@@ -38,8 +38,8 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Final, Self
 
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
-from dynamic_prefix.testbed.netns import CommandError, Link, TestbedError, poll_until, tail
+from testbed.lifecycle import Lifecycle, terminate
+from testbed.netns import CommandError, Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class DhcpdConfig:
 
     def render(self) -> str:
         lines = [
-            "# ISC dhcpd as a DHCPv6-PD server; see dynamic_prefix.testbed.dhcpd\n",
+            "# ISC dhcpd as a DHCPv6-PD server; see testbed.dhcpd\n",
             f"default-lease-time {self.valid};\n",
             f"max-lease-time {self.valid};\n",
             f"preferred-lifetime {self.preferred};\n",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dynamic_prefix.testbed.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
 
 T = TypeVar("T")
 

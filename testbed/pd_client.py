@@ -3,7 +3,7 @@
 
 Run it in a namespace, e.g. on the node end of a test `Link`::
 
-    ip netns exec NS python -m dynamic_prefix.testbed.pd_client --interface vn \\
+    ip netns exec NS python -m testbed.pd_client --interface vn \\
         [--duid 00030001020000000001] [--iaid 7] [--prefix-length 56] [--hint PREFIX] \\
         [--address fe80::c1] [--release-on-stop] [--solicit-delay 0]
 
@@ -77,12 +77,12 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     RenewStarted,
 )
 from dynamic_prefix.sources.dhcpv6 import parse_if_inet6, usable_link_local
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
-from dynamic_prefix.testbed.netns import Link, TestbedError, poll_until, tail
+from testbed.lifecycle import Lifecycle, terminate
+from testbed.netns import Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 
-MODULE: Final = "dynamic_prefix.testbed.pd_client"
+MODULE: Final = "testbed.pd_client"
 """What to pass to ``python -m``."""
 DEFAULT_RELEASE_TIMEOUT: Final = 2.0
 _LINK_LOCAL_TIMEOUT = 10.0
@@ -265,7 +265,7 @@ def _link_local(interface: str, timeout: float) -> IPv6Address:
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dynamic_prefix.testbed.pd_client",
+        prog="python -m testbed.pd_client",
         description="A DHCPv6-PD client for tests: prints what it is delegated as JSON lines.",
     )
     parser.add_argument("--interface", required=True, help="the interface to solicit on")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from dynamic_prefix.cli.main import main
-from dynamic_prefix.testbed.netns import namespaces_supported
+from testbed.demo import main
+from testbed.netns import namespaces_supported
 
 
 @pytest.mark.controlplane
 def test_demo_shows_every_pool_following_each_prefix_change(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["demo", "--check", "--rotations", "2"]) == 0
+    assert main(["--check", "--rotations", "2"]) == 0
     out = capsys.readouterr().out
     supported, _ = namespaces_supported()
     if supported:  # as root: the prefix comes from radvd in a network namespace
@@ -31,7 +31,7 @@ def test_demo_shows_every_pool_following_each_prefix_change(
 def test_demo_without_a_simulated_router_changes_a_static_prefix(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["demo", "--check", "--static", "--rotations", "1"]) == 0
+    assert main(["--check", "--static", "--rotations", "1"]) == 0
     out = capsys.readouterr().out
     assert "no simulated router (--static given)" in out
     assert "every pool holds 2001:db8:beef:1::/64" in out

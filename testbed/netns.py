@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import IO, Any, Final, Self, TypeVar
 
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
+from testbed.lifecycle import Lifecycle, terminate
 
 log = logging.getLogger(__name__)
 

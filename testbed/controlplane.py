@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
+from testbed.lifecycle import Lifecycle, terminate
 
 log = logging.getLogger(__name__)
 

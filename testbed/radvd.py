@@ -21,8 +21,8 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Final, Literal, Self
 
-from dynamic_prefix.testbed.lifecycle import Lifecycle, terminate
-from dynamic_prefix.testbed.netns import CommandError, Link, TestbedError, poll_until, tail
+from testbed.lifecycle import Lifecycle, terminate
+from testbed.netns import CommandError, Link, TestbedError, poll_until, tail
 
 log = logging.getLogger(__name__)
 

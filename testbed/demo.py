@@ -1,4 +1,5 @@
-"""`dynamic-prefix demo`: the product on one machine, with nothing but this checkout.
+"""The local demo (``scripts/demo.sh``, i.e. ``python -m testbed.demo``): the product on one
+machine, with nothing but this checkout.
 
 Starts a real kube-apiserver + etcd on loopback, installs the DynamicPrefix CRD and the
 pool kinds of Cilium, MetalLB and Calico, makes a simulated router (radvd in a network
@@ -17,21 +18,22 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import dynamic_prefix
 from dynamic_prefix.cli.crd import crd_manifest_text
 from dynamic_prefix.model import api
-from dynamic_prefix.testbed.controlplane import ControlPlane
-from dynamic_prefix.testbed.harness import Cluster, OperatorProcess, wait_for
-from dynamic_prefix.testbed.netns import Link, namespaces_supported
-from dynamic_prefix.testbed.radvd import PrefixAd, Radvd
+from testbed.controlplane import ControlPlane
+from testbed.harness import Cluster, OperatorProcess, wait_for
+from testbed.netns import Link, namespaces_supported
+from testbed.radvd import PrefixAd, Radvd
 
-PACKAGE = Path(__file__).parents[1]
-EXAMPLE = PACKAGE / "examples" / "home-prefix.yaml"
-CRDS = PACKAGE / "testbed" / "crds"
+EXAMPLE = Path(dynamic_prefix.__file__).parent / "examples" / "home-prefix.yaml"
+CRDS = Path(__file__).parent / "crds"
 PREFIXES = ("2001:db8:abcd:1::/64", "2001:db8:beef:1::/64", "2001:db8:cafe:1::/64",
             "2001:db8:f00d:1::/64")  # fmt: skip
 DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
@@ -43,11 +45,10 @@ POOL_PATHS = {
 }
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register the subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo",
-        help="run the local demo on a throw-away control plane",
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo.sh",
         description="Start a local kube-apiserver + etcd, install the CRDs, apply the user "
         "guide's example and sample pools of Cilium, MetalLB and Calico, run the operator "
         "and change the prefix a few times, showing the pools following. Needs the "
@@ -63,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
         help="no simulated router: change a static prefix (the default needs root for "
         "network namespaces)",
     )
-    parser.set_defaults(handler=run)
+    return parser
 
 
 class _Narrator:
@@ -264,3 +265,12 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
 
 def _has(pool: dict[str, Any] | None, head: str) -> bool:
     return pool is not None and head in json.dumps(pool.get("spec"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments and run the demo."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
