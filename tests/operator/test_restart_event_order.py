@@ -54,7 +54,7 @@ async def eventually(predicate: Callable[[], Any], *, what: str) -> None:
 async def settle(controller: Controller) -> None:
     """Wait until the work the controller's last event started (its tasks) is done."""
     await asyncio.sleep(0)
-    await eventually(lambda: not controller._tasks, what="the controller idle")
+    await eventually(controller.idle, what="the controller idle")
 
 
 class Scene:

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.api import KubeApi
+from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ MAX_MESSAGE = 1024
 class EventRecorder:
     """Posts Events; a failure to post is logged, never raised: events are best effort."""
 
-    def __init__(self, client: KubeClient, *, default_namespace: str = "default") -> None:
+    def __init__(self, client: KubeApi, *, default_namespace: str = "default") -> None:
         self._client = client
         self._default_namespace = default_namespace
         self.posted = 0

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.api import KubeApi
+from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
 from dynamic_prefix.model.spec import (
     Acquisition,
@@ -38,7 +39,7 @@ class StatusIdentityStore:
 
     def __init__(
         self,
-        client: KubeClient,
+        client: KubeApi,
         resource: Resource,
         name: str,
         cached: Callable[[], Mapping[str, Any] | None],

@@ -80,7 +80,7 @@ class ControllerCollector:
             "last reconcile.",
             labels=["dynamic_prefix", "backend", "state"],
         )
-        for name, results in sorted(controller.pool_problems.items()):
+        for name, results in controller.outcomes.items():
             by_backend: dict[str, list[int]] = {}
             for key, outcome in results.items():
                 counts = by_backend.setdefault(key.backend, [0, 0])
@@ -93,14 +93,14 @@ class ControllerCollector:
         for metric, what, label, counter in (
             ("dynamic_prefix_source_reports_total",
              "Reports from each prefix source (a prefix learnt, renewed, lost...).",
-             "source", controller.source_reports),
+             "source", controller.counters.source_reports),
             ("dynamic_prefix_prefix_changes_total",
              "Prefixes acquired or changed, by the source that brought them.",
-             "source", controller.prefix_changes),
+             "source", controller.counters.prefix_changes),
             ("dynamic_prefix_reconcile_errors_total",
              "Reconciles that left a pool out of sync (by backend) or a status unwritten "
              "(backend \"status\").",
-             "backend", controller.reconcile_errors),
+             "backend", controller.counters.reconcile_errors),
         ):  # fmt: skip
             family = CounterMetricFamily(metric, what, labels=["dynamic_prefix", label])
             for (name, value), count in sorted(counter.items()):
@@ -113,7 +113,7 @@ class ControllerCollector:
             "pool_write, pool_error, ...).",
             labels=["dynamic_prefix", "kind"],
         )
-        for (name, kind), count in sorted(controller.stats.items()):
+        for (name, kind), count in sorted(controller.counters.events.items()):
             counters.add_metric([name, kind], count)
         yield counters
 
