@@ -84,197 +84,76 @@ source announced last is not a reason to report.
 Time must not go backwards; a ``now`` earlier than one already seen is taken as the
 latest seen.
 
-What a source reports. `explain` turns one batch of events (one call's return value) into
-a `TrackerReport`: whether what a source tells its consumer about the current prefix changed
-(acquired, changed, deprecated, withdrawn, expired, lifetimes moved), the condition reason
-and a sentence saying why. Every other event (a prefix observed, ignored or gone that was
-not current) changes nothing a consumer of the current prefix sees.
+What a source reports. `explain` turns one batch of events into a `TrackerReport`, the
+condition reason and a sentence for a consumer of the current prefix.
+
+The parts: `dynamic_prefix.protocols.tracker_policy` (the policy, why a prefix is
+ignored, and the rules the policy parameterises), `dynamic_prefix.protocols.tracker_events`
+(the prefixes and events reported), `dynamic_prefix.protocols.tracker_report` (`explain`)
+and this module, the state machine, which re-exports them all.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
-from typing import Final, NamedTuple, TypeAlias
+from typing import Final
 
-from dynamic_prefix.addressing import ADDRESS_BITS, AddressClass, classify
+from dynamic_prefix.addressing import AddressClass, classify
 from dynamic_prefix.protocols.ndp import INFINITE_LIFETIME, RouterAdvertisement
+from dynamic_prefix.protocols.tracker_events import (
+    PrefixAcquired,
+    PrefixChanged,
+    PrefixDeprecated,
+    PrefixExpired,
+    PrefixIgnored,
+    PrefixLifetimesUpdated,
+    PrefixLost,
+    PrefixObserved,
+    PrefixWithdrawn,
+    TrackedPrefix,
+    TrackerEvent,
+)
+from dynamic_prefix.protocols.tracker_policy import (
+    TWO_HOURS,
+    IgnoreReason,
+    Rank,
+    Source,
+    TrackerPolicy,
+    deadline_moved,
+    displaces,
+    two_hour_rule,
+    unscoped,
+)
+from dynamic_prefix.protocols.tracker_report import TrackerReport, TrackerReportReason, explain
 
-Source: TypeAlias = IPv6Address | str
-"""Who announced a prefix: a router's link-local address, or a label such as "static"."""
+__all__ = [
+    "IGNORED_REMEMBERED",
+    "TWO_HOURS",
+    "IgnoreReason",
+    "PrefixAcquired",
+    "PrefixChanged",
+    "PrefixDeprecated",
+    "PrefixExpired",
+    "PrefixIgnored",
+    "PrefixLifetimesUpdated",
+    "PrefixLost",
+    "PrefixObserved",
+    "PrefixTracker",
+    "PrefixWithdrawn",
+    "Source",
+    "TrackedPrefix",
+    "TrackerEvent",
+    "TrackerPolicy",
+    "TrackerReport",
+    "TrackerReportReason",
+    "explain",
+]
 
-TWO_HOURS: Final = 7200.0
-"""RFC 4862 5.5.3 e: the least valid lifetime an unauthenticated RA may leave a prefix."""
 
 IGNORED_REMEMBERED: Final = 1024
 """How many ignored (source, prefix) pairs are remembered to avoid repeating events."""
-
-
-class IgnoreReason(enum.StrEnum):
-    """Why an announced prefix is not used; values are stable labels for logs and metrics."""
-
-    UNTRUSTED_ROUTER = "untrusted-router"
-    NOT_GLOBAL_UNICAST = "not-global-unicast"
-    UNIQUE_LOCAL_NOT_ALLOWED = "unique-local-not-allowed"
-    WRONG_PREFIX_LENGTH = "wrong-prefix-length"
-    NOT_AUTONOMOUS = "not-autonomous"
-    PREFERRED_EXCEEDS_VALID = "preferred-exceeds-valid"
-    TOO_MANY_PREFIXES = "too-many-prefixes"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrackerPolicy:
-    """Which prefixes count, and how eagerly the current one is replaced and reported."""
-
-    prefix_length: int | None = 64
-    allow_ula: bool = False
-    trusted_routers: frozenset[IPv6Address] = frozenset()
-    switch_margin: float = 1800.0
-    lifetime_tolerance: float = 0.0
-    lifetime_resolution: float = 1.0
-    max_prefixes: int = 64
-    valid_floor: float = TWO_HOURS
-
-    def __post_init__(self) -> None:
-        if self.prefix_length is not None and not 0 <= self.prefix_length <= ADDRESS_BITS:
-            raise ValueError(f"prefix length {self.prefix_length} is not between 0 and 128")
-        scoped = sorted(str(router) for router in self.trusted_routers if router.scope_id)
-        if scoped:
-            raise ValueError(f"trusted routers are compared without zone: {', '.join(scoped)}")
-        if not self.switch_margin >= 0:
-            raise ValueError(f"switch margin {self.switch_margin} is negative")
-        if not 0 <= self.lifetime_tolerance <= 1:
-            raise ValueError(f"lifetime tolerance {self.lifetime_tolerance} is not in [0, 1]")
-        if not self.lifetime_resolution >= 0:
-            raise ValueError(f"lifetime resolution {self.lifetime_resolution} is negative")
-        if self.max_prefixes < 1:
-            raise ValueError(f"max prefixes {self.max_prefixes} is less than 1")
-        if not self.valid_floor >= 0:
-            raise ValueError(f"valid floor {self.valid_floor} is negative")
-
-    def trusts(self, source: Source) -> bool:
-        """Whether announcements from ``source`` may be used (labels are always trusted)."""
-        if isinstance(source, str) or not self.trusted_routers:
-            return True
-        return _unscoped(source) in self.trusted_routers
-
-    def authenticates(self, source: Source) -> bool:
-        """Whether ``source``'s word on lifetimes is taken at once: a label, or a router
-        on a non-empty trusted list (no two-hour rule)."""
-        return isinstance(source, str) or bool(self.trusted_routers)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrackedPrefix:
-    """A live prefix: deadlines are absolute monotonic seconds, `math.inf` for never."""
-
-    prefix: IPv6Network
-    source: Source
-    """The source of the most recent announcement."""
-    preferred_until: float
-    valid_until: float
-    last_announced: float
-    deprecated: bool
-    stale: bool
-    """Every source's latest Router Advertisement left this prefix out."""
-
-
-# --- events -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrefixObserved:
-    """A prefix that was not live is now announced (and passed the filter)."""
-
-    prefix: IPv6Network
-    source: Source
-    preferred_until: float
-    valid_until: float
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixIgnored:
-    """An announced prefix did not pass the filter (reported once per reason)."""
-
-    prefix: IPv6Network
-    source: Source
-    reason: IgnoreReason
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixDeprecated:
-    """A live prefix's preferred lifetime ran out, or it was announced with 0."""
-
-    prefix: IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixWithdrawn:
-    """The last source announcing a prefix announced it with valid lifetime 0."""
-
-    prefix: IPv6Network
-    source: Source
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixExpired:
-    """A prefix's valid lifetime ran out because no source announced it again."""
-
-    prefix: IPv6Network
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrefixAcquired:
-    """There was no current prefix; now there is."""
-
-    prefix: IPv6Network
-    source: Source
-    preferred_until: float
-    valid_until: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrefixChanged:
-    """The current prefix is now ``new`` instead of ``old``."""
-
-    old: IPv6Network
-    new: IPv6Network
-    source: Source
-    preferred_until: float
-    valid_until: float
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixLost:
-    """The current prefix went away and no other live prefix is left."""
-
-    prefix: IPv6Network
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrefixLifetimesUpdated:
-    """The current prefix's deadlines moved by more than the policy's tolerance."""
-
-    prefix: IPv6Network
-    source: Source
-    preferred_until: float
-    valid_until: float
-
-
-TrackerEvent: TypeAlias = (
-    PrefixObserved
-    | PrefixIgnored
-    | PrefixDeprecated
-    | PrefixWithdrawn
-    | PrefixExpired
-    | PrefixAcquired
-    | PrefixChanged
-    | PrefixLost
-    | PrefixLifetimesUpdated
-)
 
 
 # --- the state machine --------------------------------------------------------------
@@ -308,7 +187,7 @@ class _LivePrefix:
     earliest_valid: float = math.inf  # the first announcement to run out
     last_announced: float = -math.inf
     stale: bool = False
-    rank: _Rank | None = None
+    rank: Rank | None = None
 
     def refresh(self) -> None:
         """Recompute the aggregates after ``announcements`` changed."""
@@ -382,7 +261,7 @@ class PrefixTracker:
         """
         now = self._tick(now)
         events = self._expire(now)
-        source = _unscoped(router)
+        source = unscoped(router)
         prefix_options = ra.prefix_information
         for option in prefix_options:
             self._take(
@@ -421,7 +300,7 @@ class PrefixTracker:
         now = self._tick(now)
         events = self._expire(now)
         if isinstance(source, IPv6Address):
-            source = _unscoped(source)
+            source = unscoped(source)
         self._take(
             events,
             prefix,
@@ -472,6 +351,7 @@ class PrefixTracker:
         autonomous: bool,
         now: float,
     ) -> None:
+        """Filter one announcement, apply the two-hour rule, then withdraw or record it."""
         live = self._live.get(prefix)
         is_new = live is None or source not in live.announcements
         reason = self._rejection(
@@ -490,23 +370,41 @@ class PrefixTracker:
         self._ignored.pop(key, None)
         if live is not None and not is_new and not self._policy.authenticates(source):
             remaining = live.announcements[source].valid_until - now
-            valid_lifetime = _two_hour_rule(valid_lifetime, remaining, self._policy.valid_floor)
+            valid_lifetime = two_hour_rule(valid_lifetime, remaining, self._policy.valid_floor)
             preferred_lifetime = min(preferred_lifetime, valid_lifetime)
         if valid_lifetime == 0:
             if live is not None and not is_new:
-                del live.announcements[source]
-                self._forget_pair(source, prefix)
-                if live.announcements:
-                    live.refresh()
-                else:
-                    del self._live[prefix]
-                    events.append(PrefixWithdrawn(prefix, source))
+                self._withdraw(events, live, source)
             return
         announcement = _Announcement(
             preferred_until=now + preferred_lifetime,
             valid_until=now + valid_lifetime,
             announced_at=now,
         )
+        self._record(events, live, prefix, source, announcement, is_new=is_new)
+
+    def _withdraw(self, events: list[TrackerEvent], live: _LivePrefix, source: Source) -> None:
+        """``source`` announced valid lifetime 0 for a prefix it announced before."""
+        prefix = live.prefix
+        del live.announcements[source]
+        self._forget_pair(source, prefix)
+        if live.announcements:
+            live.refresh()
+        else:
+            del self._live[prefix]
+            events.append(PrefixWithdrawn(prefix, source))
+
+    def _record(
+        self,
+        events: list[TrackerEvent],
+        live: _LivePrefix | None,
+        prefix: IPv6Network,
+        source: Source,
+        announcement: _Announcement,
+        *,
+        is_new: bool,
+    ) -> None:
+        """Keep ``announcement`` as ``source``'s latest for ``prefix``, which may be new."""
         if live is None:
             live = self._live[prefix] = _LivePrefix(
                 prefix=prefix, global_unicast=classify(prefix) is AddressClass.GLOBAL_UNICAST
@@ -627,7 +525,7 @@ class PrefixTracker:
             or incumbent is None
             or (
                 best != current
-                and _displaces(best_rank, _rank(incumbent), self._policy.switch_margin)
+                and displaces(best_rank, _rank(incumbent), self._policy.switch_margin)
             )
         ):
             chosen = self._view(best)
@@ -657,9 +555,9 @@ class PrefixTracker:
         reported_preferred, reported_valid = self._reported
         tolerance = self._policy.lifetime_tolerance
         resolution = self._policy.lifetime_resolution
-        if _moved(reported_preferred, preferred_until, now, tolerance, resolution) or _moved(
-            reported_valid, valid_until, now, tolerance, resolution
-        ):
+        if deadline_moved(
+            reported_preferred, preferred_until, now, tolerance, resolution
+        ) or deadline_moved(reported_valid, valid_until, now, tolerance, resolution):
             events.append(
                 PrefixLifetimesUpdated(
                     prefix=current,
@@ -685,49 +583,24 @@ class PrefixTracker:
         )
 
 
-# --- rules --------------------------------------------------------------------------
-
-
-def _two_hour_rule(received: float, remaining: float, floor: float) -> float:
-    """The valid lifetime an unauthenticated announcement leaves (RFC 4862 5.5.3 e)."""
-    if received > floor or received > remaining:
-        return received
-    if remaining <= floor:
-        return max(remaining, 0.0)
-    return floor
+# --- helpers ------------------------------------------------------------------------
 
 
 def _seconds(lifetime: float) -> float:
     return math.inf if lifetime >= INFINITE_LIFETIME else float(lifetime)
 
 
-def _unscoped(address: IPv6Address) -> IPv6Address:
-    return IPv6Address(int(address)) if address.scope_id else address
-
-
 def _numeric_order(prefix: IPv6Network) -> tuple[int, int]:
     return int(prefix.network_address), prefix.prefixlen
 
 
-class _Rank(NamedTuple):
-    """Larger is better: the selection rule of the module docstring, steps 1 to 6."""
-
-    preferred: bool
-    global_unicast: bool
-    announced: bool
-    preferred_until: float  # -inf when deprecated: deprecated prefixes tie here
-    last_announced: float
-    negated_address: int
-    negated_length: int
-
-
-def _rank(live: _LivePrefix) -> _Rank:
+def _rank(live: _LivePrefix) -> Rank:
     """The prefix's rank as of the latest `PrefixTracker._settle` (cached on ``live``)."""
     rank = live.rank
     if rank is None:
         preferred = not live.deprecated
         prefix = live.prefix
-        rank = live.rank = _Rank(
+        rank = live.rank = Rank(
             preferred=preferred,
             global_unicast=live.global_unicast,
             announced=not live.stale,
@@ -737,134 +610,3 @@ def _rank(live: _LivePrefix) -> _Rank:
             negated_length=-prefix.prefixlen,
         )
     return rank
-
-
-def _displaces(challenger: _Rank, incumbent: _Rank, margin: float) -> bool:
-    """Whether ``challenger`` beats the current prefix by enough to replace it."""
-    if challenger.preferred != incumbent.preferred:
-        return challenger.preferred
-    if challenger.global_unicast != incumbent.global_unicast:
-        return challenger.global_unicast
-    if challenger.announced != incumbent.announced:
-        return challenger.announced
-    if not incumbent.preferred:
-        return False
-    return challenger.preferred_until > incumbent.preferred_until + margin
-
-
-def _moved(
-    reported: float, deadline: float, now: float, tolerance: float, resolution: float
-) -> bool:
-    """Whether ``deadline`` differs from the ``reported`` one enough to report again."""
-    if reported == deadline or (reported <= now and deadline <= now):
-        return False
-    if math.isinf(reported) or math.isinf(deadline):
-        return True
-    return abs(deadline - reported) > max(tolerance * max(deadline - now, 0.0), resolution)
-
-
-# --- explaining events ----------------------------------------------------------------
-
-
-class TrackerReportReason(enum.StrEnum):
-    """Why a source reports a new state; values are CamelCase condition reasons."""
-
-    ACQUIRED = "Acquired"
-    """There is a current prefix (first acquired, or re-announced with new lifetimes)."""
-    CHANGED = "Changed"
-    DEPRECATED = "Deprecated"
-    WITHDRAWN = "Withdrawn"
-    EXPIRED = "Expired"
-    LOST = "Lost"
-    """The current prefix went away for another reason (not raised by this tracker)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerReport:
-    """What changed about the current prefix, for a condition: reason and a sentence."""
-
-    reason: TrackerReportReason
-    message: str
-
-
-def explain(events: Iterable[TrackerEvent], current: TrackedPrefix | None) -> TrackerReport | None:
-    """Whether ``events`` change what a source says about the current prefix, and why.
-
-    ``events`` is one tracker call's batch, or several calls' batches in order, and
-    ``current`` the tracker's current prefix after them. The batch is judged as a whole:
-    the current prefix before it (known from its first acquisition, change or loss)
-    against ``current``, so a loss and a new acquisition in one batch are one change.
-    None means there is nothing new to report.
-    """
-    gone: dict[IPv6Network, str] = {}
-    before: IPv6Network | _Unknown | None = _UNKNOWN
-    touched = False  # the current prefix's lifetimes or deprecation changed
-    for event in events:
-        match event:
-            case PrefixWithdrawn(prefix=prefix, source=source):
-                gone[prefix] = f"was withdrawn by {source}"
-            case PrefixExpired(prefix=prefix):
-                gone[prefix] = "expired"
-            case PrefixDeprecated(prefix=prefix):
-                gone.setdefault(prefix, "is deprecated")
-                touched = touched or (current is not None and prefix == current.prefix)
-            case PrefixAcquired():
-                before = None if before is _UNKNOWN else before
-            case PrefixChanged(old=old):
-                before = old if before is _UNKNOWN else before
-            case PrefixLost(prefix=prefix):
-                before = prefix if before is _UNKNOWN else before
-            case PrefixLifetimesUpdated():
-                touched = True
-            case _:
-                pass
-    after = None if current is None else current.prefix
-    if not isinstance(before, _Unknown) and before != after:
-        if before is None and current is not None:
-            return TrackerReport(
-                TrackerReportReason.ACQUIRED,
-                f"prefix {current.prefix} acquired from {current.source}",
-            )
-        if before is not None and current is not None:
-            why = gone.get(before, f"is no longer announced, or {current.prefix} outlives it")
-            return TrackerReport(
-                TrackerReportReason.CHANGED,
-                f"prefix changed from {before} to {current.prefix} (from {current.source}): "
-                f"{before} {why}",
-            )
-        if before is not None:
-            why = gone.get(before, "")
-            if why.startswith("was withdrawn"):
-                return TrackerReport(
-                    TrackerReportReason.WITHDRAWN, f"prefix {before} {why}; no prefix left"
-                )
-            if why == "expired":
-                return TrackerReport(
-                    TrackerReportReason.EXPIRED,
-                    f"prefix {before} expired: its valid lifetime ran out without a new "
-                    "announcement; no prefix left",
-                )
-            return TrackerReport(
-                TrackerReportReason.LOST, f"prefix {before} is gone; no prefix left"
-            )
-    if current is None or not (touched or before == after):
-        return None
-    if current.deprecated:
-        return TrackerReport(
-            TrackerReportReason.DEPRECATED,
-            f"prefix {current.prefix} from {current.source} is deprecated "
-            "(its preferred lifetime ended)",
-        )
-    return TrackerReport(
-        TrackerReportReason.ACQUIRED,
-        f"prefix {current.prefix} from {current.source}, lifetimes updated",
-    )
-
-
-class _Unknown(enum.Enum):
-    """The current prefix before a batch, when the batch does not tell."""
-
-    UNKNOWN = enum.auto()
-
-
-_UNKNOWN: Final = _Unknown.UNKNOWN
