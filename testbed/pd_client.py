@@ -54,6 +54,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final, Self
 
+from dynamic_prefix.link.interfaces import parse_if_inet6, usable_link_local
 from dynamic_prefix.protocols.dhcpv6 import HARDWARE_TYPE_ETHERNET, DuidLl, build_duid
 from dynamic_prefix.protocols.dhcpv6_client import (
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
@@ -76,7 +77,6 @@ from dynamic_prefix.protocols.dhcpv6_client import (
     RebindStarted,
     RenewStarted,
 )
-from dynamic_prefix.sources.dhcpv6 import parse_if_inet6, usable_link_local
 from testbed.lifecycle import Lifecycle, terminate
 from testbed.netns import Link, TestbedError, poll_until, tail
 

@@ -28,11 +28,8 @@ from typing import Any
 
 from dynamic_prefix.protocols.dhcpv6_client import SOL_MAX_DELAY
 from dynamic_prefix.sources.base import IdentityStore, SourceError, SourceState
-from dynamic_prefix.sources.dhcpv6 import (
-    Dhcpv6PdSource,
-    FileIdentityStore,
-    InMemoryIdentityStore,
-)
+from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource
+from dynamic_prefix.sources.dhcpv6_identity import FileIdentityStore, InMemoryIdentityStore
 
 ERROR_EXIT_STATUS = 3
 

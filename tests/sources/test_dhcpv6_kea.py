@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,11 @@ from dynamic_prefix.protocols.dhcpv6 import (
     build_message,
 )
 from dynamic_prefix.sources.base import Dhcpv6Identity, InterfaceMissing, SourceError, SourceState
-from dynamic_prefix.sources.dhcpv6 import (
-    Dhcpv6PdSource,
+from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource
+from dynamic_prefix.sources.dhcpv6_identity import (
     FileIdentityStore,
     InMemoryIdentityStore,
     new_identity,
-    parse_if_inet6,
-    usable_link_local,
 )
 from testbed.kea import Kea, Lease6, PdPool
 from testbed.netns import Link, namespaces_supported, poll_until
@@ -785,27 +783,6 @@ def test_an_interface_without_an_ethernet_address_gets_a_random_duid_uuid(
 
     assert identity.duid[:2] == DuidType.UUID.to_bytes(2, "big")
     assert len(identity.duid) == 18
-
-
-IF_INET6 = """\
-fe800000000000000000000000000001 03 40 20 c0       vn
-fe800000000000000000000000000002 04 40 20 44       vx
-fe800000000000000000000000000003 04 40 20 08       vx
-20010db8000000000000000000000001 04 40 00 00       vx
-fe800000000000000000000000000004 04 40 20 80       vx
-not a line
-"""
-
-
-def test_the_link_local_address_is_one_that_finished_or_skipped_duplicate_detection() -> None:
-    addresses = parse_if_inet6(IF_INET6)
-
-    assert len(addresses) == 5
-    # ifindex 3: tentative; ifindex 4: optimistic (usable), then DAD failed, global, usable.
-    assert usable_link_local(addresses, 3) is None
-    assert usable_link_local(addresses, 4) == IPv6Address("fe80::2")
-    assert usable_link_local(addresses[2:], 4) == IPv6Address("fe80::4")
-    assert usable_link_local(addresses, 5) is None
 
 
 def test_before_running_the_state_is_starting_without_a_prefix() -> None:

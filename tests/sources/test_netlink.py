@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
-import struct
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv6Network
 from pathlib import Path
@@ -19,13 +17,7 @@ from pathlib import Path
 import pytest
 
 from dynamic_prefix.sources.base import InterfaceMissing
-from dynamic_prefix.sources.netlink import (
-    KERNEL,
-    NetlinkSource,
-    PrefixMessage,
-    kernel_ra_problems,
-    parse_prefix_message,
-)
+from dynamic_prefix.sources.netlink import KERNEL, NetlinkSource, kernel_ra_problems
 from testbed.netns import Link, namespaces_supported, run_command
 from testbed.radvd import PrefixAd, Radvd
 from tests.sources.reports import Reports
@@ -216,56 +208,6 @@ def recreate_veth(link: Link) -> None:
 async def test_nonexistent_interface_is_missing_to_be_waited_for() -> None:
     with pytest.raises(InterfaceMissing, match="interface dp-nosuch0 does not exist on this node"):
         await NetlinkSource("dp-nosuch0").run(Reports())
-
-
-def prefix_message(
-    *, ifindex: int = 7, length: int = 64, flags: int = 0xC0, attributes: bytes | None = None
-) -> bytes:
-    """An RTM_NEWPREFIX as the kernel sends it: nlmsghdr, prefixmsg, attributes.
-
-    The flags are the Prefix Information option's octet (L 0x80, A 0x40), as captured.
-    """
-    if attributes is None:
-        address = IPv6Network("2001:db8:1::/64").network_address.packed
-        attributes = struct.pack("=HH", 20, 1) + address + struct.pack("=HHII", 12, 2, 1800, 3600)
-    body = struct.pack("=BxxxiBBBx", socket.AF_INET6, ifindex, 3, length, flags) + attributes
-    return struct.pack("=IHHII", 16 + len(body), 52, 0, 0, 0) + body
-
-
-def test_prefix_message_as_captured_from_the_kernel_is_decoded() -> None:
-    # prefixmsg of an RTM_NEWPREFIX for an on-link-only /64 on interface 257.
-    captured = bytes.fromhex("0a 000000 01010000 03 40 80 00")  # family, pads, index, type, /64, L
-    message = prefix_message(ifindex=257, flags=0x80)
-    assert message[16:28] == captured
-    decoded = parse_prefix_message(message)
-    assert decoded is not None
-    assert (decoded.ifindex, decoded.on_link, decoded.autonomous) == (257, True, False)
-
-
-def test_prefix_message_is_decoded() -> None:
-    assert parse_prefix_message(prefix_message()) == PrefixMessage(
-        ifindex=7,
-        prefix=P1,
-        on_link=True,
-        autonomous=True,
-        preferred_lifetime=1800,
-        valid_lifetime=3600,
-    )
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        prefix_message()[:20],  # cut in the prefixmsg
-        prefix_message(length=129),
-        prefix_message(attributes=struct.pack("=HH", 20, 1) + bytes(16)),  # no lifetimes
-        prefix_message(attributes=struct.pack("=HH", 40, 1) + bytes(16)),  # overlong
-        prefix_message(attributes=struct.pack("=HH", 2, 1)),  # shorter than its header
-    ],
-    ids=["truncated", "length-129", "no-cacheinfo", "attribute-overflow", "attribute-too-short"],
-)
-def test_malformed_prefix_message_is_none(message: bytes) -> None:
-    assert parse_prefix_message(message) is None
 
 
 def test_kernel_settings_that_prevent_slaac_are_named(tmp_path: Path) -> None:

@@ -42,10 +42,10 @@ from dynamic_prefix.sources.router_advertisement import (
     ReceiveDropReason,
     RouterAdvertisementSource,
     SolicitationPacing,
-    parse_default_route_interface,
 )
 from testbed.netns import Link, namespaces_supported, run_command
 from testbed.radvd import PrefixAd, Radvd, send_crafted_ra
+from tests.link.test_interfaces import ROUTES
 from tests.sources.reports import Reports
 
 T = TypeVar("T")
@@ -777,24 +777,6 @@ def test_missing_cap_net_raw_is_a_source_error_that_says_so() -> None:
     assert "SourceError: listening for Router Advertisements on lo needs CAP_NET_RAW" in (
         result.stderr
     )
-
-
-ROUTES = """\
-00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
-20010db8000100000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
-00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00450003     eth1
-00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000200 00000001 00000000 00450003     eth0
-"""  # noqa: E501
-
-
-def test_default_route_interface_is_the_lowest_metric_default_route() -> None:
-    assert parse_default_route_interface(ROUTES) == "eth0"
-
-
-def test_default_route_interface_skips_unreachable_and_loopback_routes() -> None:
-    only_unreachable = ROUTES.splitlines()[0]
-    assert parse_default_route_interface(only_unreachable) is None
-    assert parse_default_route_interface("") is None
 
 
 async def test_no_interface_and_no_default_route_is_a_source_error(tmp_path: Path) -> None:

@@ -26,12 +26,12 @@ from dynamic_prefix.protocols.ndp import INFINITE_LIFETIME
 from dynamic_prefix.protocols.tracker import PrefixTracker, TrackerPolicy
 from dynamic_prefix.sources.base import SourceError
 from dynamic_prefix.sources.neighbour_probe import probe_link
-from dynamic_prefix.sources.router_advertisement import (
+from dynamic_prefix.sources.ra_listener import (
     RaListener,
     ReceivedAdvertisement,
     SolicitationPacing,
-    default_route_interface,
 )
+from dynamic_prefix.sources.router_advertisement import default_route_interface
 
 OK, INFO, WARN, FAIL = "ok", "info", "WARN", "FAIL"  # ok and info are not problems
 PROBE_WAIT = 1.0  # seconds to collect answers; neighbours answer within milliseconds

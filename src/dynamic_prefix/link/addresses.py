@@ -11,11 +11,8 @@ from typing import Final
 
 from pyroute2 import IPRoute
 
-RT_SCOPE_UNIVERSE: Final = 0
-"""The scope of a global address (<linux/rtnetlink.h>)."""
-IFA_F_TENTATIVE: Final = 0x40
-IFA_F_DADFAILED: Final = 0x08
-"""Address flags (<linux/if_addr.h>): not usable as a source while set."""
+from dynamic_prefix.link.rtnetlink import IFA_F_DADFAILED, IFA_F_TENTATIVE, RT_SCOPE_UNIVERSE
+
 NUD_FAILED: Final = 0x20
 NUD_NOARP: Final = 0x40
 """Neighbour states (<linux/neighbour.h>) that say nothing about a node being there."""

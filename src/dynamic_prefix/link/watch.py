@@ -20,10 +20,9 @@ import os
 import socket
 from typing import Final
 
-log = logging.getLogger(__name__)
+from dynamic_prefix.link.rtnetlink import RTMGRP_LINK
 
-RTMGRP_LINK: Final = 0x1
-"""The route netlink multicast group of link changes (<linux/rtnetlink.h>)."""
+log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE: Final = 65536
 _FALLBACK_POLL_SECONDS: Final = 1.0  # only if netlink sockets are refused (never seen)
@@ -48,6 +47,19 @@ def on_host_network() -> bool | None:
     if not pod_ip or not host_ip:
         return None
     return pod_ip == host_ip
+
+
+def open_link_events() -> socket.socket:
+    """A non-blocking route netlink socket subscribed to every link change on the node;
+    `OSError` if netlink is refused."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.setblocking(False)
+        sock.bind((0, RTMGRP_LINK))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def wait_for_interface(interface: str) -> int:
@@ -75,18 +87,9 @@ class _LinkEvents:
 
     async def __aenter__(self) -> _LinkEvents:
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+            self._socket = open_link_events()
         except OSError as exc:
             log.warning("cannot watch links over netlink (%s); looking every second", exc)
-            return self
-        try:
-            sock.setblocking(False)
-            sock.bind((0, RTMGRP_LINK))
-        except OSError as exc:
-            sock.close()
-            log.warning("cannot watch links over netlink (%s); looking every second", exc)
-            return self
-        self._socket = sock
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

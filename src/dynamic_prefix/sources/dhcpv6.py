@@ -4,10 +4,12 @@
 IAID, binds the interface's link-local address port 546 with ``SO_BINDTODEVICE``, sends
 the client's datagrams to ``ff02::1:2`` port 547 on that link, and re-arms one timer at
 `PdClient.next_deadline`. Everything the protocol decides is decided in
-`dynamic_prefix.protocols.dhcpv6_client`; this module only moves bytes, passes ``loop.time()``
-and turns the client's events into `SourceState` reports with wall-clock deadlines
-(``Soliciting``, ``LeaseAcquired``, ``Renewing`` once T1 passes, ``LeaseRenewed``,
-``Rebinding`` once T2 passes, ``LeaseLost``...).
+`dynamic_prefix.protocols.dhcpv6_client`; this module only moves bytes and passes
+``loop.time()``, and `LeaseReporter` (`dynamic_prefix.sources.dhcpv6_reports`) turns the
+client's events into `SourceState` reports with wall-clock deadlines (``Soliciting``,
+``LeaseAcquired``, ``Renewing`` once T1 passes, ``LeaseRenewed``, ``Rebinding`` once T2
+passes, ``LeaseLost``...). The identity and its stores are in
+`dynamic_prefix.sources.dhcpv6_identity`.
 
 Stopping keeps the lease with the server: Kubernetes stops the operator on every rolling
 update, drain and leader hand-over, and the next holder of the DUID and IAID (kept by the
@@ -32,52 +34,28 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
-import hashlib
-import json
 import logging
 import math
-import os
 import random
 import socket
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import IPv6Address, IPv6Network
-from pathlib import Path
 from typing import Final
 
 from dynamic_prefix.link import watch as link_watch
+from dynamic_prefix.link.interfaces import read_if_inet6, usable_link_local
+from dynamic_prefix.link.sockets import SO_BINDTODEVICE
 from dynamic_prefix.model import api
-from dynamic_prefix.protocols.dhcpv6 import (
-    HARDWARE_TYPE_ETHERNET,
-    DuidLl,
-    DuidType,
-    MessageType,
-    UnknownDuid,
-    build_duid,
-)
 from dynamic_prefix.protocols.dhcpv6_client import (
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
     CLIENT_PORT,
     SERVER_PORT,
     SOL_MAX_DELAY,
-    BindingRejected,
-    ClientEvent,
     ClientState,
-    ClientStopped,
-    DelegationChanged,
-    ExchangeTimedOut,
     Lease,
-    LeaseAcquired,
-    LeaseLost,
-    LeaseReleased,
-    LeaseRenewed,
-    MessageDropped,
-    NoPrefixAvailable,
     PdClient,
     PdClientConfig,
-    RebindStarted,
-    RenewStarted,
 )
 from dynamic_prefix.sources.base import (
     Dhcpv6Identity,
@@ -88,26 +66,23 @@ from dynamic_prefix.sources.base import (
     SourceState,
     missing,
 )
+from dynamic_prefix.sources.dhcpv6_identity import (
+    FileIdentityStore,
+    InMemoryIdentityStore,
+    identity_for_interface,
+)
+from dynamic_prefix.sources.dhcpv6_reports import LeaseReporter, format_deadline
 
+# The identity stores are this source's API too (its identity_store).
 __all__ = [
     "DEFAULT_LINK_LOCAL_TIMEOUT",
     "DEFAULT_RELEASE_TIMEOUT",
     "Dhcpv6PdSource",
     "FileIdentityStore",
     "InMemoryIdentityStore",
-    "InterfaceAddress",
-    "new_identity",
-    "parse_if_inet6",
-    "usable_link_local",
 ]
 
 log = logging.getLogger(__name__)
-
-_BOUND_REASONS: Final[dict[type, str]] = {
-    LeaseAcquired: "LeaseAcquired",
-    LeaseRenewed: "LeaseRenewed",
-    DelegationChanged: "PrefixChanged",  # the condition's reason, as for the RA sources
-}
 
 DEFAULT_LINK_LOCAL_TIMEOUT: Final = 10.0
 """How long to wait for a usable link-local address (duplicate address detection takes
@@ -115,163 +90,11 @@ about 1-2 s after link-up with the kernel's defaults)."""
 DEFAULT_RELEASE_TIMEOUT: Final = 2.0
 """How long a stop waits for the server's Reply to the Release."""
 
-_SYS_CLASS_NET = Path("/sys/class/net")
-_PROC_IF_INET6 = Path("/proc/net/if_inet6")
-_LINK_LOCAL = IPv6Network("fe80::/10")
-_ARPHRD_ETHER = 1  # <linux/if_arp.h>; matches IANA hardware type 1 (Ethernet)
-_ETHERNET_ADDRESS_LENGTH = 6
-_RT_SCOPE_LINK = 0x20  # <linux/rtnetlink.h>, as /proc/net/if_inet6 shows it
-# Address flags, <linux/if_addr.h>.
-_IFA_F_OPTIMISTIC = 0x04
-_IFA_F_DADFAILED = 0x08
-_IFA_F_TENTATIVE = 0x40
 _ADDRESS_POLL_INTERVAL = 0.05
-_IF_INET6_FIELDS = 6  # address, ifindex, prefix length, scope, flags, name
-_IF_INET6_ADDRESS_DIGITS = 32
 _MAX_DATAGRAM = 65535
-_SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # 25 on Linux
 _SEND_FAILED = "send-failed"
 _RECEIVE_FAILED = "receive-failed"
 _WHAT = "the DHCPv6-PD client"  # how link_watch messages name this source
-
-
-# --- Reading the interface -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InterfaceAddress:
-    """One line of ``/proc/net/if_inet6``."""
-
-    address: IPv6Address
-    ifindex: int
-    prefix_length: int
-    scope: int
-    flags: int
-    ifname: str
-
-    @property
-    def usable(self) -> bool:
-        """Bindable: duplicate address detection is over (or optimistic) and did not fail."""
-        if self.flags & _IFA_F_DADFAILED:
-            return False
-        return not self.flags & _IFA_F_TENTATIVE or bool(self.flags & _IFA_F_OPTIMISTIC)
-
-
-def parse_if_inet6(text: str) -> list[InterfaceAddress]:
-    """The addresses in the text of ``/proc/net/if_inet6``; malformed lines are skipped."""
-    found: list[InterfaceAddress] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) != _IF_INET6_FIELDS or len(fields[0]) != _IF_INET6_ADDRESS_DIGITS:
-            continue
-        try:
-            address = IPv6Address(int(fields[0], 16))
-            ifindex, prefix_length, scope, flags = (int(field, 16) for field in fields[1:5])
-        except ValueError:
-            continue
-        found.append(InterfaceAddress(address, ifindex, prefix_length, scope, flags, fields[5]))
-    return found
-
-
-def usable_link_local(addresses: list[InterfaceAddress], ifindex: int) -> IPv6Address | None:
-    """The first usable link-local address on interface ``ifindex``, if any."""
-    for entry in addresses:
-        if (
-            entry.ifindex == ifindex
-            and entry.scope == _RT_SCOPE_LINK
-            and entry.address in _LINK_LOCAL
-            and entry.usable
-        ):
-            return entry.address
-    return None
-
-
-def new_identity(
-    interface: str, *, hardware_type: int, link_layer_address: bytes
-) -> Dhcpv6Identity:
-    """A fresh identity for ``interface``: DUID-LL of its MAC, IAID from its name.
-
-    The IAID is the first 32 bits of SHA-256 of the interface name, so it is the same on
-    every node. An interface without an Ethernet address (a tunnel, WireGuard) gets a
-    random DUID-UUID (RFC 8415 section 11.5) instead; either way the identity is stored
-    and reused, so only its first creation depends on the interface.
-    """
-    iaid = int.from_bytes(hashlib.sha256(interface.encode()).digest()[:4], "big")
-    if (
-        hardware_type == _ARPHRD_ETHER
-        and len(link_layer_address) == _ETHERNET_ADDRESS_LENGTH
-        and any(link_layer_address)
-    ):
-        duid = build_duid(DuidLl(HARDWARE_TYPE_ETHERNET, link_layer_address))
-    else:
-        duid = build_duid(UnknownDuid(DuidType.UUID, uuid.uuid4().bytes))
-    return Dhcpv6Identity(duid=duid, iaid=iaid)
-
-
-# --- Identity stores -------------------------------------------------------------------
-
-
-class InMemoryIdentityStore:
-    """Keeps the identity in this object only (tests, one-off CLI runs)."""
-
-    def __init__(self, identity: Dhcpv6Identity | None = None) -> None:
-        self.identity = identity
-        self.saves = 0
-
-    async def load(self) -> Dhcpv6Identity | None:
-        """The identity given or saved last."""
-        return self.identity
-
-    async def save(self, identity: Dhcpv6Identity) -> None:
-        """Remember ``identity``."""
-        self.identity = identity
-        self.saves += 1
-
-
-class FileIdentityStore:
-    """Keeps the identity in a JSON file, ``{"duid": "<hex>", "iaid": <int>}``.
-
-    Writes go to a temporary file renamed over the old one, so a crash never leaves half
-    a file. An unreadable file is a `SourceError`, never silently replaced: a new DUID
-    would lose the binding.
-    """
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-
-    async def load(self) -> Dhcpv6Identity | None:
-        """The stored identity, or None if the file does not exist."""
-        return await asyncio.to_thread(self._load)
-
-    async def save(self, identity: Dhcpv6Identity) -> None:
-        """Write ``identity`` atomically, creating the parent directory if needed."""
-        await asyncio.to_thread(self._save, identity)
-
-    def _load(self) -> Dhcpv6Identity | None:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise SourceError(f"cannot read the DHCPv6 identity file {self.path}: {exc}") from exc
-        try:
-            data = json.loads(text)
-            duid = bytes.fromhex(data["duid"])
-            iaid = data["iaid"]
-            if not isinstance(iaid, int) or isinstance(iaid, bool):
-                raise TypeError(f"iaid is {type(iaid).__name__}, not an integer")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(
-                f"the DHCPv6 identity file {self.path} is not valid ({exc}); "
-                'expected {"duid": "<hex>", "iaid": <integer>}'
-            ) from exc
-        return Dhcpv6Identity(duid=duid, iaid=iaid)
-
-    def _save(self, identity: Dhcpv6Identity) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"duid": identity.duid.hex(), "iaid": identity.iaid}))
-        os.replace(temporary, self.path)
 
 
 # --- The source ------------------------------------------------------------------------
@@ -279,13 +102,6 @@ class FileIdentityStore:
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _format(moment: dt.datetime | None) -> str:
-    """A deadline for a message: RFC 3339 UTC to the second, or "forever"."""
-    if moment is None:
-        return "forever"
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Dhcpv6PdSource:
@@ -327,12 +143,7 @@ class Dhcpv6PdSource:
         self._release_timeout = release_timeout
         self._wall_clock = wall_clock
         self._rng = rng
-        self._state = SourceState(
-            source=api.SOURCE_DHCPV6_PD,
-            prefix=None,
-            reason="Starting",
-            message=f"not started yet on {interface}",
-        )
+        self._reporter = LeaseReporter(interface, on_stopped=self._on_client_stopped)
         self._identity: Dhcpv6Identity | None = None
         self._drops: dict[str, int] = {}
         self._client: PdClient | None = None
@@ -343,11 +154,7 @@ class Dhcpv6PdSource:
         self._ifindex = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._report: ReportCallback | None = None
         self._stopped: asyncio.Future[None] | None = None
-        self._server_addresses: dict[bytes, str] = {}
-        self._last_sender = ""
-        self._renews_unanswered = 0
 
     # The PrefixSource protocol.
 
@@ -359,7 +166,7 @@ class Dhcpv6PdSource:
     @property
     def state(self) -> SourceState:
         """The latest state (also what was last reported)."""
-        return self._state
+        return self._reporter.state
 
     @property
     def identity(self) -> Dhcpv6Identity | None:
@@ -390,7 +197,7 @@ class Dhcpv6PdSource:
         self._started = True
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._report = report
+        self._reporter.report = report
         ifindex = link_watch.interface_index(self.interface)
         if ifindex is None:
             raise missing(self.interface, _WHAT)
@@ -433,8 +240,8 @@ class Dhcpv6PdSource:
                 identity.duid.hex(),
                 identity.iaid,
             )
-            self._set_state(
-                replace(self._state, reason="Soliciting", message=self._soliciting(identity))
+            self._reporter.set_state(
+                replace(self.state, reason="Soliciting", message=self._soliciting(identity))
             )
             client.start(loop.time())
             self._pump()
@@ -468,7 +275,7 @@ class Dhcpv6PdSource:
     async def _load_identity(self) -> Dhcpv6Identity:
         identity = await self._store.load()
         if identity is None:
-            identity = self._create_identity()
+            identity = identity_for_interface(self.interface)
             await self._store.save(identity)
             log.info("created DHCPv6 identity DUID %s IAID %s", identity.duid.hex(), identity.iaid)
         try:
@@ -480,21 +287,6 @@ class Dhcpv6PdSource:
             self.hint = identity.prefix  # the delegation held before: ask for it again
         return identity
 
-    def _create_identity(self) -> Dhcpv6Identity:
-        directory = _SYS_CLASS_NET / self.interface
-        try:
-            hardware_type = int((directory / "type").read_text().strip())
-            mac_text = (directory / "address").read_text().strip()
-        except (OSError, ValueError) as exc:
-            raise SourceError(
-                f"cannot read the link-layer address of {self.interface}: {exc}"
-            ) from exc
-        try:
-            mac = bytes.fromhex(mac_text.replace(":", ""))
-        except ValueError:
-            mac = b""
-        return new_identity(self.interface, hardware_type=hardware_type, link_layer_address=mac)
-
     async def _wait_for_link_local(
         self, ifindex: int, loop: asyncio.AbstractEventLoop
     ) -> IPv6Address:
@@ -502,11 +294,7 @@ class Dhcpv6PdSource:
         while True:
             if link_watch.interface_index(self.interface) != ifindex:
                 raise self._went_away(ifindex, None)
-            try:
-                text = _PROC_IF_INET6.read_text()
-            except FileNotFoundError:
-                text = ""  # IPv6 disabled on the whole node
-            address = usable_link_local(parse_if_inet6(text), ifindex)
+            address = usable_link_local(read_if_inet6(), ifindex)
             if address is not None:
                 return address
             if loop.time() >= deadline:
@@ -521,7 +309,7 @@ class Dhcpv6PdSource:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, self.interface.encode())
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.interface.encode())
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
             sock.bind((str(address), CLIENT_PORT, 0, ifindex))
@@ -567,7 +355,7 @@ class Dhcpv6PdSource:
                 log.warning("receiving on %s failed: %s", self.interface, exc)
                 break
             # Any source port: RFC 8415 fixes only the ports listened on (section 7.2).
-            self._last_sender = str(sender[0])
+            self._reporter.last_sender = str(sender[0])
             client.receive(data, loop.time())
         self._pump()
 
@@ -601,169 +389,16 @@ class Dhcpv6PdSource:
             self._timer = loop.call_at(deadline, self._on_timer)
         events = client.next_events()
         if events:
-            self._on_events(events, loop.time(), self._wall_clock())
+            self._reporter.apply(events, loop.time(), self._wall_clock())
 
     def _count(self, reason: str) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
 
-    # Events to states.
-
-    def _on_events(self, events: list[ClientEvent], now: float, wall_now: dt.datetime) -> None:
-        def wall(deadline: float) -> dt.datetime | None:
-            if math.isinf(deadline):
-                return None
-            return wall_now + dt.timedelta(seconds=deadline - now)
-
-        for event in events:
-            match event:
-                case LeaseAcquired() | LeaseRenewed() | DelegationChanged():
-                    self._server_addresses.setdefault(event.server_id, self._last_sender)
-                    prefix = event.new if isinstance(event, DelegationChanged) else event.prefix
-                    self._set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=prefix,
-                            preferred_until=wall(event.preferred_until),
-                            valid_until=wall(event.valid_until),
-                            origin=event.server_id.hex(),
-                            reason=_BOUND_REASONS[type(event)],
-                            message=self._bound_message(event),
-                        )
-                    )
-                case RenewStarted(prefix=prefix, server_id=server_id):
-                    self._renews_unanswered = 0
-                    state = self._kept_deadlines(event, wall)
-                    self._set_state(
-                        replace(
-                            state,
-                            reason="Renewing",
-                            message=(
-                                f"renewing {prefix} with {self._server_name(server_id)} "
-                                f"(T1 reached); valid until {_format(state.valid_until)}"
-                            ),
-                        )
-                    )
-                case ExchangeTimedOut(message_type=MessageType.RENEW, transmissions=sent):
-                    self._renews_unanswered = sent
-                case RebindStarted(prefix=prefix, server_id=server_id):
-                    state = self._kept_deadlines(event, wall)
-                    unanswered, self._renews_unanswered = self._renews_unanswered, 0
-                    server = self._server_name(server_id)
-                    why = (
-                        f"no reply to {unanswered} Renew(s) from {server} by T2"
-                        if unanswered
-                        else f"T2 reached before a Renew to {server}"
-                    )
-                    self._set_state(
-                        replace(
-                            state,
-                            reason="Rebinding",
-                            message=(
-                                f"{why}; rebinding {prefix} with any server; "
-                                f"valid until {_format(state.valid_until)}"
-                            ),
-                        )
-                    )
-                case LeaseLost(prefix=prefix, reason=why):
-                    self._set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=None,
-                            origin=self._state.origin,
-                            reason="LeaseLost",
-                            message=f"lease on {prefix} lost ({why}); soliciting again",
-                        )
-                    )
-                case LeaseReleased(prefix=prefix, server_id=server_id):
-                    self._set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=None,
-                            origin=server_id.hex(),
-                            reason="LeaseReleased",
-                            message=f"released {prefix} on stop",
-                            released=frozenset({prefix}),
-                        )
-                    )
-                case BindingRejected(prefix=prefix, message=text):
-                    self._set_state(
-                        replace(
-                            self._state,
-                            reason="BindingRejected",
-                            message=(
-                                f"the server no longer knows our binding for {prefix} "
-                                f"(NoBinding: {text or 'no text'}); requesting a new one"
-                            ),
-                        )
-                    )
-                case NoPrefixAvailable(message=text, retry_at=retry_at):
-                    self._set_state(
-                        replace(
-                            self._state,
-                            reason="NoPrefixAvailable",
-                            message=(
-                                f"the server has no prefix for us (NoPrefixAvail: "
-                                f"{text or 'no text'}); retrying in {retry_at - now:.0f} s"
-                            ),
-                        )
-                    )
-                case ExchangeTimedOut(message_type=kind, transmissions=sent):
-                    log.info("%s unanswered after %s transmission(s)", kind.name, sent)
-                case MessageDropped(reason=why, detail=detail):
-                    log.debug(
-                        "dropped a DHCPv6 message on %s: %s (%s)", self.interface, why, detail
-                    )
-                case ClientStopped(release_acknowledged=acknowledged):
-                    if acknowledged is False:
-                        log.warning("the server did not answer our Release")
-                    if self._stopped is not None and not self._stopped.done():
-                        self._stopped.set_result(None)
-
-    def _kept_deadlines(
-        self,
-        event: RenewStarted | RebindStarted,
-        wall: Callable[[float], dt.datetime | None],
-    ) -> SourceState:
-        """The state with ``event``'s prefix and deadlines; the reported deadlines are
-        kept when they are the same facts, so they do not drift by microseconds."""
-        state = self._state
-        if state.prefix == event.prefix and state.origin == event.server_id.hex():
-            return state
-        return replace(
-            state,
-            prefix=event.prefix,
-            preferred_until=wall(event.preferred_until),
-            valid_until=wall(event.valid_until),
-            origin=event.server_id.hex(),
-        )
-
-    def _server_name(self, server_id: bytes) -> str:
-        server = f"DUID {server_id.hex()}"
-        address = self._server_addresses.get(server_id)
-        return f"{address} ({server})" if address else server
-
-    def _bound_message(self, event: LeaseAcquired | LeaseRenewed | DelegationChanged) -> str:
-        server = self._server_name(event.server_id)
-        match event:
-            case LeaseAcquired(prefix=prefix):
-                return f"{prefix} delegated by {server}"
-            case LeaseRenewed(prefix=prefix):
-                return f"{prefix} renewed by {server}"
-            case DelegationChanged(old=old, new=new):
-                return f"delegated prefix changed from {old} to {new} by {server}"
-
-    def _set_state(self, state: SourceState) -> None:
-        if state == self._state:
-            return
-        self._state = state
-        log.info("%s: %s (%s)", self.interface, state.reason, state.message)
-        if self._report is not None:
-            try:
-                self._report(state)
-            except Exception:
-                log.exception("the report callback failed on %s", state)
-
     # Stopping.
+
+    def _on_client_stopped(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
     async def _until_gone(self, gone: asyncio.Task[None]) -> None:
         """Return when the interface has gone; a failed watch leaves the client running."""
@@ -786,11 +421,11 @@ class Dhcpv6PdSource:
         client.stop(loop.time(), release=False)
         self._pump()
         error = self._went_away(ifindex, lease)
-        self._set_state(
+        self._reporter.set_state(
             SourceState(
                 source=api.SOURCE_DHCPV6_PD,
                 prefix=None,
-                origin=self._state.origin,
+                origin=self.state.origin,
                 reason="InterfaceMissing",
                 message=str(error),
             )
@@ -809,7 +444,7 @@ class Dhcpv6PdSource:
             message += f"; the server keeps the lease on {primary.prefix}"
             if not math.isinf(primary.valid_until):
                 left = dt.timedelta(seconds=primary.valid_until - self._loop.time())
-                message += f" until {_format(self._wall_clock() + left)}"
+                message += f" until {format_deadline(self._wall_clock() + left)}"
         return InterfaceMissing(self.interface, message)
 
     async def _stop(

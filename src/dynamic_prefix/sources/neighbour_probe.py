@@ -26,9 +26,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from pathlib import Path
 from typing import Final
 
+from dynamic_prefix.link.interfaces import hardware_address
+from dynamic_prefix.link.sockets import ICMP6_FILTER, SO_BINDTODEVICE, icmp6_filter_passing
 from dynamic_prefix.protocols.echo import (
     ICMPV6_ECHO_REPLY,
     Echo,
@@ -46,11 +47,6 @@ from dynamic_prefix.protocols.ndp import (
     solicited_node_multicast,
 )
 from dynamic_prefix.sources.base import SourceError
-from dynamic_prefix.sources.router_advertisement import (
-    ICMP6_FILTER,
-    SO_BINDTODEVICE,
-    icmp6_filter_passing,
-)
 
 ALL_NODES: Final = IPv6Address("ff02::1")
 NEIGHBOR_ADVERTISEMENT: Final = "neighbor advertisement"
@@ -221,8 +217,6 @@ def _answer(
 
 def _mac(interface: str) -> bytes | None:
     try:
-        text = Path(f"/sys/class/net/{interface}/address").read_text(encoding="ascii").strip()
-        mac = bytes.fromhex(text.replace(":", ""))
+        return hardware_address(interface).ethernet
     except (OSError, ValueError):
         return None
-    return mac if len(mac) == 6 and any(mac) else None

@@ -19,10 +19,10 @@ more hours, since the kernel cannot tell a genuine router from any host on the l
 source follows the kernel's addresses, so it keeps such a prefix exactly as long (the
 Router Advertisement source does the same unless ``trustedRouters`` is set).
 ``RTM_NEWPREFIX`` (the router's Prefix Information as the kernel accepted it, decoded
-here since pyroute2 has no decoder) only tells that an address is on its way. When the
-kernel deletes the last address in a prefix (the interface went down or away, or someone
-deleted it) the prefix is withdrawn; when it deletes it at its valid lifetime, it
-expires.
+by `dynamic_prefix.link.rtnetlink` since pyroute2 has no decoder) only tells that an
+address is on its way. When the kernel deletes the last address in a prefix (the
+interface went down or away, or someone deleted it) the prefix is withdrawn; when it
+deletes it at its valid lifetime, it expires.
 
 Reporting. One RA makes the kernel send several messages, the new address a few
 milliseconds after the rest (from a work queue). Reports wait until 5 ms have passed
@@ -47,7 +47,6 @@ import datetime as dt
 import logging
 import math
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
@@ -57,6 +56,22 @@ from typing import Any, Final
 from pyroute2 import AsyncIPRoute
 
 from dynamic_prefix.link import watch as link_watch
+from dynamic_prefix.link.interfaces import IPV6_CONF, read_ipv6_settings
+from dynamic_prefix.link.rtnetlink import (
+    IFA_F_DADFAILED,
+    IFA_F_PERMANENT,
+    RT_SCOPE_UNIVERSE,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWPREFIX,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_PREFIX,
+    RTMGRP_LINK,
+    PrefixMessage,
+    parse_prefix_message,
+)
 from dynamic_prefix.model import api
 from dynamic_prefix.protocols.ndp import INFINITE_LIFETIME
 from dynamic_prefix.protocols.tracker import PrefixTracker, TrackerEvent, TrackerPolicy
@@ -66,9 +81,7 @@ from dynamic_prefix.sources.tracking import TrackerReporter
 __all__ = [
     "KERNEL",
     "NetlinkSource",
-    "PrefixMessage",
     "kernel_ra_problems",
-    "parse_prefix_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,87 +104,7 @@ _MAX_HOLD = 0.25
 """The longest a report is held back for more messages."""
 _RESTART_BACKOFF_INITIAL = 0.1
 _RESTART_BACKOFF_MAX = 10.0
-_SYSCTL = Path("/proc/sys/net/ipv6/conf")
-
-# <linux/rtnetlink.h>, <linux/if_addr.h>.
-_RTMGRP_LINK = 0x1
-_RTMGRP_IPV6_IFADDR = 0x100
-_RTMGRP_IPV6_PREFIX = 0x20000
-_RTM_NEWLINK = 16
-_RTM_DELLINK = 17
-_RTM_NEWADDR = 20
-_RTM_DELADDR = 21
-_RTM_NEWPREFIX = 52
-_RT_SCOPE_UNIVERSE = 0
-_IFA_F_DADFAILED = 0x08
-_IFA_F_PERMANENT = 0x80
-_PREFIX_ADDRESS = 1
-_PREFIX_CACHEINFO = 2
-# prefixmsg.prefix_flags holds the Prefix Information flags as on the wire (RFC 4861
-# section 4.6.2): the kernel copies the option's flag octet, not the IF_PREFIX_* values.
-_PREFIX_ON_LINK = 0x80
-_PREFIX_AUTONOMOUS = 0x40
-_NLMSGHDR_SIZE = 16
-_PREFIXMSG = struct.Struct("=BxxxiBBBx")  # family, pads, ifindex, type, length, flags, pad
-_RTATTR = struct.Struct("=HH")
-_PREFIX_CACHEINFO_LAYOUT = struct.Struct("=II")  # preferred, valid
-
-
-# --- RTM_NEWPREFIX ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrefixMessage:
-    """An ``RTM_NEWPREFIX``: a Prefix Information option the kernel accepted from an RA.
-
-    Lifetimes are seconds as the router sent them, `INFINITE_LIFETIME` for ever.
-    """
-
-    ifindex: int
-    prefix: IPv6Network
-    on_link: bool
-    autonomous: bool
-    preferred_lifetime: int
-    valid_lifetime: int
-
-
-def parse_prefix_message(message: bytes) -> PrefixMessage | None:
-    """Decode an ``RTM_NEWPREFIX`` netlink message (header included); None if malformed.
-
-    Layout: ``struct nlmsghdr``, ``struct prefixmsg`` (12 octets, <linux/rtnetlink.h>),
-    then attributes ``PREFIX_ADDRESS`` (16 octets) and ``PREFIX_CACHEINFO`` (preferred and
-    valid lifetime, 32 bits each).
-    """
-    body = _NLMSGHDR_SIZE
-    if len(message) < body + _PREFIXMSG.size:
-        return None
-    family, ifindex, _type, length, flags = _PREFIXMSG.unpack_from(message, body)
-    if family != socket.AF_INET6 or length > 128:
-        return None
-    address: bytes | None = None
-    lifetimes: tuple[int, int] | None = None
-    offset = body + _PREFIXMSG.size
-    while offset + _RTATTR.size <= len(message):
-        attribute_length, attribute_type = _RTATTR.unpack_from(message, offset)
-        if attribute_length < _RTATTR.size or offset + attribute_length > len(message):
-            return None
-        value = message[offset + _RTATTR.size : offset + attribute_length]
-        if attribute_type == _PREFIX_ADDRESS and len(value) == 16:
-            address = value
-        elif attribute_type == _PREFIX_CACHEINFO and len(value) == _PREFIX_CACHEINFO_LAYOUT.size:
-            preferred, valid = _PREFIX_CACHEINFO_LAYOUT.unpack(value)
-            lifetimes = (preferred, valid)
-        offset += (attribute_length + 3) & ~3
-    if address is None or lifetimes is None:
-        return None
-    return PrefixMessage(
-        ifindex=ifindex,
-        prefix=IPv6Network((address, length), strict=False),
-        on_link=bool(flags & _PREFIX_ON_LINK),
-        autonomous=bool(flags & _PREFIX_AUTONOMOUS),
-        preferred_lifetime=lifetimes[0],
-        valid_lifetime=lifetimes[1],
-    )
+_RA_SETTINGS = ("accept_ra", "autoconf", "forwarding")
 
 
 # --- the source ----------------------------------------------------------------------------
@@ -199,7 +132,7 @@ def _slaac_address(message: Any, now: float) -> tuple[IPv6Address, _Address | No
 
     None when the message is not about an IPv6 global address at all.
     """
-    if message.get("family") != socket.AF_INET6 or message.get("scope") != _RT_SCOPE_UNIVERSE:
+    if message.get("family") != socket.AF_INET6 or message.get("scope") != RT_SCOPE_UNIVERSE:
         return None
     text = message.get("IFA_ADDRESS") or message.get("IFA_LOCAL")
     if not isinstance(text, str):
@@ -209,7 +142,7 @@ def _slaac_address(message: Any, now: float) -> tuple[IPv6Address, _Address | No
     if not isinstance(flags, int):
         flags = int(message.get("flags") or 0)
     length = message.get("prefixlen")
-    if flags & (_IFA_F_PERMANENT | _IFA_F_DADFAILED) or length != SLAAC_PREFIX_LENGTH:
+    if flags & (IFA_F_PERMANENT | IFA_F_DADFAILED) or length != SLAAC_PREFIX_LENGTH:
         return address, None
     cacheinfo = message.get("IFA_CACHEINFO") or {}
     preferred = int(cacheinfo.get("ifa_preferred", INFINITE_LIFETIME))
@@ -229,15 +162,12 @@ def _raw(message: Any) -> bytes:
     return bytes(data[offset : offset + length])
 
 
-def kernel_ra_problems(interface: str, sysctl: Path = _SYSCTL) -> list[str]:
+def kernel_ra_problems(interface: str, sysctl: Path = IPV6_CONF) -> list[str]:
     """Why the kernel would not configure SLAAC addresses on ``interface``, if it can tell."""
-    directory = sysctl / interface
-    try:
-        accept_ra = int((directory / "accept_ra").read_text())
-        autoconf = int((directory / "autoconf").read_text())
-        forwarding = int((directory / "forwarding").read_text())
-    except (OSError, ValueError):
+    settings = read_ipv6_settings(interface, _RA_SETTINGS, sysctl)
+    if settings is None:
         return []
+    accept_ra, autoconf, forwarding = (settings[name] for name in _RA_SETTINGS)
     problems = []
     if accept_ra == 0 or (accept_ra == 1 and forwarding):
         problems.append(
@@ -327,7 +257,7 @@ class NetlinkSource:
         """Open a socket, take in the addresses there are, then every change."""
         ipr = AsyncIPRoute()
         try:
-            await ipr.bind(groups=_RTMGRP_LINK | _RTMGRP_IPV6_IFADDR | _RTMGRP_IPV6_PREFIX)
+            await ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_PREFIX)
             await self._resynchronise(ipr)
             pending: list[TrackerEvent] = []
             held_since = 0.0
@@ -356,10 +286,7 @@ class NetlinkSource:
     async def _resynchronise(self, ipr: Any) -> None:
         """Replace what is known with a fresh dump (events may have been lost)."""
         now = self._now()
-        try:
-            ifindex: int | None = socket.if_nametoindex(self.interface)
-        except OSError:
-            ifindex = None
+        ifindex = link_watch.interface_index(self.interface)
         addresses: dict[IPv6Address, _Address] = {}
         if ifindex is not None:
             async for message in await ipr.addr("dump", family=socket.AF_INET6, index=ifindex):
@@ -389,15 +316,15 @@ class NetlinkSource:
         events: list[TrackerEvent] = []
         for message in batch:
             kind = message["header"]["type"]
-            if kind in (_RTM_NEWADDR, _RTM_DELADDR):
+            if kind in (RTM_NEWADDR, RTM_DELADDR):
                 if message.get("index") == self._ifindex:
-                    events += self._take_address(message, deleted=kind == _RTM_DELADDR, now=now)
-            elif kind == _RTM_NEWPREFIX:
+                    events += self._take_address(message, deleted=kind == RTM_DELADDR, now=now)
+            elif kind == RTM_NEWPREFIX:
                 prefix_message = parse_prefix_message(_raw(message))
                 if prefix_message is not None and prefix_message.ifindex == self._ifindex:
                     events += self._take_prefix(prefix_message, now)
-            elif kind in (_RTM_NEWLINK, _RTM_DELLINK):
-                events += self._take_link(message, deleted=kind == _RTM_DELLINK, now=now)
+            elif kind in (RTM_NEWLINK, RTM_DELLINK):
+                events += self._take_link(message, deleted=kind == RTM_DELLINK, now=now)
         return events
 
     def _quiet_after(self, now: float) -> float:
