@@ -1,4 +1,5 @@
-"""Fixtures shared by all tests: the real control plane of TESTBED.md, per-test namespaces."""
+"""Fixtures shared by all tests: the real control plane of TESTBED.md, per-test namespaces,
+and links between network namespaces (skipped where namespaces cannot be made)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
+from testbed.netns import Link, namespaces_supported
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,3 +62,33 @@ def dynamic_prefix_crd(control_plane: ControlPlane) -> str:
         "wait", "--for=condition=Established", "--timeout=30s", f"crd/{api.CRD_NAME}"
     )
     return api.CRD_NAME
+
+
+@pytest.fixture
+def network_namespaces() -> None:
+    """Skips the test where network namespaces cannot be made (no root, no `ip netns`)."""
+    supported, reason = namespaces_supported()
+    if not supported:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+
+
+@pytest.fixture
+def link(network_namespaces: None) -> Iterator[Link]:
+    """A veth pair with each end in a namespace of its own: router and node."""
+    with Link() as up:
+        yield up
+
+
+@pytest.fixture
+def root_link(network_namespaces: None) -> Iterator[Link]:
+    """A link whose node end is in the root namespace, where the operator runs and reaches
+    the control plane (accept_ra_defrtr=0: the machine takes no default route from it)."""
+    with Link(node_in_root_namespace=True) as up:
+        yield up
+
+
+@pytest.fixture
+def root_slaac_link(network_namespaces: None) -> Iterator[Link]:
+    """`root_link` whose node end also forms SLAAC addresses from the router's RAs."""
+    with Link(node_in_root_namespace=True, slaac=True) as up:
+        yield up

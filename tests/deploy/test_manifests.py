@@ -36,13 +36,13 @@ from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     DP_PATH,
     METALLB_POOL,
-    PoolKind,
-    create,
+    Pools,
     create_dynamic_prefix,
     dynamic_prefix,
     events_about,
+    fill_and_rotate,
     new_tag,
-    wait_current,
+    running,
     wait_pool,
 )
 
@@ -306,12 +306,8 @@ def sa_operator(
     control_plane: ControlPlane, deployed: Deployed, pool_crds: None, tmp_path: Path
 ) -> Iterator[ServiceAccountOperator]:
     process = ServiceAccountOperator(control_plane, tmp_path / "operator.log", deployed.kubeconfig)
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
-        print("---- operator log ----\n" + process.log()[-20000:])
 
 
 # A refusal by the API server, as the operator or kopf would log it. Writes into a namespace
@@ -345,20 +341,10 @@ def refusals(log: str) -> list[str]:
     ]  # fmt: skip
 
 
-def fill_rotate_release(
-    cluster: Cluster, dp: str, pools: list[tuple[PoolKind, str, str | None]], namespace: str
-) -> None:
+def fill_rotate_release(cluster: Cluster, dp: str, pools: Pools, namespace: str) -> None:
     """The operator's job end to end: pools filled, a new prefix, the DynamicPrefix deleted."""
     create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
-    for kind, name, where in pools:
-        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="A")
-
-    wait_current(cluster, dp, A)
-    cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"acquisition": {"static": {"prefix": B}}}})
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="B, A")
+    fill_and_rotate(cluster, dp, pools, A, B)
 
     cluster.delete(f"{DP_PATH}/{dp}")
     wait_for(
@@ -393,7 +379,7 @@ def test_the_operator_does_its_whole_job_as_the_service_account_using_every_writ
     cluster = Cluster(control_plane)
     tag = new_tag()
     dp = f"rbac-{tag}"
-    pools: list[tuple[PoolKind, str, str | None]] = [
+    pools: Pools = [
         (CILIUM_LB_POOL, f"rbac-lb-{tag}", None),
         (CILIUM_CIDR_GROUP, f"rbac-cidrs-{tag}", None),
         (METALLB_POOL, f"rbac-metallb-{tag}", namespace),

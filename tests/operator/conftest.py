@@ -9,6 +9,7 @@ import pytest
 
 from testbed.controlplane import ControlPlane
 from testbed.harness import Cluster, OperatorProcess
+from tests.operator.operator_testkit import running
 
 CRDS = Path(__file__).parents[2] / "testbed/crds"
 
@@ -31,12 +32,8 @@ def operator(
     control_plane: ControlPlane, pool_crds: None, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """A running operator; stopped (by PID) after the test, its log shown on failure."""
-    process = OperatorProcess(control_plane, tmp_path / "operator.log").start()
-    try:
+    with running(OperatorProcess(control_plane, tmp_path / "operator.log")) as process:
         yield process
-    finally:
-        process.stop()
-        print("---- operator log ----\n" + process.log()[-20000:])
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import secrets
 import pytest
 
 from dynamic_prefix.cli.main import main
-from dynamic_prefix.model import api
 from testbed.harness import Cluster, OperatorProcess, wait_for
+from tests.operator.operator_testkit import CILIUM_LB_POOL, dynamic_prefix
 
 
 def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
@@ -17,27 +17,9 @@ def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
 ) -> None:
     tag = secrets.token_hex(3)
     dp, pool = f"status-{tag}", f"status-pool-{tag}"
-    cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {"name": dp},
-            "spec": {
-                "acquisition": {"static": {"prefix": "2001:db8:57::/64"}},
-                "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}],
-            },
-        }
-    )
-    manifest = {
-        "apiVersion": "cilium.io/v2",
-        "kind": "CiliumLoadBalancerIPPool",
-        "metadata": {
-            "name": pool,
-            "annotations": {api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"},
-        },
-        "spec": {"blocks": []},
-    }
-    cluster.apply(manifest)
+    ranges = [{"name": "lb", "start": "::f000:0:0:0", "end": "::f000:0:0:ff"}]
+    cluster.apply(dynamic_prefix(dp, "2001:db8:57::/64", ranges=ranges, history=None))
+    cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp, entries=[]))
     kubeconfig = str(cluster.plane.kubeconfig)
 
     def ours() -> dict[str, object] | None:
@@ -56,7 +38,7 @@ def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
 
     # A pool the operator does not know yet how to fill (stopped) shows as out of sync.
     operator.stop()
-    cluster.patch(f"/apis/cilium.io/v2/ciliumloadbalancerippools/{pool}", {"spec": {"blocks": []}})
+    cluster.patch(CILIUM_LB_POOL.path(pool), {"spec": {"blocks": []}})
     code = main(["status", "--kubeconfig", kubeconfig])
     out = capsys.readouterr().out
     assert code == 1

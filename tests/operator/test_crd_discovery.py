@@ -24,12 +24,11 @@ from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     METALLB_POOL,
     PoolKind,
-    create,
+    Pools,
     create_dynamic_prefix,
     dynamic_prefix,
+    fill_and_rotate,
     new_tag,
-    set_prefix,
-    wait_pool,
     wait_ready,
 )
 
@@ -87,16 +86,9 @@ def test_pool_kinds_whose_crds_are_installed_after_the_operator_started_are_serv
     _install(bare_plane, *LATE_CRDS)
     bare_plane.kubectl("create", "namespace", namespace)
     kinds: list[PoolKind] = [V2ALPHA1_LB_POOL, V2ALPHA1_CIDR_GROUP, METALLB_POOL, CALICO_POOL]
-    pools = [(kind, f"late-{kind.id}-{tag}", namespace if kind.namespaced else None)
-             for kind in kinds]  # fmt: skip
-    for kind, name, where in pools:
-        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
-
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([A]), namespace=where, what="filled")
-    set_prefix(cluster, dp, B)
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="rotated")
+    pools: Pools = [(kind, f"late-{kind.id}-{tag}", namespace if kind.namespaced else None)
+                    for kind in kinds]  # fmt: skip
+    fill_and_rotate(cluster, dp, pools, A, B)
 
 
 def test_cilium_pools_served_only_as_v2alpha1_are_filled_and_follow_rotations(
@@ -109,12 +101,8 @@ def test_cilium_pools_served_only_as_v2alpha1_are_filled_and_follow_rotations(
     dp = f"alpha-{tag}"
     bare_operator.start()
     create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    pools = [(V2ALPHA1_LB_POOL, f"alpha-pool-{tag}"), (V2ALPHA1_CIDR_GROUP, f"alpha-group-{tag}")]
-    for kind, name in pools:
-        create(cluster, kind.collection(), kind.manifest(name, dp=dp))
-
-    for kind, name in pools:
-        wait_pool(cluster, kind, name, kind.expected([A]), what="filled")
-    set_prefix(cluster, dp, B)
-    for kind, name in pools:
-        wait_pool(cluster, kind, name, kind.expected([B, A]), what="rotated")
+    pools: Pools = [
+        (V2ALPHA1_LB_POOL, f"alpha-pool-{tag}", None),
+        (V2ALPHA1_CIDR_GROUP, f"alpha-group-{tag}", None),
+    ]
+    fill_and_rotate(cluster, dp, pools, A, B)

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.sources.base import Dhcpv6Identity
 from dynamic_prefix.sources.dhcpv6 import Dhcpv6PdSource, InMemoryIdentityStore
@@ -26,28 +25,27 @@ from testbed.controlplane import ControlPlane
 from testbed.dhcpd import BindingState, Dhcpd, PrefixPool
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from testbed.kea import Kea, PdPool
-from testbed.netns import Link, namespaces_supported
-from tests.operator.operator_testkit import events_about, wait_event
+from testbed.netns import Link
+from tests.operator.operator_testkit import (
+    DP_PATH,
+    apply_delegation,
+    blocks,
+    current_status,
+    events_about,
+    lease_holder,
+    replica,
+    status_of,
+    wait_event,
+)
 
-DP_PATH = f"/apis/{api.API_VERSION}/{api.PLURAL}"
-POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
 POOL = PdPool("2001:db8:100::", 40, 56)
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture
-def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    with Link(node_in_root_namespace=True) as created:
-        yield created
-
-
-@pytest.fixture
-def kea(link: Link) -> Iterator[Kea]:
-    with Kea(link, pools=[POOL], renew=3, rebind=5, preferred=60, valid=120) as server:
+def kea(root_link: Link) -> Iterator[Kea]:
+    with Kea(root_link, pools=[POOL], renew=3, rebind=5, preferred=60, valid=120) as server:
         yield server
 
 
@@ -56,14 +54,14 @@ Holds = Callable[[str], bool]
 
 
 @pytest.fixture(params=["kea", "dhcpd"])
-def server_holds(request: pytest.FixtureRequest, link: Link) -> Iterator[Holds]:
+def server_holds(request: pytest.FixtureRequest, root_link: Link) -> Iterator[Holds]:
     """Kea or ISC dhcpd delegating /56s with short timers; what it says it holds."""
     if request.param == "kea":
-        with Kea(link, pools=[POOL], renew=3, rebind=5, preferred=60, valid=120) as kea:
+        with Kea(root_link, pools=[POOL], renew=3, rebind=5, preferred=60, valid=120) as kea:
             yield lambda prefix: active(kea, prefix)
     else:
         pools = [PrefixPool.of("2001:db8:100::/48", 56)]
-        with Dhcpd(link, pools=pools, renew=3, rebind=5, preferred=60, valid=120) as dhcpd:
+        with Dhcpd(root_link, pools=pools, renew=3, rebind=5, preferred=60, valid=120) as dhcpd:
 
             def holds(prefix: str) -> bool:
                 lease = dhcpd.lease(prefix)
@@ -75,41 +73,8 @@ def server_holds(request: pytest.FixtureRequest, link: Link) -> Iterator[Holds]:
 def delegation(cluster: Cluster, link: Link, tag: str) -> tuple[str, dict[str, Any]]:
     """Apply a DynamicPrefix asking for a /56 on the link and a pool fed by a subnet."""
     name = f"pd-{tag}"
-    cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {"name": name},
-            "spec": {
-                "acquisition": {
-                    "dhcpv6pd": {"interface": link.node_ifname, "requestedPrefixLength": 56}
-                },
-                "subnets": [{"name": "services", "offset": 1, "prefixLength": 64}],
-            },
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {
-                "name": f"{name}-pool",
-                "annotations": {api.ANNOTATION_NAME: name, api.ANNOTATION_SUBNET: "services"},
-            },
-            "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]},
-        }
-    )
-    status = wait_for(lambda: current_status(cluster, name), timeout=30, what="a delegation")
+    status = apply_delegation(cluster, name, link.node_ifname, entries=[{"cidr": "192.0.2.0/24"}])
     return name, status
-
-
-def current_status(cluster: Cluster, name: str) -> dict[str, Any] | None:
-    status = (cluster.get(f"{DP_PATH}/{name}") or {}).get("status") or {}
-    return status if status.get("currentPrefix") else None
-
-
-def blocks(cluster: Cluster, name: str) -> list[Any]:
-    return list(((cluster.get(f"{POOLS}/{name}") or {}).get("spec") or {}).get("blocks") or [])
 
 
 def active(kea: Kea, prefix: str) -> bool:
@@ -153,21 +118,21 @@ def test_a_restart_keeps_the_delegation_and_deletion_releases_it(
     cluster: Cluster,
     control_plane: ControlPlane,
     server_holds: Holds,
-    link: Link,
+    root_link: Link,
     tmp_path: Path,
 ) -> None:
     tag = secrets.token_hex(3)
     first = start_operator(control_plane, tmp_path / "first.log")
     second: OperatorProcess | None = None
     try:
-        name, status = delegation(cluster, link, tag)
+        name, status = delegation(cluster, root_link, tag)
         prefix = status["currentPrefix"]
         subnet = status["subnets"][0]["cidr"]
         wait_for(lambda: {"cidr": subnet} in blocks(cluster, f"{name}-pool"), what="the subnet")
 
         first.stop()  # SIGTERM, as on a rolling update: no Release
         assert server_holds(prefix), "the stopped operator gave its delegation back"
-        other = competitor_asks_for(link, prefix)
+        other = competitor_asks_for(root_link, prefix)
         assert other != IPv6Network(prefix)  # still bound to us: the server gave another
 
         second = start_operator(control_plane, tmp_path / "second.log")
@@ -209,10 +174,10 @@ def test_a_restart_keeps_the_delegation_and_deletion_releases_it(
 
 
 def test_changing_the_requested_length_releases_the_old_delegation_first(
-    cluster: Cluster, operator: OperatorProcess, kea: Kea, link: Link
+    cluster: Cluster, operator: OperatorProcess, kea: Kea, root_link: Link
 ) -> None:
     tag = secrets.token_hex(3)
-    name, status = delegation(cluster, link, tag)
+    name, status = delegation(cluster, root_link, tag)
     old = status["currentPrefix"]
 
     cluster.patch(
@@ -223,12 +188,12 @@ def test_changing_the_requested_length_releases_the_old_delegation_first(
     released = wait_event(cluster, name, "PrefixReleased")
     assert old in released["message"]
     wait_for(lambda: not active(kea, old), timeout=30, what="the old delegation released")
-    seen = (cluster.get(f"{DP_PATH}/{name}") or {}).get("status") or {}
+    seen = status_of(cluster, name)
     assert old not in [h["prefix"] for h in seen.get("history", [])]
 
 
 def test_a_leader_hand_over_keeps_the_delegation(
-    cluster: Cluster, control_plane: ControlPlane, kea: Kea, link: Link, tmp_path: Path
+    cluster: Cluster, control_plane: ControlPlane, kea: Kea, root_link: Link, tmp_path: Path
 ) -> None:
     """Two replicas; the leader stops (SIGTERM gives the Lease up), the standby takes over
     the DHCPv6 client with the identity in status and gets the same binding."""
@@ -236,7 +201,7 @@ def test_a_leader_hand_over_keeps_the_delegation(
     replicas = [replica(control_plane, tmp_path, lease, identity) for identity in ("a", "b")]
     try:
         tag = secrets.token_hex(3)
-        name, status = delegation(cluster, link, tag)
+        name, status = delegation(cluster, root_link, tag)
         prefix, duid = status["currentPrefix"], status["dhcpv6"]["duid"]
         leader = wait_for(lambda: lease_holder(cluster, lease), what="a leader")
         first, second = (replicas[0], replicas[1]) if leader == "a" else (replicas[1], replicas[0])
@@ -261,18 +226,3 @@ def test_a_leader_hand_over_keeps_the_delegation(
         for process in replicas:
             process.stop()
             print(f"---- {process.log_path.name} ----\n" + process.log()[-8000:])
-
-
-def replica(plane: ControlPlane, tmp_path: Path, lease: str, identity: str) -> OperatorProcess:
-    process = OperatorProcess(plane, tmp_path / f"{identity}.log")
-    process.lease_name = lease
-    process.extra_args = ("--identity", identity, "--lease-namespace", "default",
-                          "--lease-duration", "6", "--renew-deadline", "4",
-                          "--retry-period", "1")  # fmt: skip
-    return process.start()
-
-
-def lease_holder(cluster: Cluster, lease: str) -> str | None:
-    obj = cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{lease}") or {}
-    value = (obj.get("spec") or {}).get("holderIdentity")
-    return None if value is None else str(value)

@@ -16,18 +16,22 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.status import format_time
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
-    ALL_KINDS,
     CILIUM_CIDR_GROUP,
     CILIUM_LB_POOL,
     DP_PATH,
     METALLB_POOL,
     WAIT_SECONDS,
-    PoolKind,
+    Pools,
+    PoolScene,
     changes_since,
     condition,
+    condition_message,
+    condition_of,
     condition_status,
     create,
     create_dynamic_prefix,
+    create_fed_pools,
+    create_pool_of_every_kind,
     dynamic_prefix,
     events_about,
     new_tag,
@@ -35,31 +39,16 @@ from tests.operator.operator_testkit import (
     set_prefix,
     status_of,
     wait_condition_message,
+    wait_condition_status,
     wait_current,
     wait_event,
     wait_pool,
+    wait_pools,
     writes_about,
 )
 
 A, B, C = (f"2001:db8:{n}::/64" for n in ("a1", "b2", "c3"))
 POOL = CILIUM_LB_POOL
-
-
-def _message(cluster: Cluster, dp: str, kind: str) -> str | None:
-    found = condition(cluster, dp, kind)
-    return None if found is None else str(found.get("message"))
-
-
-Pools = list[tuple[PoolKind, str, str | None]]
-
-
-def _pools_of_every_kind(cluster: Cluster, dp: str, namespace: str) -> Pools:
-    """One annotated pool of each kind for ``dp`` (MetalLB's in ``namespace``), created."""
-    pools = [(kind, f"{dp}-{kind.id}", namespace if kind.namespaced else None)
-             for kind in ALL_KINDS]  # fmt: skip
-    for kind, name, where in pools:
-        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
-    return pools
 
 
 def _snapshot(cluster: Cluster, pools: Pools) -> dict[str, Any]:
@@ -77,10 +66,9 @@ def _snapshot(cluster: Cluster, pools: Pools) -> dict[str, Any]:
 def _catch_up(cluster: Cluster, tag: str, namespace: str) -> None:
     """Pools of every kind filled for a valid DynamicPrefix made now: the operator has
     handled what was created before them."""
-    dp = f"mark-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, C))
-    for kind, name, where in _pools_of_every_kind(cluster, dp, namespace):
-        wait_pool(cluster, kind, name, kind.expected([C]), namespace=where, what="marker filled")
+    wait_pools(
+        cluster, create_fed_pools(cluster, f"mark-{tag}", C, namespace), [C], "marker filled"
+    )
 
 
 INVALID_SPECS: dict[str, tuple[dict[str, Any], str]] = {
@@ -99,18 +87,14 @@ def test_an_invalid_dynamic_prefix_is_degraded_with_a_warning_and_its_pools_are_
     overrides, problem = INVALID_SPECS[case]
     tag = new_tag()
     dp = f"invalid-{tag}"
-    pools = _pools_of_every_kind(cluster, dp, namespace)
+    pools = create_pool_of_every_kind(cluster, dp, namespace)
     created = _snapshot(cluster, pools)
     create_dynamic_prefix(cluster, dynamic_prefix(dp, A, **overrides))
 
-    wait_for(
-        lambda: condition_status(cluster, dp, "Degraded") == "True",
-        timeout=WAIT_SECONDS,
-        what="Degraded True",
-    )
-    assert problem in (_message(cluster, dp, "Degraded") or "")
+    wait_condition_status(cluster, dp, "Degraded", "True")
+    assert problem in (condition_message(cluster, dp, "Degraded") or "")
     assert condition_status(cluster, dp, "Ready") == "False"
-    assert problem in (_message(cluster, dp, "Ready") or "")
+    assert problem in (condition_message(cluster, dp, "Ready") or "")
     event = wait_event(cluster, dp, "InvalidSpec")
     assert event["type"] == "Warning"
     assert problem in event["message"]
@@ -124,21 +108,15 @@ def test_a_dynamic_prefix_that_becomes_invalid_leaves_its_filled_pools_as_they_a
 ) -> None:
     tag = new_tag()
     dp = f"breaks-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    pools = _pools_of_every_kind(cluster, dp, namespace)
+    pools = create_fed_pools(cluster, dp, A, namespace)
     set_prefix(cluster, dp, B)
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where)
+    wait_pools(cluster, pools, [B, A])
     filled = _snapshot(cluster, pools)
 
     bad_range = {"name": "lb", "start": "::1:0:0:0:0", "end": "::1:ffff:ffff:ffff:ffff"}
     cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"addressRanges": [bad_range]}})
 
-    wait_for(
-        lambda: condition_status(cluster, dp, "Degraded") == "True",
-        timeout=WAIT_SECONDS,
-        what="Degraded True",
-    )
+    wait_condition_status(cluster, dp, "Degraded", "True")
     _catch_up(cluster, tag, namespace)
     assert _snapshot(cluster, pools) == filled
     assert status_of(cluster, dp)["currentPrefix"] == B
@@ -147,15 +125,9 @@ def test_a_dynamic_prefix_that_becomes_invalid_leaves_its_filled_pools_as_they_a
 def test_pools_synced_reports_how_many_of_the_referencing_pools_are_in_sync(
     cluster: Cluster, shared_operator: OperatorProcess, namespace: str
 ) -> None:
-    tag = new_tag()
-    dp = f"count-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    for kind in ALL_KINDS:
-        where = namespace if kind.namespaced else None
-        create(cluster, kind.collection(where), kind.manifest(f"count-{kind.id}-{tag}", dp=dp,
-                                                             namespace=where))  # fmt: skip
+    dp = f"count-{new_tag()}"
+    count = len(create_fed_pools(cluster, dp, A, namespace))
 
-    count = len(ALL_KINDS)
     wait_condition_message(cluster, dp, "PoolsSynced", f"{count}/{count} pools in sync")
     assert condition_status(cluster, dp, "PoolsSynced") == "True"
     assert condition_status(cluster, dp, "Ready") == "True"
@@ -217,11 +189,9 @@ def test_a_rotation_is_told_by_a_prefix_changed_event_naming_both_prefixes(
 def test_ready_keeps_its_last_transition_time_across_a_rotation(
     cluster: Cluster, shared_operator: OperatorProcess
 ) -> None:
-    tag = new_tag()
-    dp, pool = f"steady-{tag}", f"steady-pool-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    create(cluster, POOL.collection(), POOL.manifest(pool, dp=dp))
-    wait_pool(cluster, POOL, pool, POOL.expected([A]))
+    scene = PoolScene(cluster, POOL)
+    dp, pool = scene.set_up("steady", A)
+    scene.wait(pool, [A])
     wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
     ready = condition(cluster, dp, "Ready")
     assert ready is not None
@@ -236,7 +206,7 @@ def test_ready_keeps_its_last_transition_time_across_a_rotation(
 
     set_prefix(cluster, dp, B)
 
-    wait_pool(cluster, POOL, pool, POOL.expected([B, A]))
+    scene.wait(pool, [B, A])
     after = condition(cluster, dp, "Ready")
     assert after is not None
     assert after["status"] == "True"
@@ -247,25 +217,19 @@ def test_ready_keeps_its_last_transition_time_across_a_rotation(
 
 
 def _ready_of(obj: dict[str, Any]) -> str | None:
-    for item in (obj.get("status") or {}).get("conditions") or []:
-        if item.get("type") == "Ready":
-            return str(item.get("status"))
-    return None
+    found = condition_of(obj, "Ready")
+    return None if found is None else str(found.get("status"))
 
 
 def test_a_prefix_that_comes_back_is_current_and_not_also_listed_in_history(
     cluster: Cluster, shared_operator: OperatorProcess
 ) -> None:
-    tag = new_tag()
-    dp, pool = f"back-{tag}", f"back-pool-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
-    create(cluster, POOL.collection(), POOL.manifest(pool, dp=dp))
-    set_prefix(cluster, dp, B)
-    wait_pool(cluster, POOL, pool, POOL.expected([B, A]))
+    scene = PoolScene(cluster, POOL)
+    dp, pool = scene.set_up_rotated("back", A, B)
 
     set_prefix(cluster, dp, A)
 
-    wait_pool(cluster, POOL, pool, POOL.expected([A, B]), what="A current, B its history")
+    scene.wait(pool, [A, B], what="A current, B its history")
     status = wait_current(cluster, dp, A)
     assert [entry["prefix"] for entry in status["history"]] == [B]
 
@@ -273,11 +237,9 @@ def test_a_prefix_that_comes_back_is_current_and_not_also_listed_in_history(
 def test_a_pool_update_is_told_by_an_event(
     cluster: Cluster, shared_operator: OperatorProcess
 ) -> None:
-    tag = new_tag()
-    dp, group = f"update-{tag}", f"update-group-{tag}"
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    create(cluster, CILIUM_CIDR_GROUP.collection(), CILIUM_CIDR_GROUP.manifest(group, dp=dp))
-    wait_pool(cluster, CILIUM_CIDR_GROUP, group, CILIUM_CIDR_GROUP.expected([A]))
+    scene = PoolScene(cluster, CILIUM_CIDR_GROUP)
+    dp, group = scene.set_up("update", A)
+    scene.wait(group, [A])
 
     def told() -> bool:
         on_pool = [e for e in events_about(cluster, group) if e["type"] == "Normal"]

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
-from collections.abc import Callable
 from ipaddress import IPv6Network
-from typing import Any
 
 from dynamic_prefix.backends.cilium import LB_IP_POOL
 from dynamic_prefix.kube.client import KubeClient, Resource
@@ -31,10 +28,10 @@ from testbed.harness import Cluster
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     DP_PATH,
-    WAIT_SECONDS,
     create,
     create_dynamic_prefix,
     dynamic_prefix,
+    eventually,
     new_tag,
     status_of,
 )
@@ -63,15 +60,6 @@ class ScriptedSource:
         while True:
             self._state = await self._reports.get()
             report(self._state)
-
-
-async def eventually(predicate: Callable[[], Any], *, what: str) -> None:
-    """Like `wait_for`, but yields to the event loop the controller runs on."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {WAIT_SECONDS}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _state(prefix: str, valid_for: dt.timedelta) -> SourceState:

@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv6Network
 
 import pytest
@@ -29,7 +29,7 @@ from dynamic_prefix.model.spec import (
 )
 from dynamic_prefix.operator.sources import SourceManager, build_source
 from testbed.kea import Kea, PdPool
-from testbed.netns import Link, namespaces_supported, poll_until
+from testbed.netns import Link, poll_until
 from testbed.radvd import PrefixAd, Radvd
 from tests.sources.test_netlink import recreate_veth
 
@@ -37,15 +37,6 @@ P1 = IPv6Network("2001:db8:1::/64")
 LATE = 5.0  # how long the interface stays absent: a boot or a VLAN coming up later
 TIMEOUT = 15.0
 netns = pytest.mark.netns
-
-
-@pytest.fixture
-def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    with Link(node_in_root_namespace=True, slaac=True) as up:
-        yield up
 
 
 class States:
@@ -84,8 +75,10 @@ def acquisition(spec: PrefixSourceSpec) -> Acquisition:
 
 @netns
 @pytest.mark.parametrize("kind", ["router-advertisement", "netlink"])
-async def test_a_link_source_starts_when_its_interface_appears_later(link: Link, kind: str) -> None:
-    interface = link.node_ifname
+async def test_a_link_source_starts_when_its_interface_appears_later(
+    root_slaac_link: Link, kind: str
+) -> None:
+    interface = root_slaac_link.node_ifname
     await asyncio.to_thread(subprocess.run, ["ip", "link", "del", interface], check=True)
     spec: PrefixSourceSpec = (
         RouterAdvertisementSpec(interface=interface, trusted_routers=frozenset())
@@ -107,8 +100,8 @@ async def test_a_link_source_starts_when_its_interface_appears_later(link: Link,
         await asyncio.sleep(LATE)  # the interface is absent for a while: nothing happens
         assert [s.reason for s in states.seen] == ["InterfaceMissing"]
 
-        await asyncio.to_thread(recreate_veth, link)
-        with Radvd(link, prefixes=[PrefixAd(P1)]):
+        await asyncio.to_thread(recreate_veth, root_slaac_link)
+        with Radvd(root_slaac_link, prefixes=[PrefixAd(P1)]):
             appeared = time.monotonic()
             acquired = await states.wait_for("P1", lambda s: s.prefix == P1)
             print(f"{kind}: acquired {time.monotonic() - appeared:.3f} s after the link")
@@ -119,7 +112,8 @@ async def test_a_link_source_starts_when_its_interface_appears_later(link: Link,
 
 
 @netns
-async def test_a_source_whose_interface_never_appears_keeps_saying_so(link: Link) -> None:
+@pytest.mark.usefixtures("root_slaac_link")
+async def test_a_source_whose_interface_never_appears_keeps_saying_so() -> None:
     states = States()
     sources = manager(states)
     sources.ensure("never", acquisition(NetlinkSpec(interface="dp-never0")))
@@ -160,11 +154,8 @@ asyncio.run(main())
 
 
 @netns
-def test_the_dhcpv6_client_starts_when_its_interface_is_renamed_into_place() -> None:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    with Link() as link, Kea(link, pools=[PdPool("2001:db8:100::", 40, 56)]):
+def test_the_dhcpv6_client_starts_when_its_interface_is_renamed_into_place(link: Link) -> None:
+    with Kea(link, pools=[PdPool("2001:db8:100::", 40, 56)]):
         interface, namespace = link.node_ifname, link.node_namespace
         assert namespace is not None
         link.run_in_node("ip", "link", "set", interface, "down")

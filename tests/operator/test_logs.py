@@ -16,11 +16,16 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.model import api
 from dynamic_prefix.operator import logs
 from testbed.controlplane import ControlPlane
 from testbed.harness import Cluster, OperatorProcess, wait_for
-from tests.operator.operator_testkit import CILIUM_LB_POOL, DP_PATH, dynamic_prefix, new_tag
+from tests.operator.operator_testkit import (
+    CILIUM_LB_POOL,
+    DP_PATH,
+    dynamic_prefix,
+    new_tag,
+    running,
+)
 
 
 @pytest.fixture
@@ -30,15 +35,11 @@ def json_operator(
     """`dynamic-prefix run --log-format json`, stopped by PID after the test."""
     process = OperatorProcess(control_plane, tmp_path / "operator.log")
     process.extra_args = ("--log-format", "json")
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
-        print("---- operator log ----\n" + process.log()[-20000:])
 
 
-_TOUCHED = ("", "asyncio", "aiohttp.access", "kopf.objects")  # what `logs.configure` sets
+_TOUCHED = ("", "asyncio", "aiohttp.access")  # what `logs.configure` sets
 
 
 @pytest.fixture(autouse=True)
@@ -118,19 +119,9 @@ def test_text_lines_show_the_tag_in_brackets() -> None:
     logs.configure("text", verbose=False, stream=stream)
     with logs.concerning("home"):
         logging.getLogger("dynamic_prefix.operator.controller").info("3 pool(s) reconciled")
-    logging.getLogger("kopf.objects").info("hidden unless verbose")
+    logging.getLogger("asyncio").info("hidden unless verbose")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith(" INFO    operator.controller [home] 3 pool(s) reconciled")
-
-
-def test_kopf_lines_about_a_dynamic_prefix_are_tagged_from_its_reference(
-    captured: tuple[io.StringIO, logging.Logger],
-) -> None:
-    stream, _ = captured
-    reference = {"kind": api.KIND, "name": "home", "apiVersion": api.API_VERSION}
-    logging.getLogger("kopf.objects").warning("handler retried", extra={"k8s_ref": reference})
-    (line,) = _lines(stream)
-    assert line["dynamicPrefix"] == "home"
 
 
 def test_the_operator_tags_every_line_about_a_dynamic_prefix(

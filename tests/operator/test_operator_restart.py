@@ -13,38 +13,37 @@ from typing import Any
 from dynamic_prefix.model import api
 from testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import (
-    ALL_KINDS,
     CALICO_POOL,
     DP_PATH,
     ListPoolKind,
-    PoolKind,
+    Pools,
     changes_since,
-    create,
-    create_dynamic_prefix,
-    dynamic_prefix,
+    conditions,
+    create_fed_pools,
     new_tag,
     resource_version,
     set_prefix,
     status_of,
     wait_condition_message,
-    wait_pool,
+    wait_pools,
     writes_about,
 )
 
 A, B, C = (f"2001:db8:{n}::/64" for n in ("a1", "b2", "c3"))
-Pools = list[tuple[PoolKind, str, str | None]]
 
 
-def _pools_of_every_kind(cluster: Cluster, dp: str, prefix: str, tag: str, namespace: str) -> Pools:
+def _pools_of_every_kind(cluster: Cluster, dp: str, prefix: str, namespace: str) -> Pools:
     """One pool of each kind for ``dp`` (MetalLB's in ``namespace``), filled with ``prefix``."""
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, prefix))
-    pools = [(kind, f"{dp}-{kind.id}", namespace if kind.namespaced else None)
-             for kind in ALL_KINDS]  # fmt: skip
-    for kind, name, where in pools:
-        create(cluster, kind.collection(where), kind.manifest(name, dp=dp, namespace=where))
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([prefix]), namespace=where)
+    pools = create_fed_pools(cluster, dp, prefix, namespace)
+    wait_pools(cluster, pools, [prefix])
     wait_condition_message(cluster, dp, "PoolsSynced", f"{len(pools)}/{len(pools)} pools in sync")
+    return pools
+
+
+def _stopped_in_sync(cluster: Cluster, operator: OperatorProcess, dp: str, namespace: str) -> Pools:
+    """`_pools_of_every_kind` for ``dp`` filled with A, then the operator stopped."""
+    pools = _pools_of_every_kind(cluster, dp, A, namespace)
+    operator.stop()
     return pools
 
 
@@ -57,8 +56,7 @@ def test_pools_are_left_alone_until_the_restarted_operator_relearns_the_prefix_t
 ) -> None:
     tag = new_tag()
     dp = f"restart-{tag}"
-    pools = _pools_of_every_kind(cluster, dp, A, tag, namespace)
-    operator.stop()
+    pools = _stopped_in_sync(cluster, operator, dp, namespace)
     since = {name: resource_version(cluster, kind.path(name, where)) for kind, name, where in pools}
     dp_since = resource_version(cluster, f"{DP_PATH}/{dp}")
     calico_name = next(name for kind, name, _ in pools if kind is CALICO_POOL)
@@ -74,8 +72,7 @@ def test_pools_are_left_alone_until_the_restarted_operator_relearns_the_prefix_t
 
     operator.start()
 
-    for kind, name, where in pools:
-        wait_pool(cluster, kind, name, kind.expected([B, A]), namespace=where, what="exact")
+    wait_pools(cluster, pools, [B, A], what="exact")
     relearnt = min(
         _version(obj)
         for _, obj in changes_since(cluster, DP_PATH, dp_since, name=dp)
@@ -123,8 +120,7 @@ def _restart_with_nothing_changed(
 ) -> QuietRestart:
     tag = new_tag()
     dp = f"calm-{tag}"
-    pools = _pools_of_every_kind(cluster, dp, A, tag, namespace)
-    operator.stop()
+    pools = _stopped_in_sync(cluster, operator, dp, namespace)
     since = resource_version(cluster, f"{DP_PATH}/{dp}")
 
     def ours(name: str) -> bool:
@@ -135,7 +131,7 @@ def _restart_with_nothing_changed(
     operator.start()
 
     # Pools of every kind filled for another DynamicPrefix: the operator has listed them all.
-    _pools_of_every_kind(cluster, f"calm-mark-{tag}", C, tag, namespace)
+    _pools_of_every_kind(cluster, f"calm-mark-{tag}", C, namespace)
     return QuietRestart(
         dp,
         pools,
@@ -166,10 +162,7 @@ def test_a_restarted_operator_writes_no_list_pool_when_nothing_changed(
 
 def _conditions(obj: dict[str, Any]) -> list[str]:
     """``type=status (message)`` of each condition of a DynamicPrefix, for messages."""
-    return [
-        f"{c.get('type')}={c.get('status')} ({c.get('message')})"
-        for c in (obj.get("status") or {}).get("conditions") or []
-    ]
+    return [f"{c.get('type')}={c.get('status')} ({c.get('message')})" for c in conditions(obj)]
 
 
 def _summary(writes: list[dict[str, Any]]) -> list[str]:

@@ -12,8 +12,7 @@ them in exactly that order, so the test fails every time the behaviour is wrong.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +27,12 @@ from testbed.harness import Cluster
 from tests.operator.operator_testkit import (
     CALICO_POOL,
     DP_PATH,
-    WAIT_SECONDS,
     changes_since,
+    conditions,
     create,
     create_dynamic_prefix,
     dynamic_prefix,
+    eventually,
     new_tag,
     resource_version,
     writes_about,
@@ -40,15 +40,6 @@ from tests.operator.operator_testkit import (
 
 A = "2001:db8:a1::/64"
 IP_POOLS = Resource("projectcalico.org", "v3", IP_POOL.plural, namespaced=False, kind=IP_POOL.kind)
-
-
-async def eventually(predicate: Callable[[], Any], *, what: str) -> None:
-    """Like `wait_for`, but yields to the event loop the controller runs on."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {WAIT_SECONDS}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def settle(controller: Controller) -> None:
@@ -155,7 +146,7 @@ async def restart_in_that_order(scene: Scene) -> Restarted:
         [
             str(c.get("message"))
             for _, obj in versions
-            for c in (obj.get("status") or {}).get("conditions") or []
+            for c in conditions(obj)
             if c.get("type") == "PoolsSynced"
         ],
     )

@@ -10,14 +10,13 @@ import json
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 
 from testbed.kea import Kea, KeaError, LeaseState, LeaseType, PdPool
-from testbed.netns import Link, namespaces_supported
+from testbed.netns import Link
 from testbed.radvd import (
     PrefixAd,
     Radvd,
@@ -28,7 +27,7 @@ from testbed.radvd import (
     send_crafted_ras,
 )
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("network_namespaces")]
 
 PROCESS_TIMEOUT = 20.0
 FLOOD_SIZE = 10_000
@@ -37,19 +36,6 @@ ROUTER_ADVERTISEMENT = 134
 OPTION_PREFIX_INFORMATION = 3
 OPTION_ROUTE_INFORMATION = 24
 OPTION_RDNSS = 25
-
-
-@pytest.fixture(autouse=True)
-def _needs_namespaces() -> None:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-
-
-@pytest.fixture
-def link() -> Iterator[Link]:
-    with Link() as up:
-        yield up
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ pool arithmetic, the lease-file reader) are checked without a network.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -24,19 +23,10 @@ from testbed.dhcpd import (
     parse_lease_file,
 )
 from testbed.dnsmasq import Dnsmasq, DnsmasqConfig
-from testbed.netns import Link, namespaces_supported
+from testbed.netns import Link
 from testbed.pd_client import PdClientProcess
 
 DUID = bytes.fromhex("00030001020000000042")
-
-
-@pytest.fixture
-def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    with Link() as up:
-        yield up
 
 
 def process_exists(pid: int) -> bool:

@@ -9,12 +9,10 @@ import socket
 import sys
 from typing import Any
 
-import kopf
-
 from dynamic_prefix.kube.config import ConfigError, load_config
 from dynamic_prefix.kube.leader import LeaseSettings
 from dynamic_prefix.operator import logs
-from dynamic_prefix.operator.handlers import build_registry
+from dynamic_prefix.operator.runtime import StartupError, run_operator
 
 
 def add_parser(subparsers: Any) -> None:
@@ -91,14 +89,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    registry = build_registry(
-        config,
-        metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
-        lease=lease,
-        identity=args.identity,
-    )
-    asyncio.run(
-        kopf.operator(registry=registry, standalone=True, clusterwide=True, memo=kopf.Memo())
-    )
+    try:
+        asyncio.run(
+            run_operator(
+                config,
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
+                lease=lease,
+                identity=args.identity,
+            )
+        )
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

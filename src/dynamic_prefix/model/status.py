@@ -175,14 +175,8 @@ def next_status(
     conditions = _Conditions(previous.get("conditions") or [], generation, now)
 
     if isinstance(spec, InvalidSpec):
-        message = "; ".join(str(problem) for problem in spec.problems)
-        conditions.set(DEGRADED, True, "InvalidSpec", message)
-        if conditions.flipped(DEGRADED) or previous.get("observedGeneration") != generation:
-            events.append(StatusEvent("Warning", "InvalidSpec", message))
-        conditions.set(READY, False, "InvalidSpec", "the spec is invalid: " + message)
-        _keep_or_unknown(
-            conditions, PREFIX_ACQUIRED, "no prefix is acquired while the spec is invalid"
-        )
+        new_generation = previous.get("observedGeneration") != generation
+        events += _invalid_spec(spec, conditions, new_generation=new_generation)
         status["observedGeneration"] = generation
         status["conditions"] = conditions.result()
         return StatusUpdate(_without_none(status), tuple(events))
@@ -212,24 +206,49 @@ def next_status(
     if replaced is not None and source is not None and current is not None:
         events.insert(0, _changed_event(replaced, current, source, history))
 
+    events += _fit(spec, current, status, conditions)
+    _set_pools_and_ready(conditions, pools, current)
+    status["observedGeneration"] = generation
+    status["conditions"] = conditions.result()
+    return StatusUpdate(_without_none(status), tuple(events))
+
+
+def _invalid_spec(
+    spec: InvalidSpec, conditions: _Conditions, *, new_generation: bool
+) -> list[StatusEvent]:
+    """Degraded and not Ready, saying why; the prefix fields are left as they were."""
+    message = "; ".join(str(problem) for problem in spec.problems)
+    conditions.set(DEGRADED, True, "InvalidSpec", message)
+    events = []
+    if conditions.flipped(DEGRADED) or new_generation:
+        events.append(StatusEvent("Warning", "InvalidSpec", message))
+    conditions.set(READY, False, "InvalidSpec", "the spec is invalid: " + message)
+    _keep_or_unknown(conditions, PREFIX_ACQUIRED, "no prefix is acquired while the spec is invalid")
+    return events
+
+
+def _fit(
+    spec: DynamicPrefixSpec,
+    current: IPv6Network | None,
+    status: dict[str, Any],
+    conditions: _Conditions,
+) -> list[StatusEvent]:
+    """The computed ranges and subnets of the current prefix, and Degraded if parts of the
+    spec do not fit it."""
     fit_problems: list[str] = []
     if current is not None:
         computed = compute(spec, current)
         status["addressRanges"] = [r.to_status() for r in computed.address_ranges]
         status["subnets"] = [s.to_status() for s in computed.subnets]
         fit_problems = [str(problem) for problem in computed.problems]
-    if fit_problems:
-        message = f"parts of the spec do not fit {current}: " + "; ".join(fit_problems)
-        conditions.set(DEGRADED, True, "PrefixDoesNotFit", message)
-        if conditions.flipped(DEGRADED):
-            events.append(StatusEvent("Warning", "PrefixDoesNotFit", message))
-    else:
+    if not fit_problems:
         conditions.set(DEGRADED, False, "AsExpected", "the spec is valid and fits the prefix")
-
-    _set_pools_and_ready(conditions, pools, current)
-    status["observedGeneration"] = generation
-    status["conditions"] = conditions.result()
-    return StatusUpdate(_without_none(status), tuple(events))
+        return []
+    message = f"parts of the spec do not fit {current}: " + "; ".join(fit_problems)
+    conditions.set(DEGRADED, True, "PrefixDoesNotFit", message)
+    if conditions.flipped(DEGRADED):
+        return [StatusEvent("Warning", "PrefixDoesNotFit", message)]
+    return []
 
 
 def _follow_source(history: list[HistoryEntry], source: SourceState) -> list[HistoryEntry]:
@@ -267,6 +286,10 @@ def _changed_event(
     )
 
 
+_PREFIX_FIELDS = ("currentPrefix", "prefixSource", "acquiredAt", "preferredUntil",
+                  "validUntil", "leaseExpiresAt", "addressRanges", "subnets")  # fmt: skip
+
+
 def _apply_source(
     source: SourceState | None,
     *,
@@ -281,85 +304,125 @@ def _apply_source(
 
     Returns the previous prefix if the source replaced it (it is now the history's head).
     """
-    stamp = format_time(now)
-    old_prefix = current_prefix(previous)
-    replaced: IPv6Network | None = None
-    if source is not None and old_prefix is not None and old_prefix in source.released:
-        # given back: no longer ours to use, whatever replaces it
-        for key in ("currentPrefix", "prefixSource", "acquiredAt", "preferredUntil",
-                    "validUntil", "leaseExpiresAt", "addressRanges", "subnets"):  # fmt: skip
-            status.pop(key, None)
-        if source.prefix is None:
-            conditions.set(
-                PREFIX_ACQUIRED, False, source.reason or "LeaseReleased",
-                f"{old_prefix} was released: {source.message or 'the delegation ended'}",
-            )  # fmt: skip
-        events.append(
-            StatusEvent("Normal", "PrefixReleased",
-                        f"{old_prefix} was released to the DHCPv6 server and leaves the pools now")
-        )  # fmt: skip
-        if source.prefix is None:
-            return None
-        old_prefix = None
-    if source is not None and source.prefix is not None:
-        new_prefix = source.prefix
-        if new_prefix != old_prefix:
-            if old_prefix is not None:
-                history.insert(
-                    0,
-                    HistoryEntry(
-                        old_prefix,
-                        previous.get("acquiredAt"),
-                        stamp,
-                        parse_time(previous.get("validUntil")),
-                    ),
-                )
-                replaced = old_prefix
-            else:
-                events.append(
-                    StatusEvent(
-                        "Normal",
-                        "PrefixAcquired",
-                        f"prefix {new_prefix} acquired ({source.source}"
-                        f"{', from ' + source.origin if source.origin else ''})",
-                    )
-                )
-            status["acquiredAt"] = stamp
-        status["currentPrefix"] = str(new_prefix)
-        status["prefixSource"] = source.source
-        status["preferredUntil"] = _time_or_none(source.preferred_until)
-        status["validUntil"] = _time_or_none(source.valid_until)
-        status["leaseExpiresAt"] = (
-            _time_or_none(source.valid_until) if source.source == api.SOURCE_DHCPV6_PD else None
-        )
-        deprecated = source.preferred_until is not None and source.preferred_until <= now
-        conditions.set(
-            PREFIX_ACQUIRED,
-            True,
-            "PrefixDeprecated" if deprecated else source.reason or "Acquired",
-            source.message or f"prefix {new_prefix} from {source.source}",
-        )
-        if deprecated and conditions.reason_changed(PREFIX_ACQUIRED):
-            events.append(
-                StatusEvent("Warning", "PrefixDeprecated",
-                            f"prefix {new_prefix} is deprecated (preferred lifetime ended)")
-            )  # fmt: skip
-    elif source is not None:
-        conditions.set(
-            PREFIX_ACQUIRED, False, source.reason or "NoPrefix", source.message or "no prefix"
-        )
-        if conditions.flipped(PREFIX_ACQUIRED) and old_prefix is not None:
-            events.append(
-                StatusEvent(
-                    "Normal" if source.reason in ROUTINE_REASONS else "Warning",
-                    source.reason or "PrefixLost",
-                    f"{source.message or 'the source has no prefix'}; pools keep {old_prefix} "
-                    "until a prefix is learnt again",
-                )
-            )
-    else:
+    if source is None:
         _keep_or_unknown(conditions, PREFIX_ACQUIRED, "waiting for the prefix source")
+        return None
+    old_prefix = current_prefix(previous)
+    released = old_prefix is not None and old_prefix in source.released
+    if old_prefix is not None and released:
+        _apply_release(source, old_prefix, status, conditions, events)
+        old_prefix = None  # given back: no longer ours to use, whatever replaces it
+    if source.prefix is None:
+        if not released:
+            _apply_no_prefix(source, old_prefix, conditions, events)
+        return None
+    return _apply_prefix(
+        source,
+        source.prefix,
+        old_prefix,
+        previous=previous,
+        status=status,
+        history=history,
+        conditions=conditions,
+        events=events,
+        now=now,
+    )
+
+
+def _apply_release(
+    source: SourceState,
+    released: IPv6Network,
+    status: dict[str, Any],
+    conditions: _Conditions,
+    events: list[StatusEvent],
+) -> None:
+    """The current prefix was given back: out of status (and so of the pools) at once."""
+    for key in _PREFIX_FIELDS:
+        status.pop(key, None)
+    if source.prefix is None:
+        conditions.set(
+            PREFIX_ACQUIRED, False, source.reason or "LeaseReleased",
+            f"{released} was released: {source.message or 'the delegation ended'}",
+        )  # fmt: skip
+    events.append(
+        StatusEvent("Normal", "PrefixReleased",
+                    f"{released} was released to the DHCPv6 server and leaves the pools now")
+    )  # fmt: skip
+
+
+def _apply_prefix(
+    source: SourceState,
+    new_prefix: IPv6Network,
+    old_prefix: IPv6Network | None,
+    *,
+    previous: Mapping[str, Any],
+    status: dict[str, Any],
+    history: list[HistoryEntry],
+    conditions: _Conditions,
+    events: list[StatusEvent],
+    now: dt.datetime,
+) -> IPv6Network | None:
+    """The source has a prefix: it is current; a different previous one heads the history."""
+    stamp = format_time(now)
+    replaced: IPv6Network | None = None
+    if new_prefix != old_prefix:
+        if old_prefix is not None:
+            entry = HistoryEntry(
+                old_prefix,
+                previous.get("acquiredAt"),
+                stamp,
+                parse_time(previous.get("validUntil")),
+            )
+            history.insert(0, entry)
+            replaced = old_prefix
+        else:
+            origin = f", from {source.origin}" if source.origin else ""
+            events.append(
+                StatusEvent("Normal", "PrefixAcquired",
+                            f"prefix {new_prefix} acquired ({source.source}{origin})")
+            )  # fmt: skip
+        status["acquiredAt"] = stamp
+    status["currentPrefix"] = str(new_prefix)
+    status["prefixSource"] = source.source
+    status["preferredUntil"] = _time_or_none(source.preferred_until)
+    status["validUntil"] = _time_or_none(source.valid_until)
+    status["leaseExpiresAt"] = (
+        _time_or_none(source.valid_until) if source.source == api.SOURCE_DHCPV6_PD else None
+    )
+    deprecated = source.preferred_until is not None and source.preferred_until <= now
+    conditions.set(
+        PREFIX_ACQUIRED,
+        True,
+        "PrefixDeprecated" if deprecated else source.reason or "Acquired",
+        source.message or f"prefix {new_prefix} from {source.source}",
+    )
+    if deprecated and conditions.reason_changed(PREFIX_ACQUIRED):
+        events.append(
+            StatusEvent("Warning", "PrefixDeprecated",
+                        f"prefix {new_prefix} is deprecated (preferred lifetime ended)")
+        )  # fmt: skip
     return replaced
+
+
+def _apply_no_prefix(
+    source: SourceState,
+    kept: IPv6Network | None,
+    conditions: _Conditions,
+    events: list[StatusEvent],
+) -> None:
+    """The source has no prefix: PrefixAcquired False; the pools keep what they hold."""
+    conditions.set(
+        PREFIX_ACQUIRED, False, source.reason or "NoPrefix", source.message or "no prefix"
+    )
+    if conditions.flipped(PREFIX_ACQUIRED) and kept is not None:
+        events.append(
+            StatusEvent(
+                "Normal" if source.reason in ROUTINE_REASONS else "Warning",
+                source.reason or "PrefixLost",
+                f"{source.message or 'the source has no prefix'}; pools keep {kept} "
+                "until a prefix is learnt again",
+            )
+        )
 
 
 def _set_pools_and_ready(

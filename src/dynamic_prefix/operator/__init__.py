@@ -1,6 +1,6 @@
-"""The operator: wiring of sources, status and pool sync, kopf handlers, the run loop.
+"""The operator: the controller and its parts, the source manager, the watches, the run loop.
 
-`controller.Controller` holds the logic and is driven by watch events (from kopf in
-production, directly in tests); `handlers` registers it with kopf; nothing below this
+`controller.Controller` holds the logic and is driven by watch events (from
+`runtime.run_operator`'s informers in production, directly in tests); nothing below this
 layer knows it exists.
 """

@@ -5,8 +5,7 @@ every message: the controller sets it where work for one DynamicPrefix starts (i
 watch events, its sources, its status and pool writes), and asyncio copies it into every
 task and callback started from there. So a line logged deep inside a receiver or the API
 client is tagged too, and `kubectl logs ... | jq 'select(.dynamicPrefix == "home")'`
-finds everything about one object. kopf's own lines about a DynamicPrefix are tagged
-from the object reference kopf attaches to them.
+finds everything about one object.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from typing import Any, Final, TextIO
-
-from dynamic_prefix.model import api
 
 CONCERNING: Final = contextvars.ContextVar[str | None]("dynamic_prefix", default=None)
 """The name of the DynamicPrefix the running code works for, if one."""
@@ -62,11 +59,7 @@ class TagFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if concerned(record) is None:
-            reference = getattr(record, "k8s_ref", None)  # kopf's lines about an object
-            if isinstance(reference, dict) and reference.get("kind") == api.KIND:
-                setattr(record, _ATTRIBUTE, reference.get("name"))
-            else:
-                setattr(record, _ATTRIBUTE, CONCERNING.get())
+            setattr(record, _ATTRIBUTE, CONCERNING.get())
         return True
 
 
@@ -107,9 +100,6 @@ class JsonFormatter(logging.Formatter):
         name = concerned(record)
         if name:
             entry["dynamicPrefix"] = name
-        reference = getattr(record, "k8s_ref", None)
-        if isinstance(reference, dict) and reference.get("kind") != api.KIND:
-            entry["object"] = reference
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -125,7 +115,4 @@ def configure(log_format: str, *, verbose: bool, stream: TextIO | None = None) -
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if not verbose:
-        # asyncio's debug chatter, and kopf saying "Handler ... succeeded" for every
-        # watch event: noise, and slow at scale
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)  # debug chatter

@@ -32,7 +32,13 @@ class ControllerCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, computed now."""
-        controller = self.controller
+        yield from self._process()
+        yield from self._prefixes()
+        yield self._pools()
+        yield from self._counters()
+        yield self._drops()
+
+    def _process(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             "dynamic_prefix_build_info", "The operator's version.", labels=["version"]
         )
@@ -41,9 +47,19 @@ class ControllerCollector:
         leader = GaugeMetricFamily(
             "dynamic_prefix_leader", "1 while this replica holds the leader Lease and may write."
         )
-        leader.add_metric([], 1 if controller.leading() else 0)
+        leader.add_metric([], 1 if self.controller.leading() else 0)
         yield leader
+        requests = CounterMetricFamily(
+            "dynamic_prefix_api_requests_total",
+            "Requests the operator sent to the Kubernetes API, by verb.",
+            labels=["verb"],
+        )
+        for verb, count in sorted(self.controller.client.requests.items()):
+            requests.add_metric([verb], count)
+        yield requests
 
+    def _prefixes(self) -> Iterator[Metric]:
+        controller = self.controller
         current = GaugeMetricFamily(
             "dynamic_prefix_current_prefix_info",
             "The current prefix of each DynamicPrefix (value 1) and its source.",
@@ -74,13 +90,14 @@ class ControllerCollector:
         yield deadlines
         yield live
 
+    def _pools(self) -> Metric:
         pools = GaugeMetricFamily(
             "dynamic_prefix_pools",
             "Pools referencing each DynamicPrefix, by backend and sync state after their "
             "last reconcile.",
             labels=["dynamic_prefix", "backend", "state"],
         )
-        for name, results in controller.outcomes.items():
+        for name, results in self.controller.outcomes.items():
             by_backend: dict[str, list[int]] = {}
             for key, outcome in results.items():
                 counts = by_backend.setdefault(key.backend, [0, 0])
@@ -88,19 +105,21 @@ class ControllerCollector:
             for backend, (in_sync, failing) in sorted(by_backend.items()):
                 pools.add_metric([name, backend, "in_sync"], in_sync)
                 pools.add_metric([name, backend, "failing"], failing)
-        yield pools
+        return pools
 
+    def _counters(self) -> Iterator[Metric]:
+        counts = self.controller.counters
         for metric, what, label, counter in (
             ("dynamic_prefix_source_reports_total",
              "Reports from each prefix source (a prefix learnt, renewed, lost...).",
-             "source", controller.counters.source_reports),
+             "source", counts.source_reports),
             ("dynamic_prefix_prefix_changes_total",
              "Prefixes acquired or changed, by the source that brought them.",
-             "source", controller.counters.prefix_changes),
+             "source", counts.prefix_changes),
             ("dynamic_prefix_reconcile_errors_total",
              "Reconciles that left a pool out of sync (by backend) or a status unwritten "
              "(backend \"status\").",
-             "backend", controller.counters.reconcile_errors),
+             "backend", counts.reconcile_errors),
         ):  # fmt: skip
             family = CounterMetricFamily(metric, what, labels=["dynamic_prefix", label])
             for (name, value), count in sorted(counter.items()):
@@ -113,29 +132,21 @@ class ControllerCollector:
             "pool_write, pool_error, ...).",
             labels=["dynamic_prefix", "kind"],
         )
-        for (name, kind), count in sorted(controller.counters.events.items()):
+        for (name, kind), count in sorted(counts.events.items()):
             counters.add_metric([name, kind], count)
         yield counters
 
-        requests = CounterMetricFamily(
-            "dynamic_prefix_api_requests_total",
-            "Requests the operator sent to the Kubernetes API, by verb.",
-            labels=["verb"],
-        )
-        for verb, count in sorted(controller.client.requests.items()):
-            requests.add_metric([verb], count)
-        yield requests
-
+    def _drops(self) -> Metric:
         dropped = CounterMetricFamily(
             "dynamic_prefix_packets_dropped_total",
             "Router Advertisements and DHCPv6 messages dropped, by source and reason.",
             labels=["dynamic_prefix", "source", "reason"],
         )
-        for name, sources in sorted(controller.sources.running().items()):
+        for name, sources in sorted(self.controller.sources.running().items()):
             for source in sources:
                 for reason, count in _drop_counts(source).items():
                     dropped.add_metric([name, source.name, str(reason)], count)
-        yield dropped
+        return dropped
 
 
 def _drop_counts(source: Any) -> dict[str, int]:

@@ -1,11 +1,10 @@
 """Watching pools: one list+watch per pool kind, started when the kind is served.
 
-Pools are watched by this small loop rather than by kopf: a prefix change makes the
-operator write every referencing pool, and each write comes back as a watch event.
-kopf's per-event machinery cost about a millisecond of CPU per event, on the path of
-the change; here an event costs a JSON decode and a dictionary lookup, and the echo of
-our own write is recognised by its resourceVersion and dropped: by the client on the raw
-line, before any decoding, or (when it overtook the write's answer) by `Controller.holds`.
+A prefix change makes the operator write every referencing pool, and each write comes
+back as a watch event: here an event costs a JSON decode and a dictionary lookup, and
+the echo of our own write is recognised by its resourceVersion and dropped: by the
+client on the raw line, before any decoding, or (when it overtook the write's answer)
+by `Controller.holds`.
 
 Kinds whose CRD is installed after start are picked up by watching
 CustomResourceDefinitions; for each kind the cluster's preferred version among the ones
@@ -22,14 +21,14 @@ from typing import Any
 
 from dynamic_prefix.backends.base import PoolBackend
 from dynamic_prefix.kube.client import KubeClient, Resource
-from dynamic_prefix.kube.errors import ApiError, Gone
+from dynamic_prefix.kube.errors import ApiError
+from dynamic_prefix.kube.informer import Informer
 from dynamic_prefix.model import api
 from dynamic_prefix.operator.controller import Controller
 
 logger = logging.getLogger(__name__)
 
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
-MAX_BACKOFF = 30.0
 LISTING_PATIENCE = 30.0  # seconds to wait for every kind's first list before going on
 # seconds between discovery attempts while a new CRD is not served yet
 DISCOVERY_RETRIES = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -72,7 +71,7 @@ async def served_resource(client: KubeClient, backend: PoolBackend) -> Resource 
 
 
 class PoolWatcher:
-    """List, then watch, one pool kind; feed every relevant event to the controller."""
+    """Follow one pool kind (an `Informer`); feed every relevant event to the controller."""
 
     def __init__(
         self,
@@ -83,57 +82,24 @@ class PoolWatcher:
         *,
         listed: asyncio.Event | None = None,
     ) -> None:
-        self.client = client
         self.controller = controller
         self.backend = backend
         self.resource = resource
-        self.listed = listed or asyncio.Event()
-        self.events = 0
-        self.echoes = 0  # events that were our own writes coming back, dropped at once
+        self.informer = Informer(client, resource, self._dispatch, own_writes=True, listed=listed)
+
+    @property
+    def listed(self) -> asyncio.Event:
+        return self.informer.listed
 
     async def run(self) -> None:
         """Until cancelled; errors are logged and retried with backoff."""
-        backoff = 0.5
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    version = await self._list()
-                    self.listed.set()
-                async for event in self.client.watch(
-                    self.resource, resource_version=version, own_writes=True
-                ):
-                    version = event.object.get("metadata", {}).get("resourceVersion", version)
-                    if event.type == "BOOKMARK":
-                        continue
-                    if event.type == "OWN_WRITE":  # the controller holds it already
-                        self.echoes += 1
-                        continue
-                    self._dispatch(event.type, event.object)
-                    backoff = 0.5
-            except Gone:
-                version = None  # too old: list again
-            except ApiError as error:
-                logger.warning("watching %s: %s; again in %.1f s", self.resource, error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-
-    async def _list(self) -> str:
-        listing = await self.client.list_objects(self.resource)
-        kind = self.resource.kind or self.backend.kind
-        for obj in listing.get("items") or []:
-            obj.setdefault("apiVersion", self.resource.api_version)
-            obj.setdefault("kind", kind)
-            self._dispatch(None, obj)
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+        await self.informer.run()
 
     def _dispatch(self, event_type: str | None, obj: dict[str, Any]) -> None:
         if not is_relevant(self.backend, obj):
             return
-        self.events += 1
         if event_type == "MODIFIED" and self.controller.holds(self.backend, obj):
-            self.echoes += 1
-            return
+            return  # our own write's echo, overtaken by the write's answer
         # A task per event: the controller's synchronous index update runs in event
         # order, and its per-pool lock orders the reconciles.
         self.controller.spawn(
@@ -175,32 +141,7 @@ class PoolKinds:
             except TimeoutError:
                 logger.warning("some pool kinds could not be listed; judging PoolsSynced anyway")
             self.controller.mark_pools_listed()
-            backoff = 0.5
-            version: str | None = None
-            while True:
-                try:
-                    if version is None:
-                        listing = await self.client.list_objects(CRDS)
-                        version = str(listing["metadata"].get("resourceVersion", ""))
-                    async for event in self.client.watch(CRDS, resource_version=version):
-                        version = event.object.get("metadata", {}).get("resourceVersion", version)
-                        spec = event.object.get("spec") or {}
-                        plural = (spec.get("names") or {}).get("plural")
-                        affected = tuple(
-                            b for b in self.backends
-                            if b.group == spec.get("group") and b.plural == plural
-                        )  # fmt: skip
-                        if affected:
-                            missing = await self._rediscover(affected)
-                            if missing and event.type != "DELETED":
-                                self._retry_discovery(missing)
-                        backoff = 0.5
-                except Gone:
-                    version = None
-                except ApiError as error:
-                    logger.warning("watching CRDs: %s; again in %.1f s", error, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF)
+            await Informer(self.client, CRDS, self._on_crd).run()
         finally:
             for retry in list(self._retries):
                 retry.cancel()
@@ -209,6 +150,18 @@ class PoolKinds:
             await asyncio.gather(
                 *(task for _, task in self.watchers.values()), return_exceptions=True
             )
+
+    async def _on_crd(self, event_type: str | None, crd: dict[str, Any]) -> None:
+        """A CRD appeared, changed or went: (re)discover the pool kinds it defines."""
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural")
+        affected = tuple(
+            b for b in self.backends if b.group == spec.get("group") and b.plural == plural
+        )
+        if affected:
+            missing = await self._rediscover(affected)
+            if missing and event_type != "DELETED":
+                self._retry_discovery(missing)
 
     def _retry_discovery(self, backends: tuple[PoolBackend, ...]) -> None:
         """A CRD exists but discovery does not serve it yet: API discovery lags behind

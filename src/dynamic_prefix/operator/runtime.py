@@ -1,0 +1,138 @@
+"""The operator's run loop: start everything, follow the cluster, stop cleanly on SIGTERM.
+
+Started in this order: the API clients (one for the work, one for the Lease, so that a
+standby's only write is its Lease), the controller, the health and metrics endpoint,
+leader election, the pool kinds (`PoolKinds`) and the DynamicPrefix informer. Stopped in
+reverse on SIGTERM or SIGINT: the endpoint, the watches, the controller (sources stop
+without releasing anything), then the Lease is given up for a standby.
+
+Each DynamicPrefix's events are handled in order, different DynamicPrefixes
+concurrently (`PerObject`), so that one being finalized (its pools released, its DHCPv6
+delegation given back) never holds up another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from dynamic_prefix.backends.registry import BACKENDS
+from dynamic_prefix.kube.client import KubeClient
+from dynamic_prefix.kube.config import ClusterConfig
+from dynamic_prefix.kube.informer import Informer
+from dynamic_prefix.kube.leader import LeaderElector, LeaseSettings
+from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES, Controller
+from dynamic_prefix.operator.observability import ObservabilityServer
+from dynamic_prefix.operator.pool_watch import PoolKinds
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The operator cannot start (e.g. its port is taken); the message says what to do."""
+
+
+class PerObject:
+    """Hands DynamicPrefix events to the controller: in order per object, objects apart."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+
+    def __call__(self, event_type: str | None, body: dict[str, Any]) -> None:
+        name = str(body["metadata"]["name"])
+        lock = self._locks[name]  # asyncio.Lock wakes its waiters in order: events stay so
+
+        async def handle() -> None:
+            async with lock:
+                await self.controller.on_dynamic_prefix(event_type, body)
+            if event_type == "DELETED" and not lock.locked():
+                self._locks.pop(name, None)
+
+        self.controller.spawn(handle(), f"dynamic-prefix-event:{name}", concerning=name)
+
+
+async def run_operator(
+    config: ClusterConfig,
+    *,
+    metrics_host: str = "",
+    metrics_port: int = 8080,
+    lease: LeaseSettings | None = None,
+    identity: str = "dynamic-prefix",
+) -> None:
+    """Run until SIGTERM or SIGINT; ``lease`` None runs without leader election."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    electors: list[LeaderElector] = []
+
+    def may_write() -> bool:
+        return all(elector.may_write() for elector in electors)
+
+    user_agent = f"dynamic-prefix/{identity}"
+    async with (
+        KubeClient(config, user_agent=user_agent, may_write=may_write) as client,
+        KubeClient(config, user_agent=user_agent) as lease_client,
+    ):
+        controller = Controller(client, leading=may_write)
+        server = ObservabilityServer(controller, host=metrics_host, port=metrics_port)
+        await _serve(server, controller)
+        if lease is not None:
+            electors.append(
+                LeaderElector(lease_client, lease, identity, on_started=controller.start_leading,
+                              on_stopped=controller.stop_leading)
+            )  # fmt: skip
+        watches = [
+            asyncio.create_task(PoolKinds(client, controller, BACKENDS).run(), name="pool-kinds"),
+            asyncio.create_task(
+                Informer(client, DYNAMIC_PREFIXES, PerObject(controller)).run(),
+                name="dynamic-prefixes",
+            ),
+        ]
+        election = [asyncio.create_task(e.run(), name="leader-election") for e in electors]
+        logger.info("operator started as %s", identity)
+        await _until_stopped(stop, [*watches, *election])
+        logger.info("stopping")
+        await server.stop()
+        await _cancel(watches)
+        await controller.close()
+        await _cancel(election)  # the elector gives the Lease up for a standby
+
+
+async def _serve(server: ObservabilityServer, controller: Controller) -> None:
+    """Listen for /metrics, /healthz, /readyz (unless the port is 0)."""
+    if not server.port:
+        return
+    try:
+        await server.start()
+    except OSError as error:
+        await controller.close()
+        raise StartupError(
+            f"cannot serve metrics and health on port {server.port}: {error}; "
+            "choose another with --metrics-port"
+        ) from error
+
+
+async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Return on SIGTERM/SIGINT, or when a task that should run for ever ended (logged)."""
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopping and not task.cancelled() and task.exception() is not None:
+            logger.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+    stopping.cancel()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
