@@ -39,6 +39,7 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import next_status
+from tests.merge_patch import merge_patch
 
 A = IPv6Network("2001:db8:0:a::/64")
 B = IPv6Network("2001:db8:0:b::/64")
@@ -98,19 +99,6 @@ def rotated(obj: Mapping[str, Any], prefix: IPv6Network, *, now: dt.datetime) ->
         now=now,
     )
     return {**obj, "status": update.status}
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge, null removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 # --- list-field pools: Cilium LB pool, Cilium CIDR group, MetalLB ------------------------------

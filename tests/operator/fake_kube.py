@@ -21,21 +21,9 @@ from typing import Any
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound
 from dynamic_prefix.kube.events import EVENTS
+from tests.merge_patch import merge_patch
 
 Key = tuple[str, str, str]  # (resource path, namespace, name)
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +120,9 @@ class FakeKube:
         if wanted is not None and wanted != stored["metadata"]["resourceVersion"]:
             raise Conflict(409, "the object has been modified", reason="Conflict")
         if subresource == "status":
-            changed = merge(stored, {"status": patch.get("status")})
+            changed = merge_patch(stored, {"status": patch.get("status")})
         else:
-            changed = merge(stored, {k: v for k, v in patch.items() if k != "status"})
+            changed = merge_patch(stored, {k: v for k, v in patch.items() if k != "status"})
         outside = [k for k in set(changed) | set(stored) if k not in ("metadata", "status")]
         generation = stored["metadata"].get("generation", 1)
         if any(changed.get(k) != stored.get(k) for k in outside):

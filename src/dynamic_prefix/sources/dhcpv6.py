@@ -198,19 +198,9 @@ class Dhcpv6PdSource:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._reporter.report = report
-        ifindex = link_watch.interface_index(self.interface)
-        if ifindex is None:
-            raise missing(self.interface, _WHAT)
-        try:
-            identity = await self._load_identity()
-            address = await self._wait_for_link_local(ifindex, loop)
-            self._socket = self._open_socket(ifindex, address)
-        except InterfaceMissing:
-            raise
-        except SourceError as exc:  # e.g. no link-layer address, ENODEV: gone meanwhile?
-            if link_watch.interface_index(self.interface) != ifindex:
-                raise self._went_away(ifindex, None) from exc
-            raise
+        ifindex, identity, address = await self._prepare(loop)
+        sock = self._socket
+        assert sock is not None  # opened by _prepare
         self._ifindex = ifindex
         self._stopped = loop.create_future()
         client = PdClient(
@@ -230,7 +220,7 @@ class Dhcpv6PdSource:
             name=f"dhcpv6-pd link watch on {self.interface}",
         )
         try:
-            loop.add_reader(self._socket.fileno(), self._on_readable)
+            loop.add_reader(sock.fileno(), self._on_readable)
             log.info(
                 "DHCPv6 PD on %s from [%s%%%s]:%s as DUID %s IAID %s",
                 self.interface,
@@ -257,6 +247,26 @@ class Dhcpv6PdSource:
             await asyncio.wait({gone})  # until its netlink socket is closed
 
     # Setup.
+
+    async def _prepare(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[int, Dhcpv6Identity, IPv6Address]:
+        """The interface's index, our identity, and the link-local address the socket
+        (opened here) is bound to."""
+        ifindex = link_watch.interface_index(self.interface)
+        if ifindex is None:
+            raise missing(self.interface, _WHAT)
+        try:
+            identity = await self._load_identity()
+            address = await self._wait_for_link_local(ifindex, loop)
+            self._socket = self._open_socket(ifindex, address)
+        except InterfaceMissing:
+            raise
+        except SourceError as exc:  # e.g. no link-layer address, ENODEV: gone meanwhile?
+            if link_watch.interface_index(self.interface) != ifindex:
+                raise self._went_away(ifindex, None) from exc
+            raise
+        return ifindex, identity, address
 
     def _soliciting(self, identity: Dhcpv6Identity) -> str:
         wanted = f"a /{self.requested_prefix_length}"

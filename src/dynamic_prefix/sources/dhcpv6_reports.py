@@ -89,108 +89,97 @@ class LeaseReporter:
             return wall_now + dt.timedelta(seconds=deadline - now)
 
         for event in events:
-            match event:
-                case LeaseAcquired() | LeaseRenewed() | DelegationChanged():
-                    self._server_addresses.setdefault(event.server_id, self.last_sender)
-                    prefix = event.new if isinstance(event, DelegationChanged) else event.prefix
-                    self.set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=prefix,
-                            preferred_until=wall(event.preferred_until),
-                            valid_until=wall(event.valid_until),
-                            origin=event.server_id.hex(),
-                            reason=_BOUND_REASONS[type(event)],
-                            message=self._bound_message(event),
-                        )
-                    )
-                case RenewStarted(prefix=prefix, server_id=server_id):
-                    self._renews_unanswered = 0
-                    state = self._kept_deadlines(event, wall)
-                    self.set_state(
-                        replace(
-                            state,
-                            reason="Renewing",
-                            message=(
-                                f"renewing {prefix} with {self._server_name(server_id)} "
-                                f"(T1 reached); valid until {format_deadline(state.valid_until)}"
-                            ),
-                        )
-                    )
-                case ExchangeTimedOut(message_type=MessageType.RENEW, transmissions=sent):
-                    self._renews_unanswered = sent
-                case RebindStarted(prefix=prefix, server_id=server_id):
-                    state = self._kept_deadlines(event, wall)
-                    unanswered, self._renews_unanswered = self._renews_unanswered, 0
-                    server = self._server_name(server_id)
-                    why = (
-                        f"no reply to {unanswered} Renew(s) from {server} by T2"
-                        if unanswered
-                        else f"T2 reached before a Renew to {server}"
-                    )
-                    self.set_state(
-                        replace(
-                            state,
-                            reason="Rebinding",
-                            message=(
-                                f"{why}; rebinding {prefix} with any server; "
-                                f"valid until {format_deadline(state.valid_until)}"
-                            ),
-                        )
-                    )
-                case LeaseLost(prefix=prefix, reason=why):
-                    self.set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=None,
-                            origin=self._state.origin,
-                            reason="LeaseLost",
-                            message=f"lease on {prefix} lost ({why}); soliciting again",
-                        )
-                    )
-                case LeaseReleased(prefix=prefix, server_id=server_id):
-                    self.set_state(
-                        SourceState(
-                            source=api.SOURCE_DHCPV6_PD,
-                            prefix=None,
-                            origin=server_id.hex(),
-                            reason="LeaseReleased",
-                            message=f"released {prefix} on stop",
-                            released=frozenset({prefix}),
-                        )
-                    )
-                case BindingRejected(prefix=prefix, message=text):
-                    self.set_state(
-                        replace(
-                            self._state,
-                            reason="BindingRejected",
-                            message=(
-                                f"the server no longer knows our binding for {prefix} "
-                                f"(NoBinding: {text or 'no text'}); requesting a new one"
-                            ),
-                        )
-                    )
-                case NoPrefixAvailable(message=text, retry_at=retry_at):
-                    self.set_state(
-                        replace(
-                            self._state,
-                            reason="NoPrefixAvailable",
-                            message=(
-                                f"the server has no prefix for us (NoPrefixAvail: "
-                                f"{text or 'no text'}); retrying in {retry_at - now:.0f} s"
-                            ),
-                        )
-                    )
-                case ExchangeTimedOut(message_type=kind, transmissions=sent):
-                    log.info("%s unanswered after %s transmission(s)", kind.name, sent)
-                case MessageDropped(reason=why, detail=detail):
-                    log.debug(
-                        "dropped a DHCPv6 message on %s: %s (%s)", self.interface, why, detail
-                    )
-                case ClientStopped(release_acknowledged=acknowledged):
-                    if acknowledged is False:
-                        log.warning("the server did not answer our Release")
-                    self._on_stopped()
+            state = self._state_after(event, wall, now)
+            if state is not None:
+                self.set_state(state)
+
+    def _state_after(
+        self, event: ClientEvent, wall: Callable[[float], dt.datetime | None], now: float
+    ) -> SourceState | None:
+        """The state ``event`` leads to; None if it changes nothing to report."""
+        match event:
+            case LeaseAcquired() | LeaseRenewed() | DelegationChanged():
+                self._server_addresses.setdefault(event.server_id, self.last_sender)
+                prefix = event.new if isinstance(event, DelegationChanged) else event.prefix
+                return SourceState(
+                    source=api.SOURCE_DHCPV6_PD,
+                    prefix=prefix,
+                    preferred_until=wall(event.preferred_until),
+                    valid_until=wall(event.valid_until),
+                    origin=event.server_id.hex(),
+                    reason=_BOUND_REASONS[type(event)],
+                    message=self._bound_message(event),
+                )
+            case RenewStarted() | RebindStarted():
+                return self._extending(event, wall)
+            case ExchangeTimedOut(message_type=MessageType.RENEW, transmissions=sent):
+                self._renews_unanswered = sent
+            case LeaseLost() | LeaseReleased():
+                return self._ended(event)
+            case BindingRejected() | NoPrefixAvailable():
+                return self._refused(event, now)
+            case ExchangeTimedOut(message_type=kind, transmissions=sent):
+                log.info("%s unanswered after %s transmission(s)", kind.name, sent)
+            case MessageDropped(reason=why, detail=detail):
+                log.debug("dropped a DHCPv6 message on %s: %s (%s)", self.interface, why, detail)
+            case ClientStopped(release_acknowledged=acknowledged):
+                if acknowledged is False:
+                    log.warning("the server did not answer our Release")
+                self._on_stopped()
+        return None
+
+    def _extending(
+        self, event: RenewStarted | RebindStarted, wall: Callable[[float], dt.datetime | None]
+    ) -> SourceState:
+        """Renewing at T1 or rebinding at T2: the lease holds meanwhile."""
+        state = self._kept_deadlines(event, wall)
+        server = self._server_name(event.server_id)
+        until = format_deadline(state.valid_until)
+        if isinstance(event, RenewStarted):
+            self._renews_unanswered = 0
+            message = f"renewing {event.prefix} with {server} (T1 reached); valid until {until}"
+            return replace(state, reason="Renewing", message=message)
+        unanswered, self._renews_unanswered = self._renews_unanswered, 0
+        why = (
+            f"no reply to {unanswered} Renew(s) from {server} by T2"
+            if unanswered
+            else f"T2 reached before a Renew to {server}"
+        )
+        message = f"{why}; rebinding {event.prefix} with any server; valid until {until}"
+        return replace(state, reason="Rebinding", message=message)
+
+    def _ended(self, event: LeaseLost | LeaseReleased) -> SourceState:
+        """The lease is gone: lost (soliciting again) or given back on stop."""
+        if isinstance(event, LeaseLost):
+            return SourceState(
+                source=api.SOURCE_DHCPV6_PD,
+                prefix=None,
+                origin=self._state.origin,
+                reason="LeaseLost",
+                message=f"lease on {event.prefix} lost ({event.reason}); soliciting again",
+            )
+        return SourceState(
+            source=api.SOURCE_DHCPV6_PD,
+            prefix=None,
+            origin=event.server_id.hex(),
+            reason="LeaseReleased",
+            message=f"released {event.prefix} on stop",
+            released=frozenset({event.prefix}),
+        )
+
+    def _refused(self, event: BindingRejected | NoPrefixAvailable, now: float) -> SourceState:
+        """The server said no: the state keeps its prefix and deadlines, says why."""
+        if isinstance(event, BindingRejected):
+            message = (
+                f"the server no longer knows our binding for {event.prefix} "
+                f"(NoBinding: {event.message or 'no text'}); requesting a new one"
+            )
+            return replace(self._state, reason="BindingRejected", message=message)
+        message = (
+            f"the server has no prefix for us (NoPrefixAvail: "
+            f"{event.message or 'no text'}); retrying in {event.retry_at - now:.0f} s"
+        )
+        return replace(self._state, reason="NoPrefixAvailable", message=message)
 
     def _kept_deadlines(
         self,
