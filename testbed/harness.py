@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -88,26 +89,39 @@ class OperatorProcess:
         self.extra_args: tuple[str, ...] = ()
         # a Lease of its own, so operators of different tests never wait for each other
         self.lease_name = f"dynamic-prefix-test-{secrets.token_hex(4)}"
+        self.health_port = 0
         self.metrics_port = 0
 
     def start(self) -> OperatorProcess:
         log = self.log_path.open("ab")
-        self.metrics_port = _free_port()
+        self.health_port, self.metrics_port = _free_port(), _free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dynamic_prefix.cli.main", "run", "--kubeconfig",
-             str(self.kubeconfig or self.plane.kubeconfig), "--metrics-host", "127.0.0.1",
-             "--metrics-port", str(self.metrics_port), "--lease-name", self.lease_name,
-             *self.extra_args],
+             str(self.kubeconfig or self.plane.kubeconfig),
+             "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port),
+             "--lease-name", self.lease_name, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         log.close()
         return self
 
-    def http_get(self, path: str) -> tuple[int, str]:
-        """GET one of the operator's own endpoints (/metrics, /healthz, /readyz)."""
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+    def http_get(self, path: str, *, token: str | None = None) -> tuple[int, str]:
+        """GET one of the operator's own endpoints: /healthz and /readyz in plain HTTP,
+        /metrics over HTTPS (its certificate is self-signed) with ``token`` as bearer
+        (None: the admin's; "": none)."""
+        if path != "/metrics":
+            request = urllib.request.Request(f"http://127.0.0.1:{self.health_port}{path}")
+            context = None
+        else:
+            request = urllib.request.Request(f"https://127.0.0.1:{self.metrics_port}{path}")
+            bearer = self.plane.admin_token if token is None else token
+            if bearer:
+                request.add_header("Authorization", f"Bearer {bearer}")
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from dynamic_prefix.model import api
+from dynamic_prefix.operator.runtime import DEFAULT_HEALTH_PORT, DEFAULT_METRICS_PORT
 from testbed.controlplane import ControlPlane
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
@@ -143,7 +144,7 @@ def test_the_pod_is_on_the_host_network_as_root_holding_only_net_raw_on_a_read_o
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(objects)
     assert deployment["spec"]["replicas"] == 1
-    # old pod before new: a surge pod could not bind the node's port 8080 next to the old
+    # old pod before new: a surge pod could not bind the node's ports next to the old
     assert deployment["spec"]["strategy"] == {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
@@ -161,17 +162,26 @@ def test_the_pod_is_on_the_host_network_as_root_holding_only_net_raw_on_a_read_o
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
     }
-    assert container["args"] == ["run", "--log-format", "json"]
+    assert container["args"] == [
+        "run",
+        "--log-format=json",
+        "--health-host=127.0.0.1",  # probes: the node's loopback only
+        f"--health-port={DEFAULT_HEALTH_PORT}",
+        "--metrics-host=$(POD_IP)",  # metrics: the node's own address, HTTPS and a token
+        f"--metrics-port={DEFAULT_METRICS_PORT}",
+    ]
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     # link_watch.on_host_network compares them
     assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     assert container["ports"] == [
-        {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}
+        {"name": "https-metrics", "containerPort": DEFAULT_METRICS_PORT, "protocol": "TCP"}
     ]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+    # the kubelet is on the node's network too: it reaches the probes on loopback
+    probe = {"host": "127.0.0.1", "port": DEFAULT_HEALTH_PORT}
+    assert container["livenessProbe"]["httpGet"] == {**probe, "path": "/healthz"}
+    assert container["readinessProbe"]["httpGet"] == {**probe, "path": "/readyz"}
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     assert set(container["resources"]["limits"]) == {"memory"}
 
@@ -232,9 +242,14 @@ def test_the_metrics_service_selects_the_operator_pod_and_its_named_port() -> No
     labels = find(objects, "Deployment", DEPLOYMENT)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     ports = {port["name"] for port in operator_container(objects)["ports"]}
-    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http-metrics"]
-    assert "http-metrics" in ports
-    assert [o for o in objects if o["kind"] != "Service"] == render(DEPLOY)
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["https-metrics"]
+    assert "https-metrics" in ports
+    (reader,) = [
+        o for o in objects if o["kind"] == "ClusterRole" and "metrics" in o["metadata"]["name"]
+    ]
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    added = [o for o in objects if o["kind"] != "Service" and o is not reader]
+    assert added == render(DEPLOY)
 
 
 # --- against the API server --------------------------------------------------------------
@@ -310,7 +325,7 @@ def sa_operator(
         yield process
 
 
-# A refusal by the API server, as the operator or kopf would log it. Writes into a namespace
+# A refusal by the API server, as the operator would log it. Writes into a namespace
 # being deleted are refused with 403 too: a namespace left Terminating by another test (no
 # controller-manager here) can hold pools the operator posts events about.
 _REFUSAL = re.compile(r"\b403\b|forbidden|not enough permissions", re.IGNORECASE)
@@ -387,6 +402,8 @@ def test_the_operator_does_its_whole_job_as_the_service_account_using_every_writ
     ]
     try:
         fill_rotate_release(cluster, dp, pools, namespace)
+        # a scrape, as Prometheus makes one: the token is reviewed with the account's rights
+        assert sa_operator.http_get("/metrics")[0] == 200
     except AssertionError as error:
         found = refusals(sa_operator.log())
         if not found:

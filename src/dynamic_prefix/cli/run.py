@@ -7,12 +7,20 @@ import asyncio
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from dynamic_prefix.kube.config import ConfigError, load_config
 from dynamic_prefix.kube.leader import LeaseSettings
 from dynamic_prefix.operator import logs
-from dynamic_prefix.operator.runtime import StartupError, run_operator
+from dynamic_prefix.operator.observability import Endpoint
+from dynamic_prefix.operator.runtime import (
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_METRICS_PORT,
+    Endpoints,
+    StartupError,
+    run_operator,
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,14 +40,42 @@ def add_parser(subparsers: Any) -> None:
         help="text, or one JSON object per line (default text); either way each line about "
         "a DynamicPrefix names it",
     )
-    parser.add_argument(
+    endpoints = parser.add_argument_group(
+        "endpoints",
+        "Probes (/healthz, /readyz) in plain HTTP; /metrics over HTTPS for bearer tokens "
+        "the API server allows to get /metrics (TokenReview, SubjectAccessReview).",
+    )
+    endpoints.add_argument(
+        "--health-host", default="127.0.0.1", help="address of the probes (default 127.0.0.1)"
+    )
+    endpoints.add_argument(
+        "--health-port",
+        type=int,
+        default=DEFAULT_HEALTH_PORT,
+        help=f"port of the probes (0: none; default {DEFAULT_HEALTH_PORT})",
+    )
+    endpoints.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address of /metrics (default 127.0.0.1; the Deployment gives the pod IP)",
+    )
+    endpoints.add_argument(
         "--metrics-port",
         type=int,
-        default=8080,
-        help="port of /metrics, /healthz and /readyz (0: none; default 8080)",
+        default=DEFAULT_METRICS_PORT,
+        help=f"port of /metrics (0: none; default {DEFAULT_METRICS_PORT})",
     )
-    parser.add_argument(
-        "--metrics-host", default="", help="address to listen on (default: every address)"
+    endpoints.add_argument(
+        "--metrics-insecure",
+        action="store_true",
+        help="serve /metrics in plain HTTP without authentication (local use only); on the "
+        "probes' port if it is the same",
+    )
+    endpoints.add_argument(
+        "--metrics-cert-dir",
+        type=Path,
+        help="folder with tls.crt and tls.key for /metrics (default: a self-signed "
+        "certificate made at start)",
     )
     election = parser.add_argument_group(
         "leader election", "Several replicas may run; one holds a Lease and does the work."
@@ -90,15 +126,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(
-            run_operator(
-                config,
-                metrics_host=args.metrics_host,
-                metrics_port=args.metrics_port,
-                lease=lease,
-                identity=args.identity,
-            )
+        endpoints = Endpoints(
+            health=Endpoint(args.health_host, args.health_port),
+            metrics=Endpoint(args.metrics_host, args.metrics_port),
+            metrics_insecure=args.metrics_insecure,
+            metrics_cert_dir=args.metrics_cert_dir,
         )
+        asyncio.run(run_operator(config, endpoints=endpoints, lease=lease, identity=args.identity))
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

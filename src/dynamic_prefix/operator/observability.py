@@ -1,4 +1,4 @@
-"""Metrics, health and readiness on one small HTTP endpoint.
+"""Metrics, health and readiness: probes on one endpoint, `/metrics` (HTTPS) on another.
 
 Metrics are read from the controller's own state when Prometheus scrapes, rather than
 updated all over the code: what the operator believes (status), how the pools stand,
@@ -9,7 +9,9 @@ Prometheus conventions (``_total`` counters, ``_seconds``, base units).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +22,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from dynamic_prefix import __version__
 from dynamic_prefix.model.status import parse_time
 from dynamic_prefix.operator.controller import Controller
+from dynamic_prefix.operator.metrics_auth import MetricsAuthorizer, Verdict
 
 logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class ControllerCollector:
@@ -158,40 +163,90 @@ def _drop_counts(source: Any) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one of the operator's HTTP endpoints listens (port 0: not at all)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host or "*"
+        return f"{host}:{self.port}"
+
+
 class ObservabilityServer:
-    """``/metrics``, ``/healthz`` (the event loop answers) and ``/readyz``.
+    """``/healthz`` (the event loop answers) and ``/readyz`` on one endpoint, ``/metrics``
+    on another: over HTTPS for holders of a token allowed to read it (`MetricsAuthorizer`),
+    or in plain HTTP without authentication when no TLS context is given (local use).
 
     Ready means the watches are up (every pool kind listed once) and, on the leader, the
     sources of every valid DynamicPrefix started: true of a working leader and of a
     healthy standby alike, so that a rolling update can go on while one replica leads.
     """
 
-    def __init__(self, controller: Controller, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        health: Endpoint,
+        metrics: Endpoint,
+        tls: ssl.SSLContext | None = None,
+        authorizer: MetricsAuthorizer | None = None,
+    ) -> None:
+        if (tls is None) != (authorizer is None):
+            raise ValueError("metrics over TLS go with token authorization, plain HTTP without")
         self.controller = controller
-        self.host = host
-        self.port = port
+        self.health = health
+        self.metrics = metrics
+        self.tls = tls
+        self.authorizer = authorizer
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ControllerCollector(controller))
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
         """Listen; a port in use is an error the operator reports and exits on."""
+        shared = self.tls is None and self.health == self.metrics
+        if self.health.port:
+            routes: list[tuple[str, Handler]] = [
+                ("/healthz", self._healthz),
+                ("/readyz", self._readyz),
+            ]
+            if shared:
+                routes.append(("/metrics", self._metrics))
+            await self._listen(self.health, routes, None)
+        if self.metrics.port and not shared:
+            await self._listen(self.metrics, [("/metrics", self._metrics)], self.tls)
+
+    async def _listen(
+        self, endpoint: Endpoint, routes: list[tuple[str, Handler]], tls: ssl.SSLContext | None
+    ) -> None:
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        logger.info("metrics and health on http://%s:%d", self.host or "*", self.port)
+        for path, handler in routes:
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, endpoint.host or None, endpoint.port, ssl_context=tls).start()
+        scheme = "https" if tls is not None else "http"
+        logger.info("%s on %s://%s", " ".join(path for path, _ in routes), scheme, endpoint)
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self.authorizer is not None:
+            verdict = await self.authorizer.judge(request.headers.get("Authorization"))
+            if verdict is Verdict.UNAUTHENTICATED:
+                challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                text = "a bearer token is needed\n"
+                return web.Response(status=401, text=text, headers=challenge)
+            if verdict is Verdict.FORBIDDEN:
+                return web.Response(status=403, text="this token may not get /metrics\n")
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -18,16 +18,20 @@ import collections
 import contextlib
 import logging
 import signal
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
 
 from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import ClusterConfig
 from dynamic_prefix.kube.informer import Informer
 from dynamic_prefix.kube.leader import LeaderElector, LeaseSettings
-from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES, Controller
-from dynamic_prefix.operator.observability import ObservabilityServer
+from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES, Controller, utc_now
+from dynamic_prefix.operator.metrics_auth import MetricsAuthorizer
+from dynamic_prefix.operator.observability import Endpoint, ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolKinds
+from dynamic_prefix.operator.tls import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +62,32 @@ class PerObject:
         self.controller.spawn(handle(), f"dynamic-prefix-event:{name}", concerning=name)
 
 
+DEFAULT_HEALTH_PORT: Final = 9655
+"""Probes; uncommon, so that it rarely meets another host-network pod's port."""
+DEFAULT_METRICS_PORT: Final = 9656
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the operator listens: probes in plain HTTP, metrics over HTTPS (with token
+    authorization) unless ``metrics_insecure``; ``metrics_cert_dir`` holds ``tls.crt`` and
+    ``tls.key`` (None: a self-signed certificate made at start)."""
+
+    health: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", DEFAULT_HEALTH_PORT))
+    metrics: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", DEFAULT_METRICS_PORT))
+    metrics_insecure: bool = False
+    metrics_cert_dir: Path | None = None
+
+
 async def run_operator(
     config: ClusterConfig,
     *,
-    metrics_host: str = "",
-    metrics_port: int = 8080,
+    endpoints: Endpoints | None = None,
     lease: LeaseSettings | None = None,
     identity: str = "dynamic-prefix",
 ) -> None:
     """Run until SIGTERM or SIGINT; ``lease`` None runs without leader election."""
+    endpoints = endpoints or Endpoints()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -82,7 +103,9 @@ async def run_operator(
         KubeClient(config, user_agent=user_agent) as lease_client,
     ):
         controller = Controller(client, leading=may_write)
-        server = ObservabilityServer(controller, host=metrics_host, port=metrics_port)
+        # reviews of scrapers' tokens are asked by standbys too: the client without the
+        # leader's write fence
+        server = _observability(controller, endpoints, lease_client)
         await _serve(server, controller)
         if lease is not None:
             electors.append(
@@ -106,17 +129,37 @@ async def run_operator(
         await _cancel(election)  # the elector gives the Lease up for a standby
 
 
+def _observability(
+    controller: Controller, endpoints: Endpoints, reviewer: KubeClient
+) -> ObservabilityServer:
+    if endpoints.metrics_insecure or not endpoints.metrics.port:
+        return ObservabilityServer(controller, health=endpoints.health, metrics=endpoints.metrics)
+    names = [endpoints.metrics.host or "localhost", "localhost", "127.0.0.1", "::1"]
+    try:
+        tls = server_context(endpoints.metrics_cert_dir, names, now=utc_now())
+    except (OSError, ValueError) as error:
+        raise StartupError(
+            f"cannot load the metrics certificate from {endpoints.metrics_cert_dir}: {error}"
+        ) from error
+    return ObservabilityServer(
+        controller,
+        health=endpoints.health,
+        metrics=endpoints.metrics,
+        tls=tls,
+        authorizer=MetricsAuthorizer(reviewer),
+    )
+
+
 async def _serve(server: ObservabilityServer, controller: Controller) -> None:
-    """Listen for /metrics, /healthz, /readyz (unless the port is 0)."""
-    if not server.port:
-        return
+    """Listen for /healthz, /readyz and /metrics (where the ports are not 0)."""
     try:
         await server.start()
     except OSError as error:
+        await server.stop()
         await controller.close()
         raise StartupError(
-            f"cannot serve metrics and health on port {server.port}: {error}; "
-            "choose another with --metrics-port"
+            f"cannot listen on {server.health} (probes) or {server.metrics} (metrics): "
+            f"{error}; choose others with --health-port / --metrics-port"
         ) from error
 
 
