@@ -1,6 +1,6 @@
 """What a scrape of /metrics costs now that it is authenticated and authorized.
 
-Starts the control plane and one operator (one DynamicPrefix, one pool), then scrapes
+Starts the control plane and one operator (one DynamicPrefix), then scrapes
 /metrics over HTTPS: with a new token each time (a TokenReview and a SubjectAccessReview
 per scrape), with one token again and again (the verdict remembered), and refused
 without a token. Prints p50/p95 of each.
@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
 from testbed.harness import Cluster, OperatorProcess, wait_for
-from tests.operator.operator_testkit import CILIUM_LB_POOL, dynamic_prefix
 
 
 def timed(operator: OperatorProcess, token: str, expected: int) -> float:
@@ -42,10 +42,23 @@ def main() -> None:
     args = parser.parse_args()
     with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
         cluster = Cluster(plane)
-        for name in ("cilium-v2.yaml",):
-            plane.kubectl("apply", "-f", str(Path(__file__).parents[1] / "testbed/crds" / name))
-        cluster.apply(dynamic_prefix("bench", "2001:db8:be::/64"))
-        cluster.apply(CILIUM_LB_POOL.manifest("bench-pool", dp="bench"))
+        root = Path(__file__).parents[1]
+        plane.kubectl("apply", "-f", str(root / "deploy/crd/dynamicprefixes.yaml"))
+        plane.kubectl("apply", "-f", str(root / "testbed/crds/cilium-v2.yaml"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": "bench"},
+                "spec": {
+                    "acquisition": {"static": {"prefix": "2001:db8:be::/64"}},
+                    "addressRanges": [
+                        {"name": "lb", "start": "::f000:0:0:0", "end": "::ffff:ffff:ffff:ffff"}
+                    ],
+                },
+            }
+        )
         operator = OperatorProcess(plane, Path(scratch) / "operator.log").start()
         try:
             wait_for(lambda: _up(operator), what="the operator listening")
