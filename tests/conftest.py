@@ -12,7 +12,8 @@ import pytest
 
 from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
-from testbed.netns import Link, namespaces_supported
+from testbed.netns import Link
+from tests.requirements import needs_namespaces
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,9 +68,7 @@ def dynamic_prefix_crd(control_plane: ControlPlane) -> str:
 @pytest.fixture
 def network_namespaces() -> None:
     """Skips the test where network namespaces cannot be made (no root, no `ip netns`)."""
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    needs_namespaces()
 
 
 @pytest.fixture

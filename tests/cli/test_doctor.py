@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from dynamic_prefix.cli.main import main
-from testbed.netns import Link, namespaces_supported
+from testbed.netns import Link
 from testbed.radvd import PrefixAd, Radvd
+from tests.requirements import needs_namespaces
 
 EXAMPLE = Path(__file__).parents[2] / "src/dynamic_prefix/examples/home-prefix.yaml"
 
@@ -20,9 +21,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture
 def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    needs_namespaces()
     with Link(node_in_root_namespace=True) as created:
         yield created
 
@@ -109,9 +108,7 @@ def test_doctor_probe_finds_a_device_on_one_of_the_first_addresses_of_a_range(
 def test_doctor_probe_finds_a_device_deep_in_a_range_by_its_echo_reply(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    needs_namespaces()
     # this node takes a SLAAC address, so the echo goes out from a global address and the
     # device answers from its own: a random-looking one, far from the range's start
     with Link(node_in_root_namespace=True, slaac=True) as link:

@@ -47,7 +47,8 @@ from dynamic_prefix.sources.dhcpv6_identity import (
     new_identity,
 )
 from testbed.kea import Kea, Lease6, PdPool
-from testbed.netns import Link, namespaces_supported, poll_until
+from testbed.netns import Link, poll_until
+from tests.requirements import needs_namespaces, unavailable
 
 DRIVER = Path(__file__).with_name("dhcpv6_driver.py")
 FIRST_POOL = PdPool("2001:db8:100::", 40, 56)
@@ -229,9 +230,7 @@ StartSource = Callable[..., Driver]
 @pytest.fixture
 def link() -> Iterator[Link]:
     """A router namespace and a node namespace joined by a veth (deleted after the test)."""
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(reason)
+    needs_namespaces()
     with Link() as made:
         yield made
 
@@ -675,7 +674,7 @@ def test_port_546_in_use_is_a_clear_error(link: Link, start_driver: StartDriver)
 @netns
 def test_binding_port_546_without_privilege_is_a_clear_error(start_driver: StartDriver) -> None:
     if shutil.which("setpriv") is None:
-        pytest.skip("util-linux's setpriv is needed to drop root")
+        unavailable("util-linux's setpriv is needed to drop root")
     message = start_driver(user=65534).error()  # nobody, no capabilities
 
     assert "needs root or CAP_NET" in message

@@ -18,8 +18,9 @@ import pytest
 
 from dynamic_prefix.sources.base import InterfaceMissing
 from dynamic_prefix.sources.netlink import KERNEL, NetlinkSource, kernel_ra_problems
-from testbed.netns import Link, namespaces_supported, run_command
+from testbed.netns import Link, run_command
 from testbed.radvd import PrefixAd, Radvd
+from tests.requirements import needs_namespaces
 from tests.sources.reports import Reports
 
 TIMEOUT = 10.0
@@ -51,9 +52,7 @@ async def running(source: NetlinkSource) -> AsyncIterator[Reports]:
 
 @pytest.fixture
 def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    needs_namespaces()
     with Link(node_in_root_namespace=True, slaac=True) as up:
         yield up
 

@@ -43,9 +43,10 @@ from dynamic_prefix.sources.router_advertisement import (
     RouterAdvertisementSource,
     SolicitationPacing,
 )
-from testbed.netns import Link, namespaces_supported, run_command
+from testbed.netns import Link, run_command
 from testbed.radvd import PrefixAd, Radvd, send_crafted_ra
 from tests.link.test_interfaces import ROUTES
+from tests.requirements import needs_namespaces, unavailable
 from tests.sources.reports import Reports
 
 T = TypeVar("T")
@@ -231,9 +232,7 @@ def recreate_veth(link: Link) -> int:
 
 @pytest.fixture
 def link() -> Iterator[Link]:
-    supported, reason = namespaces_supported()
-    if not supported:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    needs_namespaces()
     with Link(node_in_root_namespace=True) as up:
         yield up
 
@@ -752,11 +751,9 @@ async def test_nonexistent_interface_is_a_source_error() -> None:
         await source.run(Reports())
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None,
-    reason="dropping CAP_NET_RAW needs root and util-linux's setpriv",
-)
 def test_missing_cap_net_raw_is_a_source_error_that_says_so() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        unavailable("dropping CAP_NET_RAW needs root and util-linux's setpriv")
     code = (
         "import asyncio\n"
         "from dynamic_prefix.sources.router_advertisement import RouterAdvertisementSource\n"
