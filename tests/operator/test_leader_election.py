@@ -128,7 +128,13 @@ def test_a_stalled_leader_writes_nothing_after_a_standby_took_over(
         timeout=20,
         what="the change after the old leader woke up",
     )
-    time.sleep(3)  # give the woken replica every chance to misbehave
+    # it has seen the change (its watch is up again) and stepped down: whatever it had
+    # queued has run by now
+    wait_for(
+        lambda: "no longer leading" in first.log(),
+        timeout=30,
+        what="the woken replica stepping down",
+    )
     late = writes_by(cluster, replicas.first_id)[before:]
     assert late == [], json.dumps(late, indent=1)[:2000]
     assert lease_holder(cluster, lease) == replicas.second_id

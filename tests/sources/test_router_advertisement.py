@@ -579,17 +579,21 @@ async def test_each_consumer_of_a_shared_socket_hears_in_its_own_context(
 ) -> None:
     # what a consumer logs must name its own DynamicPrefix, not the socket opener's
     heard: dict[str, list[str]] = {"a": [], "b": []}
+    listeners: dict[str, RaListener] = {}
+    both_in = asyncio.Barrier(2)
 
     async def consume(label: str) -> None:
         _CONSUMER.set(label)
         async with RaListener.shared(link.node_ifname, pacing=FAST) as ear:
+            listeners[label] = ear
             ear.subscribe(lambda _: heard[label].append(_CONSUMER.get()))
             async with asyncio.timeout(5):
+                await both_in.wait()  # neither leaves before the other has subscribed
                 while not heard[label]:
                     await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # both subscribed while the socket is open
 
     await asyncio.gather(consume("a"), consume("b"))
+    assert listeners["a"] is listeners["b"]  # one socket, shared
     assert set(heard["a"]) == {"a"}
     assert set(heard["b"]) == {"b"}
 
