@@ -491,15 +491,24 @@ class TestAdvertise:
 
         assert max(rts(timeline)) == pytest.approx(100.0)
 
-    def test_sol_max_rt_outside_60_to_86400_is_ignored(self) -> None:
+    @pytest.mark.parametrize(
+        ("offered", "cap"),
+        [(59, 3600.0), (60, 60.0), (86400, 86400.0), (86401, 3600.0)],
+        ids=["below", "lowest", "highest", "above"],
+    )
+    def test_sol_max_rt_is_taken_from_60_to_86400_and_ignored_outside(
+        self, offered: int, cap: float
+    ) -> None:
+        """RFC 8415 section 21.24: values outside 60..86400 are ignored (the default
+        SOL_MAX_RT of 3600 s stays); the bounds themselves are taken."""
         client = make_client()
         solicit = started(client)
         refusal = ia_pd((), status=StatusCodeOption(StatusCode.NO_PREFIX_AVAIL, ""))
-        client.receive(answer(solicit, SolMaxRtOption(59), refusal), 0.1)
+        client.receive(answer(solicit, SolMaxRtOption(offered), refusal), 0.1)
 
-        timeline = run_until(client, 10_000.0)
+        timeline = run_until(client, 8 * cap + 10_000.0)
 
-        assert max(rts(timeline)) > 1000
+        assert max(rts(timeline)) == pytest.approx(cap, rel=0.1 + 1e-9)
 
 
 # --- Retransmission (RFC 8415 section 15) ----------------------------------------------
