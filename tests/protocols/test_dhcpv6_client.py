@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
@@ -519,6 +520,33 @@ def seeded(seed: int) -> Callable[[], float]:
 
 
 class TestRetransmission:
+    def test_every_solicit_timeout_follows_rfc_8415_section_15_over_seeded_runs(self) -> None:
+        """An oracle written from the RFC, not from the code: RT1 = IRT + RAND*IRT (RAND > 0
+        for the first Solicit), RTk = 2*RTk-1 + RAND*RTk-1, and past MRT: MRT + RAND*MRT,
+        with RAND uniform in [-0.1, 0.1]. Checked pair by pair over 40 seeded runs, and
+        the randomisation itself (a cap without RAND would give MRT every time)."""
+        irt, mrt = 1.0, 3600.0
+        doubling: list[float] = []
+        capped: list[float] = []
+        for seed in range(40):
+            client = make_client(seeded(seed))
+            timeline = [(0.0, started(client)), *run_until(client, 30_000.0)]
+            gaps = rts(timeline)
+            assert irt < gaps[0] <= 1.1 * irt
+            for before, after in itertools.pairwise(gaps):
+                if 0.9 * mrt - 1e-9 <= after <= 1.1 * mrt + 1e-9 and 1.9 * before > 0.9 * mrt:
+                    capped.append(after / mrt)  # 2*RT + RAND*RT passed MRT: drawn around MRT
+                else:
+                    assert 1.9 * before - 1e-9 <= after <= 2.1 * before + 1e-9, (seed, before)
+                    assert after <= 1.1 * mrt
+                    doubling.append(after / before)
+        assert len(capped) > 100
+        assert min(capped) < 0.92  # spread over the whole band
+        assert max(capped) > 1.08
+        assert abs(statistics.fmean(capped) - 1.0) < 0.02
+        assert min(doubling) < 1.92
+        assert max(doubling) > 2.08
+
     @pytest.mark.parametrize("rng", [constant(0.0), constant(0.999999), seeded(1), seeded(2)])
     def test_first_solicit_rt_is_strictly_greater_than_irt_and_at_most_1_1_irt(
         self, rng: Callable[[], float]
