@@ -1007,3 +1007,23 @@ def test_registry_backends_have_distinct_names_and_kinds() -> None:
         "v2",
         "v2alpha1",
     }
+
+
+def test_an_operator_block_written_back_with_its_keys_reordered_is_still_the_operators() -> None:
+    """A user's tool (or a `kubectl edit`) may write a Cilium block back as
+    ``{"stop": ..., "start": ...}``: the same entry, so the operator still owns it and
+    releases it, and a user entry reordered is still the user's."""
+    kind = CILIUM_LB_POOL
+    ours = kind.lb_range(A)
+    assert isinstance(ours, dict)
+    assert len(ours) > 1  # a start/stop block: key order can differ
+    reordered = dict(reversed(list(ours.items())))
+    assert list(reordered) != list(ours)
+    recorded = json.dumps([ours])
+    before = pool(kind, [*kind.user_entries, reordered], record=recorded)
+
+    released = applied(before, plan(kind, before, None))
+    unchanged = plan(kind, before, placements_for(A))
+
+    assert entries(released, kind) == list(kind.user_entries)  # released: it was ours
+    assert unchanged.in_sync  # already there: nothing written, no duplicate added

@@ -15,6 +15,8 @@ import json
 import os
 import random
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tracemalloc
@@ -787,3 +789,22 @@ async def test_no_interface_and_no_default_route_is_a_source_error(tmp_path: Pat
 
     with pytest.raises(SourceError, match="no IPv6 default route"):
         await source.run(Reports())
+
+
+async def test_an_ra_whose_hop_limit_is_not_in_the_ancillary_data_is_dropped() -> None:
+    """Without IPV6_HOPLIMIT the listener cannot tell an on-link RA (hop limit 255) from a
+    forwarded one: it drops it as it drops a wrong hop limit. The kernel always adds the
+    option here (IPV6_RECVHOPLIMIT is set), so this defensive path is fed the datagram
+    directly; everything else in the datagram is a valid RA from a link-local router."""
+    listener = RaListener("lo", pacing=FAST, loop=asyncio.get_running_loop())
+    heard: list[object] = []
+    listener.subscribe(heard.append)
+    message = ra(P1)
+    hop_limit_255 = (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@I", 255))
+
+    for ancillary in ([], [hop_limit_255]):
+        listener._buffer[: len(message)] = message
+        listener._receive(len(message), ancillary, 0, "fe80::1%lo")
+
+    assert listener.drop_counts == {ReceiveDropReason.HOP_LIMIT: 1}
+    assert len(heard) == 1  # the same datagram with its hop limit is taken
