@@ -53,9 +53,9 @@ class TestReference:
 
     @pytest.mark.parametrize(
         "annotations",
-        [None, {}, {api.ANNOTATION_NAME: "home"}, {ANNOTATION_SERVICE_ADDRESS_RANGE: "lb"}],
+        [None, {}, {api.ANNOTATION_NAME: " "}, {ANNOTATION_SERVICE_ADDRESS_RANGE: "lb"}],
     )
-    def test_without_both_the_service_is_not_ours(self, annotations: dict[str, str] | None) -> None:
+    def test_without_a_dynamic_prefix_the_service_is_not_ours(self, annotations: dict[str, str] | None) -> None:
         assert ServiceReference.from_annotations(annotations) is None
 
     @pytest.mark.parametrize(
@@ -72,6 +72,20 @@ class TestReference:
         }
         with pytest.raises(ReferenceProblem, match=says):
             ServiceReference.from_annotations(annotations)
+
+
+    def test_a_name_alone_means_the_whole_prefix_and_pool_names_are_read_too(self) -> None:
+        assert ServiceReference.from_annotations({api.ANNOTATION_NAME: "home"}) == (
+            ServiceReference(PoolReference("home"))
+        )
+        pool_style = {api.ANNOTATION_NAME: "home", api.ANNOTATION_ADDRESS_RANGE: "lb"}
+        assert ServiceReference.from_annotations(pool_style) == ServiceReference(
+            PoolReference("home", "lb")
+        )
+        both = {**pool_style, ANNOTATION_SERVICE_ADDRESS_RANGE: "vip"}
+        assert ServiceReference.from_annotations(both) == ServiceReference(
+            PoolReference("home", "vip")
+        )
 
 
 class TestAddresses:

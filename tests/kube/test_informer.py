@@ -5,7 +5,7 @@ server, is exercised by every operator test; 410 cannot be provoked there on dem
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -35,7 +35,12 @@ class Script:
         return {"items": items, "metadata": {"resourceVersion": str(version)}}
 
     async def watch(
-        self, resource: Resource, *, resource_version: str | None = None, own_writes: bool = False
+        self,
+        resource: Resource,
+        *,
+        resource_version: str | None = None,
+        own_writes: bool = False,
+        keep_line: Callable[[bytes], bool] | None = None,
     ) -> AsyncIterator[WatchEvent]:
         self.watched_from.append(resource_version)
         for step in self.watches.pop(0) if self.watches else []:

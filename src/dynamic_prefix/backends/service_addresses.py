@@ -2,7 +2,8 @@
 
 A Service opts in with ``dynamic-prefix.io/name`` and one of
 ``dynamic-prefix.io/service-address-range`` / ``dynamic-prefix.io/service-subnet`` (the
-Go operator's annotations). Its interface identifier, the *suffix*, is fixed: given by
+Go operator's annotations; neither means the whole prefix). Its interface identifier,
+the *suffix*, is fixed: given by
 ``dynamic-prefix.io/suffix`` (e.g. ``::ffff:0:2``), or else taken once from the address
 its IPAM gave it. Its address in a prefix is then the base of the placement (the /64 of
 an address range, or the subnet) plus the suffix; it must lie inside the range or subnet.
@@ -37,13 +38,25 @@ class ServiceReference:
     @classmethod
     def from_annotations(cls, annotations: Mapping[str, str] | None) -> ServiceReference | None:
         """The reference of an opted-in Service; None if it does not opt in. Raises
-        `ReferenceProblem` for a suffix that is not an interface identifier."""
+        `ReferenceProblem` for a suffix that is not an interface identifier.
+
+        The pools' ``address-range`` / ``subnet`` are read too when the Service-specific
+        names are absent, and neither means the whole prefix, as in the Go operator.
+        """
         annotations = annotations or {}
         name = annotations.get(api.ANNOTATION_NAME, "").strip()
-        address_range = annotations.get(ANNOTATION_SERVICE_ADDRESS_RANGE, "").strip() or None
-        subnet = annotations.get(ANNOTATION_SERVICE_SUBNET, "").strip() or None
-        if not name or (address_range is None and subnet is None):
+        if not name:
             return None
+        address_range = (
+            annotations.get(ANNOTATION_SERVICE_ADDRESS_RANGE, "").strip()
+            or annotations.get(api.ANNOTATION_ADDRESS_RANGE, "").strip()
+            or None
+        )
+        subnet = (
+            annotations.get(ANNOTATION_SERVICE_SUBNET, "").strip()
+            or annotations.get(api.ANNOTATION_SUBNET, "").strip()
+            or None
+        )
         text = annotations.get(ANNOTATION_SUFFIX, "").strip()
         suffix = None
         if text:

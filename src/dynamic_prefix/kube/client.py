@@ -323,6 +323,7 @@ class KubeClient:
         resource_version: str | None = None,
         timeout_seconds: int = 300,
         own_writes: bool = False,
+        keep_line: Callable[[bytes], bool] | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """The events of one watch request, until the server ends it; `Gone` if too old.
 
@@ -330,6 +331,9 @@ class KubeClient:
         it comes as an OWN_WRITE event holding only its resourceVersion. A prefix change
         writes every pool, so this saves decoding each of them a second time. An echo
         that arrives before the answer to the write is decoded as usual.
+
+        ``keep_line``: lines it refuses are not decoded and not yielded (a watch of every
+        Service that cares for a few); BOOKMARKs and errors are always kept.
         """
         if self._session is None:
             raise RuntimeError("KubeClient used outside 'async with'")
@@ -355,6 +359,8 @@ class KubeClient:
                         continue
                     if versions is not None and (version := self._own_write(versions, line)):
                         yield WatchEvent("OWN_WRITE", {"metadata": {"resourceVersion": version}})
+                        continue
+                    if keep_line is not None and not _always_kept(line) and not keep_line(line):
                         continue
                     event = json.loads(line)
                     if event.get("type") == "ERROR":
@@ -392,6 +398,12 @@ class KubeClient:
             raise
         resources: list[dict[str, Any]] = answer.get("resources", [])
         return resources
+
+
+def _always_kept(line: bytes) -> bool:
+    """Watch lines that are never filtered out: bookmarks and errors."""
+    head = line[:40]
+    return b'"type":"BOOKMARK"' in head or b'"type":"ERROR"' in head
 
 
 def _decode(text: str) -> Any:

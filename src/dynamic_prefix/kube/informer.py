@@ -37,7 +37,12 @@ class ListWatch(Protocol):
         ...
 
     def watch(
-        self, resource: Resource, *, resource_version: str | None = ..., own_writes: bool = ...
+        self,
+        resource: Resource,
+        *,
+        resource_version: str | None = ...,
+        own_writes: bool = ...,
+        keep_line: Callable[[bytes], bool] | None = ...,
     ) -> AsyncIterator[WatchEvent]:
         """The events after ``resource_version`` until the server ends the request."""
         ...
@@ -59,8 +64,11 @@ class Informer:
         *,
         own_writes: bool = False,
         listed: asyncio.Event | None = None,
+        keep_line: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.client = client
+        self.keep_line = keep_line
+        """Watch lines it refuses are dropped undecoded (see `KubeClient.watch`)."""
         self.resource = resource
         self.handler = handler
         self.own_writes = own_writes
@@ -81,7 +89,10 @@ class Informer:
                     version = await self._list()
                     self.listed.set()
                 async for event in self.client.watch(
-                    self.resource, resource_version=version, own_writes=self.own_writes
+                    self.resource,
+                    resource_version=version,
+                    own_writes=self.own_writes,
+                    keep_line=self.keep_line,
                 ):
                     version = event.object.get("metadata", {}).get("resourceVersion", version)
                     if event.type == "BOOKMARK":

@@ -166,12 +166,6 @@ def settings_not_acted_on(spec: DynamicPrefixSpec) -> tuple[str, ...]:
     """Valid settings (kept for compatibility with the Go operator's API) this operator
     does not act on yet: said in a Warning event, so that nobody relies on them unaware."""
     notes = []
-    if spec.transition.mode is TransitionMode.HA:
-        notes.append(
-            "spec.transition.mode: ha is not acted on yet: Services are not given addresses "
-            "of old and new prefixes side by side; previous prefixes stay in the pools as "
-            "in mode simple"
-        )
     for subnet in spec.subnets:
         if subnet.bgp is not None and subnet.bgp.advertise:
             notes.append(

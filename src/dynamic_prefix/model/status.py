@@ -34,6 +34,7 @@ from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, settings_n
 READY = "Ready"
 PREFIX_ACQUIRED = "PrefixAcquired"
 POOLS_SYNCED = "PoolsSynced"
+SERVICES_SYNCED = "ServicesSynced"
 DEGRADED = "Degraded"
 
 ROUTINE_REASONS = frozenset({"Starting", "Soliciting", "LeaseReleased"})
@@ -168,6 +169,7 @@ def next_status(
     pools: PoolSummary | None,
     generation: int | None,
     now: dt.datetime,
+    services: PoolSummary | None = None,
 ) -> StatusUpdate:
     """The whole new status (see the module docstring for the rules)."""
     status: dict[str, Any] = {key: value for key, value in previous.items() if key != "conditions"}
@@ -207,7 +209,7 @@ def next_status(
         events.insert(0, _changed_event(replaced, current, source, history))
 
     events += _fit(spec, current, status, conditions)
-    _set_pools_and_ready(conditions, pools, current)
+    _set_pools_and_ready(conditions, pools, current, services)
     status["observedGeneration"] = generation
     status["conditions"] = conditions.result()
     return StatusUpdate(_without_none(status), tuple(events))
@@ -426,33 +428,45 @@ def _apply_no_prefix(
 
 
 def _set_pools_and_ready(
-    conditions: _Conditions, pools: PoolSummary | None, current: IPv6Network | None
+    conditions: _Conditions,
+    pools: PoolSummary | None,
+    current: IPv6Network | None,
+    services: PoolSummary | None = None,
 ) -> None:
-    """PoolsSynced from the pools' summary, then Ready from everything else."""
+    """PoolsSynced and ServicesSynced from their summaries, then Ready from everything."""
     if pools is not None:
-        if pools.in_sync == pools.total:
-            conditions.set(POOLS_SYNCED, True, "Synced",
-                           f"{pools.in_sync}/{pools.total} pools in sync")  # fmt: skip
-        else:
-            detail = "; ".join(pools.failing[:5])
-            conditions.set(
-                POOLS_SYNCED, False, "SyncFailed",
-                f"{pools.in_sync}/{pools.total} pools in sync" + (f": {detail}" if detail else ""),
-            )  # fmt: skip
+        _set_synced(conditions, POOLS_SYNCED, pools, "pools")
     elif current is None:
         _keep_or_unknown(conditions, POOLS_SYNCED, "pools are synced once a prefix is known")
+    if services is not None:
+        if services.total:
+            _set_synced(conditions, SERVICES_SYNCED, services, "services")
+        else:
+            conditions.remove(SERVICES_SYNCED)  # no Service opts in (any more)
 
     acquired = conditions.status_of(PREFIX_ACQUIRED) == "True"
     synced = conditions.status_of(POOLS_SYNCED) != "False"
+    services_synced = conditions.status_of(SERVICES_SYNCED) != "False"
     healthy = conditions.status_of(DEGRADED) == "False"
-    if acquired and synced and healthy:
+    if acquired and synced and services_synced and healthy:
         conditions.set(READY, True, "Ready", f"prefix {current} in use")
     elif not acquired:
         conditions.set(READY, False, "NoPrefix", "no prefix is confirmed by the source")
     elif not healthy:
         conditions.set(READY, False, "Degraded", "the spec does not fit the prefix")
-    else:
+    elif not synced:
         conditions.set(READY, False, "PoolsNotSynced", "some pools are not in sync")
+    else:
+        conditions.set(READY, False, "ServicesNotSynced", "some Services are not in sync")
+
+
+def _set_synced(conditions: _Conditions, kind: str, summary: PoolSummary, what: str) -> None:
+    counted = f"{summary.in_sync}/{summary.total} {what} in sync"
+    if summary.in_sync == summary.total:
+        conditions.set(kind, True, "Synced", counted)
+    else:
+        detail = "; ".join(summary.failing[:5])
+        conditions.set(kind, False, "SyncFailed", counted + (f": {detail}" if detail else ""))
 
 
 def _time_or_none(moment: dt.datetime | None) -> str | None:
@@ -496,6 +510,9 @@ class _Conditions:
         }  # fmt: skip
         self._current[kind] = {k: v for k, v in condition.items() if v is not None}
 
+    def remove(self, kind: str) -> None:
+        self._current.pop(kind, None)
+
     def status_of(self, kind: str) -> str | None:
         condition = self._current.get(kind)
         return None if condition is None else str(condition.get("status"))
@@ -509,7 +526,7 @@ class _Conditions:
         return new is not None and (old is None or old.get("reason") != new.get("reason"))
 
     def result(self) -> list[dict[str, Any]]:
-        order = [READY, PREFIX_ACQUIRED, POOLS_SYNCED, DEGRADED]
+        order = [READY, PREFIX_ACQUIRED, POOLS_SYNCED, SERVICES_SYNCED, DEGRADED]
         return sorted(
             self._current.values(),
             key=lambda c: order.index(c["type"]) if c["type"] in order else len(order),

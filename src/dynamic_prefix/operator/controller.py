@@ -43,6 +43,8 @@ from dynamic_prefix.operator.link_sources import StatusIdentityStore
 from dynamic_prefix.operator.outcomes import PoolOutcomes
 from dynamic_prefix.operator.pool_index import Pool, PoolIndex, PoolKey, is_generated
 from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES, MAX_ATTEMPTS, PoolReconciler
+from dynamic_prefix.operator.service_index import ServiceIndex, service_key
+from dynamic_prefix.operator.service_reconciler import ServiceReconciler
 from dynamic_prefix.operator.sources import SourceBuilder, SourceManager, build_source
 from dynamic_prefix.operator.status_writer import Clock, StatusWriter
 
@@ -114,6 +116,21 @@ class Controller:
             retry_later=self._retry_later,
             concurrency=concurrency,
         )
+        self.services_listed = False  # until the Services were listed once
+        self.service_index = ServiceIndex()
+        self.service_outcomes = PoolOutcomes()
+        self.services = ServiceReconciler(
+            client,
+            self.recorder,
+            self.service_index,
+            self.service_outcomes,
+            self.counters,
+            dynamic_prefixes=self.dynamic_prefixes,
+            live=self.live,
+            pool_kinds=self._pool_kinds,
+            retry_later=self._retry_service_later,
+            concurrency=concurrency,
+        )
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}
         self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
@@ -166,6 +183,8 @@ class Controller:
             self.spawn(self.on_dynamic_prefix(None, body), "lead")
         if self.pools_listed:
             self._reconcile_unreferenced("lead")
+        if self.services_listed:
+            self._reconcile_unnamed_services("lead")
 
     async def stop_leading(self) -> None:
         """Leadership lost: stop the sources; nothing is written (the client refuses too)."""
@@ -205,6 +224,22 @@ class Controller:
         for name in list(self.live):
             self.spawn(self.sync_pools_of(name), f"listed:{name}", concerning=name)
         self._reconcile_unreferenced("listed")
+
+    def mark_services_listed(self) -> None:
+        """The Services were listed once: they can be judged (once pools can be too)."""
+        if self.services_listed:
+            return
+        self.services_listed = True
+        if self.pools_listed:
+            for name in list(self.live):
+                self.spawn(self.sync_pools_of(name), f"services-listed:{name}", concerning=name)
+        self._reconcile_unnamed_services("listed")
+
+    def _reconcile_unnamed_services(self, why: str) -> None:
+        """Services that name no DynamicPrefix but carry our record: entries to give back."""
+        for key, body in list(self.service_index.services.items()):
+            if (body["metadata"].get("annotations") or {}).get(api.ANNOTATION_NAME) is None:
+                self.spawn(self.reconcile_service(key), f"{why}:{key}")
 
     def _reconcile_unreferenced(self, why: str) -> None:
         """Reconcile every pool no DynamicPrefix references: it may hold entries to release."""
@@ -274,6 +309,7 @@ class Controller:
         self.live.discard(name)
         self._synced_inputs.pop(name, None)
         self.outcomes.forget_prefix(name)
+        self.service_outcomes.forget_prefix(name)
         self.counters.forget(name)  # a deleted object's series end with it
         timer = self._timers.pop(name, None)
         if timer is not None:
@@ -307,9 +343,13 @@ class Controller:
         let it go."""
         self.live.discard(name)
         keys = self.index.keys_of(name)
+        services = self.service_index.keys_of(name)
         results = await asyncio.gather(
-            *(self.reconciler.release(k) for k in keys), return_exceptions=True
+            *(self.reconciler.release(k) for k in keys),
+            *(self.services.release(k, f"DynamicPrefix {name} is being deleted") for k in services),
+            return_exceptions=True,
         )
+        keys = [*keys, *services]
         failed = [
             f"{k}: {r}" for k, r in zip(keys, results, strict=True) if isinstance(r, Exception)
         ]
@@ -328,8 +368,8 @@ class Controller:
             body,
             type="Normal",
             reason="PoolsReleased",
-            message=f"released {len(keys)} pool(s): the operator's entries were removed, "
-            "entries written by users were kept",
+            message=f"released {len(keys) - len(services)} pool(s) and {len(services)} "
+            "Service(s): the operator's entries were removed, entries written by users were kept",
         )
         await self._remove_finalizer(name)
 
@@ -356,7 +396,7 @@ class Controller:
             state = self.sources.state(name)
             try:
                 written = await self.status_writer.update(
-                    name, body, state, self._pool_summary(name)
+                    name, body, state, self._pool_summary(name), self._service_summary(name)
                 )
             except ApiError as error:
                 # a status that could not be written is computed again a bit later:
@@ -397,6 +437,11 @@ class Controller:
         if name not in self.live or not self.pools_listed:
             return None
         return self.outcomes.summary(name, self.index.count_of(name))
+
+    def _service_summary(self, name: str) -> PoolSummary | None:
+        if name not in self.live or not self.pools_listed or not self.services_listed:
+            return None
+        return self.service_outcomes.summary(name, self.service_index.count_of(name))
 
     def request_refresh(self, name: str) -> None:
         """Recompute the status of ``name`` soon; requests made meanwhile are served by one run."""
@@ -475,16 +520,21 @@ class Controller:
     async def sync_pools_of(self, name: str) -> None:
         """Reconcile every pool that references ``name``, concurrently, then report it."""
         keys = self.index.keys_of(name)
+        services = self.service_index.keys_of(name)
         self.reconciler.begin_batch(name)
         started = time.monotonic()
         try:
-            await asyncio.gather(*(self.reconcile_pool(key) for key in keys))
+            await asyncio.gather(
+                *(self.reconcile_pool(key) for key in keys),
+                *(self.reconcile_service(key) for key in services),
+            )
         finally:
             updated = self.reconciler.end_batch(name)
         logger.info(
-            "%d pool(s) reconciled in %.0f ms",
-            len(keys), (time.monotonic() - started) * 1000,
+            "%d pool(s) and %d Service(s) reconciled in %.0f ms",
+            len(keys), len(services), (time.monotonic() - started) * 1000,
         )  # fmt: skip
+        moved = self.services.updated.pop(name, [])
         body = self.dynamic_prefixes.get(name)
         if updated and body is not None:
             current = (body.get("status") or {}).get("currentPrefix")
@@ -494,6 +544,15 @@ class Controller:
                 type="Normal",
                 reason="PoolsUpdated",
                 message=f"{len(updated)} pool(s) updated for prefix {current}: {listed}",
+            )
+        if moved and body is not None:
+            current = (body.get("status") or {}).get("currentPrefix")
+            listed = ", ".join(sorted(moved)[:10]) + (", ..." if len(moved) > 10 else "")
+            await self.recorder.record(
+                body,
+                type="Normal",
+                reason="ServicesUpdated",
+                message=f"{len(moved)} Service(s) updated for prefix {current}: {listed}",
             )
         self._refresh_pools_synced(name)
 
@@ -507,6 +566,54 @@ class Controller:
             # pools made from it; `mark_pools_listed` reconciles everything afterwards
             return False
         return await self.reconciler.reconcile(key)
+
+    # --- Services ----------------------------------------------------------------------
+
+    def holds_service(self, body: Mapping[str, Any]) -> bool:
+        """Whether this version of a Service, or a newer one, is held (our write's echo)."""
+        return self.service_index.holds(body)
+
+    async def on_service(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Handle one watch event of a Service that opts in or carries our record."""
+        key = service_key(body)
+        if event_type == "DELETED":
+            self.services.forget(key)
+            self._left_service(self.service_index.remove(key), key)
+            return
+        if self.service_index.holds(body):
+            return
+        self._left_service(self.service_index.put(body), key)
+        if self.service_index.get(key) is None:
+            self.services.forget(key)
+            return
+        changed = await self.reconcile_service(key)
+        name = (body["metadata"].get("annotations") or {}).get(api.ANNOTATION_NAME)
+        if name and changed:
+            self._refresh_pools_synced(str(name).strip())
+
+    def _left_service(self, name: str | None, key: PoolKey) -> None:
+        """A Service no longer names the DynamicPrefix ``name``: it counts no more."""
+        if name is not None:
+            self.service_outcomes.forget(name, key)
+            self._refresh_pools_synced(name)
+
+    async def reconcile_service(self, key: PoolKey) -> bool:
+        """Make one Service right; whether its outcome changed (worth a status refresh)."""
+        if not self.leading() or not self.pools_listed or not self.services_listed:
+            return False
+        return await self.services.reconcile(key)
+
+    def _pool_kinds(self, reference: PoolReference) -> set[str]:
+        """The pool kinds a Service's range or subnet feeds (all of its DynamicPrefix's
+        pools when none names that range): which IPAM hands out its address."""
+        pools = [self.index.get(key) for key in self.index.keys_of(reference.dynamic_prefix)]
+        same = {p.backend.name for p in pools if p is not None and p.reference == reference}
+        return same or {p.backend.name for p in pools if p is not None}
+
+    def _retry_service_later(self, key: PoolKey) -> None:
+        self._later(
+            RETRY_LATER_SECONDS, lambda: self.spawn(self.reconcile_service(key), f"retry:{key}")
+        )
 
     def _retry_later(self, key: PoolKey) -> None:
         self._later(

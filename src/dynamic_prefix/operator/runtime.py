@@ -31,6 +31,7 @@ from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES, Controller, utc
 from dynamic_prefix.operator.metrics_auth import MetricsAuthorizer
 from dynamic_prefix.operator.observability import Endpoint, ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolKinds
+from dynamic_prefix.operator.service_watch import ServiceWatcher
 from dynamic_prefix.operator.tls import server_context
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ async def run_operator(
             )  # fmt: skip
         watches = [
             asyncio.create_task(PoolKinds(client, controller, BACKENDS).run(), name="pool-kinds"),
+            asyncio.create_task(ServiceWatcher(client, controller).run(), name="services"),
             asyncio.create_task(
                 Informer(client, DYNAMIC_PREFIXES, PerObject(controller)).run(),
                 name="dynamic-prefixes",

@@ -57,6 +57,7 @@ class StatusWriter:
         body: Mapping[str, Any],
         source: SourceState | None,
         pools: PoolSummary | None,
+        services: PoolSummary | None = None,
     ) -> Mapping[str, Any] | None:
         """The object with the status it should have now (written if it differed), after
         posting the events of the change; None if the object is gone. An `ApiError` from
@@ -67,6 +68,7 @@ class StatusWriter:
             previous=previous,
             source=source,
             pools=pools,
+            services=services,
             generation=body["metadata"].get("generation"),
             now=self.clock(),
         )

@@ -1,0 +1,260 @@
+"""Making one Service right: pin its address in every prefix in use where its IPAM reads
+it, point its DNS target at the current one, write only the difference, and give back
+what the operator wrote when the Service or its DynamicPrefix lets go.
+
+Like pools, a Service is rendered from the DynamicPrefix's *status*, and nothing is
+written for a DynamicPrefix whose prefix was not (re)learnt in this process, so a restart
+never moves a Service back or away from its current address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from dynamic_prefix.backends.base import (
+    Patch,
+    Placement,
+    PoolReference,
+    ReferenceProblem,
+    resolve_placements,
+)
+from dynamic_prefix.backends.service import (
+    SERVICES,
+    ServiceInputs,
+    WaitingForAddress,
+    choose_ipam,
+    plan_service,
+)
+from dynamic_prefix.backends.service_addresses import ServiceReference
+from dynamic_prefix.kube.api import KubeApi
+from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
+from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.model.spec import InvalidSpec, TransitionMode, validate_dynamic_prefix
+from dynamic_prefix.operator import logs
+from dynamic_prefix.operator.counters import ControllerCounters
+from dynamic_prefix.operator.outcomes import PoolOutcomes
+from dynamic_prefix.operator.pool_index import PoolKey
+from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
+from dynamic_prefix.operator.service_index import ServiceIndex, named_prefix
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final = 6
+DYNAMIC_PREFIX_MISSING: Final = "DynamicPrefixNotFound"
+
+
+class ServiceReconciler:
+    """Reconciles and releases the Services of the `ServiceIndex`; see the module docstring."""
+
+    def __init__(
+        self,
+        client: KubeApi,
+        recorder: EventRecorder,
+        index: ServiceIndex,
+        outcomes: PoolOutcomes,
+        counters: ControllerCounters,
+        *,
+        dynamic_prefixes: Mapping[str, Mapping[str, Any]],
+        live: set[str],
+        pool_kinds: Callable[[PoolReference], set[str]],
+        retry_later: Callable[[PoolKey], None],
+        concurrency: int = 64,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.index = index
+        self.outcomes = outcomes
+        self.counters = counters
+        self._dynamic_prefixes = dynamic_prefixes
+        self._live = live
+        self._pool_kinds = pool_kinds
+        self._retry_later = retry_later
+        self._locks: collections.defaultdict[PoolKey, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
+        self._warned: dict[PoolKey, str] = {}
+        self.updated: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+        """Services written per DynamicPrefix since the caller last took them (one event
+        on the DynamicPrefix for a whole prefix change)."""
+
+    async def reconcile(self, key: PoolKey) -> bool:
+        """Make one Service right and record the outcome; whether the outcome changed."""
+        async with self._locks[key], self._semaphore:
+            body = self.index.get(key)
+            if body is None:
+                return False
+            name = named_prefix(body)
+            if name is None:
+                await self._release(key, body, "its annotation was removed")
+                return False
+            with logs.concerning(name):
+                outcome = await self._reconcile_named(key, body, name)
+            if outcome is None or isinstance(outcome, str):
+                if outcome is not None and name in self._dynamic_prefixes:
+                    self.counters.reconcile_errors[name, "service"] += 1
+                return self.outcomes.record(name, key, outcome)
+            return False
+
+    async def _reconcile_named(
+        self, key: PoolKey, body: dict[str, Any], name: str
+    ) -> str | bool | None:
+        """None: in sync; a string: what is wrong; False: not judged yet."""
+        dynamic_prefix = self._dynamic_prefixes.get(name)
+        if dynamic_prefix is None:
+            try:
+                await self.client.get(DYNAMIC_PREFIXES, name)
+            except NotFound:
+                problem = f"DynamicPrefix {name} does not exist"
+                await self.warn(key, body, DYNAMIC_PREFIX_MISSING, problem + "; Service left alone")
+                return problem
+            return False
+        if name not in self._live:
+            return False
+        spec = validate_dynamic_prefix(dynamic_prefix)
+        if isinstance(spec, InvalidSpec):
+            problem = f"DynamicPrefix {name} is invalid"
+            await self.warn(key, body, "InvalidReference", problem + "; Service left alone")
+            return problem
+        try:
+            reference = ServiceReference.from_annotations(body["metadata"].get("annotations"))
+            if reference is None:
+                return None
+            inputs = None
+            if spec.transition.mode is not TransitionMode.HA:
+                await self.tell(
+                    key, body, "LeftToIpam",
+                    f"DynamicPrefix {name} is in transition.mode simple: this Service's "
+                    "addresses are left to its IPAM (mode ha pins them in every prefix)",
+                )  # fmt: skip
+            else:
+                placements = self._placements_for(reference.placement, dynamic_prefix)
+                ipam = choose_ipam(
+                    body["metadata"].get("annotations") or {},
+                    self._pool_kinds(reference.placement),
+                )
+                inputs = ServiceInputs(placements, True, ipam)
+            outcome, _ = await self._apply_with_retries(key, body, reference, inputs)
+            return outcome
+        except ReferenceProblem as error:
+            await self.warn(key, body, "InvalidReference", f"{error}; nothing written")
+            return str(error)
+        except WaitingForAddress as error:
+            return str(error)
+
+    def _placements_for(
+        self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
+    ) -> tuple[Placement, ...]:
+        """`resolve_placements`, once per DynamicPrefix version and reference."""
+        version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
+        cache_key = (reference.dynamic_prefix, version, reference)
+        cached = self._placements.get(cache_key)
+        if cached is None:
+            cached = resolve_placements(reference, dynamic_prefix)
+            if len(self._placements) > 4096:
+                self._placements.clear()
+            self._placements[cache_key] = cached
+        return cached
+
+    async def _apply_with_retries(
+        self,
+        key: PoolKey,
+        body: dict[str, Any],
+        reference: ServiceReference | None,
+        inputs: ServiceInputs | None,
+    ) -> tuple[str | None, bool]:
+        """How it ended (None: in sync, else what is wrong) and whether it wrote."""
+        delay = 0.2
+        for attempt in range(MAX_ATTEMPTS):
+            plan = plan_service(body, reference, inputs)
+            if plan.problems:
+                await self.warn(key, body, "MalformedEntries", "; ".join(plan.problems))
+            try:
+                for action in plan.actions:
+                    if isinstance(action, Patch):
+                        body = await self.client.patch(
+                            SERVICES, action.name, action.body, namespace=action.namespace,
+                            drop_echo=True,
+                        )  # fmt: skip
+                        self.index.put(body)
+                if plan.actions and reference is not None:
+                    self.counters.events[reference.placement.dynamic_prefix, "service_write"] += 1
+                    self.updated[reference.placement.dynamic_prefix].append(str(key))
+                return None, bool(plan.actions)
+            except Conflict:
+                fresh = await self._refetch(key, body)
+                if fresh is None:
+                    return None, False
+                body = fresh
+                if named_prefix(body) is None:
+                    reference = inputs = None  # let go meanwhile: release instead
+            except NotFound:
+                self.index.remove(key)
+                return None, False
+            except TemporaryError as error:
+                if attempt == MAX_ATTEMPTS - 1:
+                    self._retry_later(key)
+                    return f"API error: {error}", False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ApiError as error:
+                await self.warn(key, body, "UpdateFailed", f"cannot update the Service: {error}")
+                return str(error), False
+        self._retry_later(key)
+        return "kept conflicting with other writers", False
+
+    async def _refetch(self, key: PoolKey, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        metadata = body["metadata"]
+        try:
+            fresh: dict[str, Any] = await self.client.get(
+                SERVICES, metadata["name"], namespace=metadata.get("namespace")
+            )
+        except NotFound:
+            self.index.remove(key)
+            return None
+        self.index.put(fresh)
+        return fresh
+
+    async def warn(self, key: PoolKey, body: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Warning event on the Service, once per distinct message."""
+        if self._warned.get(key) == message:
+            return
+        self._warned[key] = message
+        await self.recorder.record(body, type="Warning", reason=reason, message=message)
+
+    async def tell(self, key: PoolKey, body: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Normal event on the Service, once per distinct message."""
+        if self._warned.get(key) == message:
+            return
+        self._warned[key] = message
+        await self.recorder.record(body, type="Normal", reason=reason, message=message)
+
+    def forget(self, key: PoolKey) -> None:
+        """The Service is gone: a Service of the same name later is judged afresh."""
+        self._warned.pop(key, None)
+        self.outcomes.forget_pool(key)
+
+    async def release(self, key: PoolKey, why: str) -> None:
+        """Give back what the operator wrote on one Service (its DynamicPrefix goes)."""
+        async with self._locks[key]:
+            body = self.index.get(key)
+            if body is not None:
+                await self._release(key, body, why)
+
+    async def _release(self, key: PoolKey, body: dict[str, Any], why: str) -> None:
+        self.outcomes.forget_pool(key)
+        _, wrote = await self._apply_with_retries(key, body, None, None)
+        after = self.index.get(key)
+        if wrote and after is not None:
+            await self.recorder.record(
+                after,
+                type="Normal",
+                reason="ServiceReleased",
+                message=f"{why}: the operator's addresses and DNS target were removed; "
+                "entries written by users were kept",
+            )
