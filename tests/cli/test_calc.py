@@ -100,13 +100,15 @@ def test_settings_not_acted_on_are_noted_on_stderr(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())
-    doc["spec"]["transition"] = {"mode": "ha"}
-    path = tmp_path / "ha.yaml"
+    doc["spec"]["subnets"] = [{"name": "bgp", "prefixLength": 64, "bgp": {"advertise": True}}]
+    doc["spec"]["transition"] = {"mode": "ha"}  # acted on: no note
+    path = tmp_path / "bgp.yaml"
     path.write_text(yaml.safe_dump(doc))
-    code, out, err = run(capsys, "calc", "-f", str(path), "--prefix", "2001:db8:5::/64")
+    code, out, err = run(capsys, "calc", "-f", str(path), "--prefix", "2001:db8:5::/48")
     assert code == 0
-    assert "ROUTER SETTINGS" in out
-    assert err.startswith("note: spec.transition.mode: ha is not acted on yet")
+    assert "SUBNETS" in out
+    assert err.startswith("note: spec.subnets[bgp].bgp.advertise")
+    assert "transition.mode" not in err
 
 
 @pytest.mark.parametrize(

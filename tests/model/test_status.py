@@ -602,11 +602,10 @@ def test_settings_not_acted_on_are_said_once_per_generation() -> None:
     edited = step(source=ra(A), previous=same.status, spec=spec, generation=2)
 
     notes = [e for e in first.events if e.reason == "SettingNotActedOn"]
-    assert [n.type for n in notes] == ["Warning", "Warning"]
-    assert "spec.transition.mode: ha is not acted on" in notes[0].message
-    assert "spec.subnets[bgp].bgp.advertise" in notes[1].message
+    assert [n.type for n in notes] == ["Warning"]  # mode ha is acted on: Services move
+    assert "spec.subnets[bgp].bgp.advertise" in notes[0].message
     assert not [e for e in same.events if e.reason == "SettingNotActedOn"]
-    assert len([e for e in edited.events if e.reason == "SettingNotActedOn"]) == 2
+    assert len([e for e in edited.events if e.reason == "SettingNotActedOn"]) == 1
 
 
 def test_a_plain_spec_has_no_setting_notes() -> None:
