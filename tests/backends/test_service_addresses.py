@@ -55,7 +55,9 @@ class TestReference:
         "annotations",
         [None, {}, {api.ANNOTATION_NAME: " "}, {ANNOTATION_SERVICE_ADDRESS_RANGE: "lb"}],
     )
-    def test_without_a_dynamic_prefix_the_service_is_not_ours(self, annotations: dict[str, str] | None) -> None:
+    def test_without_a_dynamic_prefix_the_service_is_not_ours(
+        self, annotations: dict[str, str] | None
+    ) -> None:
         assert ServiceReference.from_annotations(annotations) is None
 
     @pytest.mark.parametrize(
@@ -72,7 +74,6 @@ class TestReference:
         }
         with pytest.raises(ReferenceProblem, match=says):
             ServiceReference.from_annotations(annotations)
-
 
     def test_a_name_alone_means_the_whole_prefix_and_pool_names_are_read_too(self) -> None:
         assert ServiceReference.from_annotations({api.ANNOTATION_NAME: "home"}) == (
