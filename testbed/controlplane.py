@@ -284,7 +284,7 @@ class ControlPlane(Lifecycle):
                 "--service-account-signing-key-file": str(workdir / "sa.key"),
                 "--service-account-issuer": "https://kubernetes.default.svc",
                 "--api-audiences": "https://kubernetes.default.svc",
-                "--service-cluster-ip-range": "10.0.0.0/24",
+                "--service-cluster-ip-range": "10.0.0.0/16",
                 # Nothing could reach a loopback endpoint for the `kubernetes` Service anyway.
                 "--endpoint-reconciler-type": "none",
                 # Every write, as the server saw it: tests count the operator's requests here.

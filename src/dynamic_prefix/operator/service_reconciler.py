@@ -249,10 +249,9 @@ class ServiceReconciler:
     async def _release(self, key: PoolKey, body: dict[str, Any], why: str) -> None:
         self.outcomes.forget_pool(key)
         _, wrote = await self._apply_with_retries(key, body, None, None)
-        after = self.index.get(key)
-        if wrote and after is not None:
+        if wrote:
             await self.recorder.record(
-                after,
+                body,
                 type="Normal",
                 reason="ServiceReleased",
                 message=f"{why}: the operator's addresses and DNS target were removed; "
