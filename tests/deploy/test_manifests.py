@@ -38,6 +38,7 @@ from tests.operator.operator_testkit import (
     DP_PATH,
     METALLB_POOL,
     Pools,
+    create,
     create_dynamic_prefix,
     dynamic_prefix,
     events_about,
@@ -357,9 +358,27 @@ def refusals(log: str) -> list[str]:
 
 
 def fill_rotate_release(cluster: Cluster, dp: str, pools: Pools, namespace: str) -> None:
-    """The operator's job end to end: pools filled, a new prefix, the DynamicPrefix deleted."""
-    create_dynamic_prefix(cluster, dynamic_prefix(dp, A, history=2))
+    """The operator's job end to end: pools and a Service filled, a new prefix, the
+    DynamicPrefix deleted."""
+    obj = dynamic_prefix(dp, A, history=2)
+    obj["spec"]["transition"]["mode"] = "ha"  # Services are patched too
+    create_dynamic_prefix(cluster, obj)
+    service = f"{dp}-web"
+    services = f"/api/v1/namespaces/{namespace}/services"
+    create(cluster, services, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": service, "namespace": namespace, "annotations": {
+            api.ANNOTATION_NAME: dp, "dynamic-prefix.io/suffix": "::ffff:0:0:2",
+            "dynamic-prefix.io/lb-provider": "cilium"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+    })  # fmt: skip
     fill_and_rotate(cluster, dp, pools, A, B)
+    wait_for(
+        lambda: (
+            (cluster.get(f"{services}/{service}") or {}).get("metadata", {}).get("annotations", {})
+        ).get("dynamic-prefix.io/managed-ips", "").count(",") == 1 or None,
+        timeout=WAIT_SECONDS, what="the Service holds the new and the old address",
+    )  # fmt: skip
 
     cluster.delete(f"{DP_PATH}/{dp}")
     wait_for(
