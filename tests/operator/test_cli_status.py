@@ -45,3 +45,42 @@ def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
     assert dp in out
     assert f"CiliumLoadBalancerIPPool   -           {pool}" in out
     assert "differs from what it should hold" in out
+
+
+def test_status_lists_services_judged_as_the_operator_judges_them(
+    cluster: Cluster, operator: OperatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag = secrets.token_hex(3)
+    dp, good, bad = f"svc-status-{tag}", f"web-{tag}", f"bad-{tag}"
+    obj = dynamic_prefix(dp, "2001:db8:58::/64")
+    obj["spec"]["transition"]["mode"] = "ha"
+    cluster.apply(obj)
+    services = "/api/v1/namespaces/default/services"
+    for name, suffix in ((good, "::ffff:0:0:2"), (bad, "::1")):
+        annotations = {"dynamic-prefix.io/name": dp, "dynamic-prefix.io/service-address-range":
+                       "lb", "dynamic-prefix.io/suffix": suffix}  # fmt: skip
+        cluster.apply({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+        })  # fmt: skip
+    kubeconfig = str(cluster.plane.kubeconfig)
+    try:
+
+        def ours() -> dict[str, object] | None:
+            main(["status", "--kubeconfig", kubeconfig, "-o", "json"])
+            report = json.loads(capsys.readouterr().out)
+            found = [e for e in report["dynamicPrefixes"] if e["name"] == dp]
+            in_sync = found and [s["inSync"] for s in found[0]["services"]] == [False, True]
+            return found[0] if in_sync else None
+
+        entry = wait_for(ours, what="the good Service in sync, the bad one not")
+        services_shown = {s["name"]: s for s in entry["services"]}  # type: ignore[attr-defined]
+        assert "is outside" in services_shown[bad]["problem"]
+        assert services_shown[good]["problem"] == ""
+        assert main(["status", "--kubeconfig", kubeconfig]) == 1  # a Service is out of sync
+        out = capsys.readouterr().out
+        assert f"Service   default     {bad}" in out
+    finally:
+        for name in (good, bad):
+            cluster.delete(f"{services}/{name}")

@@ -271,6 +271,9 @@ def test_bad_input_is_warned_on_the_service_and_nothing_is_written(
         timeout=WAIT_SECONDS, what="ServicesSynced says which fail",
     )  # fmt: skip
     assert changes_since(cluster, DP_PATH, since, name=dp)
+    _, metrics = shared_operator.http_get("/metrics")
+    assert f'dynamic_prefix_services{{dynamic_prefix="{dp}",state="in_sync"}} 1.0' in metrics
+    assert f'dynamic_prefix_services{{dynamic_prefix="{dp}",state="failing"}} 5.0' in metrics
 
 
 def test_simple_mode_leaves_services_to_their_ipam_and_leaving_ha_releases(

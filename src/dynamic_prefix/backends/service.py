@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Final
 
 from dynamic_prefix.addressing import parse_suffix
-from dynamic_prefix.backends.base import Patch, Placement, Plan, ReferenceProblem
+from dynamic_prefix.backends.base import (
+    Patch,
+    Placement,
+    Plan,
+    PoolReference,
+    ReferenceProblem,
+    resolve_placements,
+)
 from dynamic_prefix.backends.service_addresses import (
     ServiceReference,
     address_in,
@@ -36,6 +43,7 @@ from dynamic_prefix.backends.service_addresses import (
 )
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
+from dynamic_prefix.model.spec import InvalidSpec, TransitionMode, validate_dynamic_prefix
 
 SERVICES: Final = Resource("", "v1", "services", namespaced=True, kind="Service")
 
@@ -112,6 +120,44 @@ def choose_ipam(annotations: Mapping[str, str], pool_backends: Iterable[str]) ->
             f"Service's address with {ANNOTATION_LB_PROVIDER}"
         )
     return kinds[0] if kinds else Ipam.CILIUM
+
+
+def pool_kinds_for(
+    reference: PoolReference, pools: Iterable[tuple[str, PoolReference | None]]
+) -> set[str]:
+    """The pool kinds (backend names) a Service's range or subnet feeds, from the
+    (backend, reference) of every pool; all of its DynamicPrefix's pools when none names
+    that range or subnet. `choose_ipam` reads the IPAM from them."""
+    mine = [(kind, ref) for kind, ref in pools
+            if ref is not None and ref.dynamic_prefix == reference.dynamic_prefix]  # fmt: skip
+    same = {kind for kind, ref in mine if ref == reference}
+    return same or {kind for kind, _ in mine}
+
+
+PlacementsFor = Callable[[PoolReference, Mapping[str, Any]], tuple[Placement, ...]]
+
+
+def service_inputs(
+    service: Mapping[str, Any],
+    dynamic_prefix: Mapping[str, Any],
+    *,
+    pool_kinds: Iterable[str],
+    placements_for: PlacementsFor = resolve_placements,
+) -> tuple[ServiceReference | None, ServiceInputs | None]:
+    """What `plan_service` needs for a Service naming ``dynamic_prefix``: the one place
+    that decides it, for the operator and ``dynamic-prefix status`` alike. ``None``
+    inputs (mode simple, or not opted in) mean: release. `ReferenceProblem` when the
+    Service or its DynamicPrefix cannot be served."""
+    spec = validate_dynamic_prefix(dynamic_prefix)
+    name = dynamic_prefix.get("metadata", {}).get("name", "")
+    if isinstance(spec, InvalidSpec):
+        raise ReferenceProblem(f"DynamicPrefix {name} is invalid")
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    reference = ServiceReference.from_annotations(annotations)
+    if reference is None or spec.transition.mode is not TransitionMode.HA:
+        return reference, None
+    placements = placements_for(reference.placement, dynamic_prefix)
+    return reference, ServiceInputs(placements, True, choose_ipam(annotations, pool_kinds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""`dynamic-prefix status`: every DynamicPrefix, what it believes, and its pools' state.
+"""`dynamic-prefix status`: every DynamicPrefix, what it believes, its pools' and Services'
+state (judged with the operator's own functions).
 
 A pool is "in sync" when the operator would write nothing to it: its desired content is
 computed here exactly as the operator computes it (`backends`), read-only.
@@ -13,6 +14,13 @@ from typing import Any
 
 from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, resolve_placements
 from dynamic_prefix.backends.registry import BACKENDS
+from dynamic_prefix.backends.service import (
+    SERVICES,
+    WaitingForAddress,
+    plan_service,
+    pool_kinds_for,
+    service_inputs,
+)
 from dynamic_prefix.cli.output import FORMATS, render_data, render_table
 from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import ConfigError, load_config
@@ -21,6 +29,8 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.status import READY
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
 from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
+from dynamic_prefix.operator.service_index import named_prefix
+from dynamic_prefix.operator.service_reconciler import named_reference
 
 
 def add_parser(subparsers: Any) -> None:
@@ -53,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_data(report, args.output))
     healthy = all(
-        dp["ready"] == "True" and all(p["inSync"] for p in dp["pools"])
+        dp["ready"] == "True"
+        and all(p["inSync"] for p in dp["pools"])
+        and all(s["inSync"] for s in dp["services"])
         for dp in report["dynamicPrefixes"]
     )
     return 0 if healthy else 1
@@ -72,6 +84,14 @@ async def collect(client: KubeClient) -> dict[str, Any]:
             for item in (await client.list_objects(resource)).get("items") or []:
                 if is_relevant(backend, item):
                     pools.append((backend, resource, item))
+        services = [
+            item for item in (await client.list_objects(SERVICES)).get("items") or []
+            if named_prefix(item) in dynamic_prefixes
+        ]  # fmt: skip
+    references = [
+        (backend.name, PoolReference.from_annotations(pool["metadata"].get("annotations")))
+        for backend, _, pool in pools
+    ]
     report = []
     for name, obj in sorted(dynamic_prefixes.items()):
         status = obj.get("status") or {}
@@ -89,6 +109,11 @@ async def collect(client: KubeClient) -> dict[str, Any]:
                 for k, c in conditions.items()
             },
             "pools": [],
+            "services": [
+                _service_state(service, obj, references)
+                for service in services
+                if named_prefix(service) == name
+            ],
         }
         for backend, resource, pool in pools:
             reference = PoolReference.from_annotations(pool["metadata"].get("annotations"))
@@ -116,6 +141,27 @@ def _pool_state(
     plan = backend.plan(resource, pool, placements)
     problem = "; ".join(plan.problems) or (
         "" if plan.in_sync else "differs from what it should hold"
+    )
+    return {**state, "inSync": plan.in_sync, "problem": problem}
+
+
+def _service_state(
+    service: dict[str, Any], dp: Any, pools: list[tuple[str, PoolReference | None]]
+) -> dict[str, Any]:
+    """Judged as the operator judges it (`service_inputs`, `plan_service`)."""
+    metadata = service["metadata"]
+    state: dict[str, Any] = {"namespace": metadata.get("namespace", ""), "name": metadata["name"]}
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    state["addresses"] = ",".join(str(i.get("ip")) for i in ingress if i.get("ip"))
+    try:
+        reference, inputs = service_inputs(
+            service, dp, pool_kinds=pool_kinds_for(named_reference(service), pools)
+        )
+        plan = plan_service(service, reference, inputs)
+    except (ReferenceProblem, WaitingForAddress) as error:
+        return {**state, "inSync": False, "problem": str(error)}
+    problem = "; ".join(plan.problems) or (
+        "" if plan.in_sync else "differs from what it should carry"
     )
     return {**state, "inSync": plan.in_sync, "problem": problem}
 
@@ -148,4 +194,12 @@ def format_report(report: dict[str, Any]) -> str:
             ]  # fmt: skip
             headers = ["KIND", "NAMESPACE", "NAME", "USES", "IN SYNC", "PROBLEM"]
             parts.append("\n" + render_table(headers, pool_rows))
+        if e["services"]:
+            service_rows = [
+                ["Service", s["namespace"], s["name"], s["addresses"] or "-",
+                 "yes" if s["inSync"] else "NO", s.get("problem", "")]
+                for s in e["services"]
+            ]  # fmt: skip
+            headers = ["KIND", "NAMESPACE", "NAME", "ADDRESSES", "IN SYNC", "PROBLEM"]
+            parts.append("\n" + render_table(headers, service_rows))
     return "".join(parts)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from dynamic_prefix.backends.base import PoolBackend, PoolReference
+from dynamic_prefix.backends.service import pool_kinds_for
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound
@@ -604,11 +605,11 @@ class Controller:
         return await self.services.reconcile(key)
 
     def _pool_kinds(self, reference: PoolReference) -> set[str]:
-        """The pool kinds a Service's range or subnet feeds (all of its DynamicPrefix's
-        pools when none names that range): which IPAM hands out its address."""
-        pools = [self.index.get(key) for key in self.index.keys_of(reference.dynamic_prefix)]
-        same = {p.backend.name for p in pools if p is not None and p.reference == reference}
-        return same or {p.backend.name for p in pools if p is not None}
+        """The pool kinds a Service's range or subnet feeds (which IPAM gives its address)."""
+        pools = (self.index.get(key) for key in self.index.keys_of(reference.dynamic_prefix))
+        return pool_kinds_for(
+            reference, ((p.backend.name, p.reference) for p in pools if p is not None)
+        )
 
     def _retry_service_later(self, key: PoolKey) -> None:
         self._later(

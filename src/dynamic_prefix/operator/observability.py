@@ -40,6 +40,7 @@ class ControllerCollector:
         yield from self._process()
         yield from self._prefixes()
         yield self._pools()
+        yield self._services()
         yield from self._counters()
         yield self._drops()
 
@@ -111,6 +112,19 @@ class ControllerCollector:
                 pools.add_metric([name, backend, "in_sync"], in_sync)
                 pools.add_metric([name, backend, "failing"], failing)
         return pools
+
+    def _services(self) -> Metric:
+        services = GaugeMetricFamily(
+            "dynamic_prefix_services",
+            "LoadBalancer Services naming each DynamicPrefix, by sync state after their last "
+            "reconcile (failing includes those waiting for their IPAM's first address).",
+            labels=["dynamic_prefix", "state"],
+        )
+        for name, results in self.controller.service_outcomes.items():
+            failing = sum(outcome is not None for outcome in results.values())
+            services.add_metric([name, "in_sync"], len(results) - failing)
+            services.add_metric([name, "failing"], failing)
+        return services
 
     def _counters(self) -> Iterator[Metric]:
         counts = self.controller.counters

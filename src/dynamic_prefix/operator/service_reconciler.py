@@ -26,14 +26,13 @@ from dynamic_prefix.backends.service import (
     SERVICES,
     ServiceInputs,
     WaitingForAddress,
-    choose_ipam,
     plan_service,
+    service_inputs,
 )
 from dynamic_prefix.backends.service_addresses import ServiceReference
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
-from dynamic_prefix.model.spec import InvalidSpec, TransitionMode, validate_dynamic_prefix
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters
 from dynamic_prefix.operator.outcomes import PoolOutcomes
@@ -45,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS: Final = 6
 DYNAMIC_PREFIX_MISSING: Final = "DynamicPrefixNotFound"
+
+
+def named_reference(body: Mapping[str, Any]) -> PoolReference:
+    """The range or subnet a Service names, read leniently (a bad suffix is judged later)."""
+    annotations = dict((body.get("metadata") or {}).get("annotations") or {})
+    annotations.pop("dynamic-prefix.io/suffix", None)
+    reference = ServiceReference.from_annotations(annotations)
+    return reference.placement if reference is not None else PoolReference("")
 
 
 class ServiceReconciler:
@@ -116,29 +123,21 @@ class ServiceReconciler:
             return False
         if name not in self._live:
             return False
-        spec = validate_dynamic_prefix(dynamic_prefix)
-        if isinstance(spec, InvalidSpec):
-            problem = f"DynamicPrefix {name} is invalid"
-            await self.warn(key, body, "InvalidReference", problem + "; Service left alone")
-            return problem
         try:
-            reference = ServiceReference.from_annotations(body["metadata"].get("annotations"))
+            reference, inputs = service_inputs(
+                body,
+                dynamic_prefix,
+                pool_kinds=self._pool_kinds(named_reference(body)),
+                placements_for=self._placements_for,
+            )
             if reference is None:
                 return None
-            inputs = None
-            if spec.transition.mode is not TransitionMode.HA:
+            if inputs is None:
                 await self.tell(
                     key, body, "LeftToIpam",
                     f"DynamicPrefix {name} is in transition.mode simple: this Service's "
                     "addresses are left to its IPAM (mode ha pins them in every prefix)",
                 )  # fmt: skip
-            else:
-                placements = self._placements_for(reference.placement, dynamic_prefix)
-                ipam = choose_ipam(
-                    body["metadata"].get("annotations") or {},
-                    self._pool_kinds(reference.placement),
-                )
-                inputs = ServiceInputs(placements, True, ipam)
             outcome, _ = await self._apply_with_retries(key, body, reference, inputs)
             return outcome
         except ReferenceProblem as error:
