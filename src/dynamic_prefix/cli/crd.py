@@ -7,6 +7,21 @@ import json
 import sys
 from typing import Any
 
+from dynamic_prefix.backends.service import (
+    ANNOTATION_INFERRED_SUFFIX,
+    ANNOTATION_LB_PROVIDER,
+    ANNOTATION_MANAGED_IPS,
+    ANNOTATION_MANAGED_TARGETS,
+    ANNOTATION_SKIP_DNS,
+    DNS_TARGET,
+    IPAM_ANNOTATIONS,
+    METALLB_LEGACY,
+)
+from dynamic_prefix.backends.service_addresses import (
+    ANNOTATION_SERVICE_ADDRESS_RANGE,
+    ANNOTATION_SERVICE_SUBNET,
+    ANNOTATION_SUFFIX,
+)
 from dynamic_prefix.cli.output import render_data
 from dynamic_prefix.model import api
 from dynamic_prefix.model.api import custom_resource_definition
@@ -76,6 +91,24 @@ def reference_markdown() -> str:
         f"- Written by the operator: `{api.ANNOTATION_MANAGED_BLOCKS}`, "
         f"`{api.ANNOTATION_MANAGED_CIDRS}`, `{api.ANNOTATION_MANAGED_ADDRESSES}` (what it "
         f"wrote into the pool), `{api.ANNOTATION_GENERATED_FROM}` (on Calico pools it made).",
+        "",
+        "## Service annotations (`transition.mode: ha`)",
+        "",
+        f"- `{api.ANNOTATION_NAME}`: the DynamicPrefix a LoadBalancer Service follows.",
+        f"- `{ANNOTATION_SERVICE_ADDRESS_RANGE}` or `{ANNOTATION_SERVICE_SUBNET}`: the range "
+        f"or subnet its address is in (`{api.ANNOTATION_ADDRESS_RANGE}` / "
+        f"`{api.ANNOTATION_SUBNET}` are read too; none: the whole prefix).",
+        f"- `{ANNOTATION_SUFFIX}`: its interface identifier, e.g. `::ffff:0:2`; without it "
+        "the suffix of the address its IPAM gave is taken once and recorded in "
+        f"`{ANNOTATION_INFERRED_SUFFIX}`.",
+        f"- `{ANNOTATION_LB_PROVIDER}`: `cilium`, `metallb` or `calico`, when the pools of "
+        "its range are of more than one IPAM (else told from them; no pool: cilium).",
+        f'- `{ANNOTATION_SKIP_DNS}: "true"`: leave `{DNS_TARGET}` to the user.',
+        "- Written by the operator: "
+        + ", ".join(f"`{a.name}`" for a in IPAM_ANNOTATIONS.values())
+        + f" (the IPAM's, `{METALLB_LEGACY.name}` where the Service uses it), `{DNS_TARGET}`, "
+        f"and its records `{ANNOTATION_MANAGED_IPS}`, `{ANNOTATION_MANAGED_TARGETS}`, "
+        f"`{ANNOTATION_INFERRED_SUFFIX}`.",
         "",
     ]
     return "\n".join(lines)

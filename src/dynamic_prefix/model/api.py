@@ -224,10 +224,14 @@ def spec_schema() -> dict[str, Any]:
         "What happens to addresses of a previous prefix after the prefix changes.",
         {
             "mode": _string(
-                "simple: old prefixes stay in the pools, so services keep their old "
-                "addresses while they still work, until they leave the history. ha: "
-                "accepted for compatibility and, for now, the same as simple (Services are "
-                "not given old and new addresses side by side; a Warning event says so).",
+                "simple: old prefixes stay in the pools and LoadBalancer Services are left "
+                "to their IPAM: they keep their old addresses until the old prefix leaves "
+                "the history (its valid lifetime ends, it is withdrawn, or "
+                "maxPrefixHistory is exceeded), and then get new ones from the IPAM. ha: "
+                "Services that opt in (dynamic-prefix.io/name) get their address in every "
+                "prefix in use pinned in the annotation their IPAM reads (Cilium keeps old "
+                "and new side by side; MetalLB and Calico take one IPv6 address per Service, "
+                "so the new one), and their external-dns target set to the new one.",
                 enum=["simple", "ha"],
                 default="simple",
             ),
@@ -322,7 +326,8 @@ def status_schema() -> dict[str, Any]:
             },
             "conditions": {
                 "type": "array",
-                "description": "Ready, PrefixAcquired, PoolsSynced and Degraded.",
+                "description": "Ready, PrefixAcquired, PoolsSynced, ServicesSynced (while "
+                "Services name this DynamicPrefix) and Degraded.",
                 "items": condition,
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
