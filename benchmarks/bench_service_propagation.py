@@ -1,0 +1,323 @@
+"""Service propagation: a prefix change to the last of N LoadBalancer Services annotated.
+
+For N = 1, 100, 1000 LoadBalancer Services opted in to one DynamicPrefix (static source,
+``transition.mode: ha``, Cilium LB-IPAM), the time from the spec patch to the moment the
+last Service's ``lbipam.cilium.io/ips`` starts with its address in the new prefix, seen
+through a watch on the Services. The floor: the same N Service annotation updates issued
+directly by a minimal concurrent PATCH loop (same concurrency as the operator, 64), no
+operator involved. Also the operator's CPU time per change (steadier than latency on a
+shared machine) and its resident memory while it holds the N Services.
+
+Run: .venv/bin/python benchmarks/bench_service_propagation.py [--sizes 1,100,1000] [--rounds 5]
+Prints a Markdown table; results go to docs/benchmarks.md by hand, with machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from ipaddress import IPv6Address, IPv6Network, ip_address
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from dynamic_prefix.model import api
+from testbed.controlplane import ControlPlane
+from testbed.harness import OperatorProcess
+
+ROOT = Path(__file__).parents[1]
+SERVICES = "/api/v1/namespaces/default/services"
+CONCURRENCY = 64
+IPS = "lbipam.cilium.io/ips"
+DNS_TARGET = "external-dns.alpha.kubernetes.io/target"
+LABEL = "dynamic-prefix-bench"
+SUFFIX_BASE = 0xFFFF << 48  # ::ffff:0:0:0, inside the "lb" range
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class Api:
+    def __init__(self, plane: ControlPlane, session: aiohttp.ClientSession) -> None:
+        self.plane = plane
+        self.session = session
+        self.headers = {"Authorization": f"Bearer {plane.admin_token}"}
+
+    async def call(
+        self, method: str, path: str, body: Any = None, *, merge: bool = False, missing: bool = False
+    ) -> Any:
+        """One request; ``missing``: a 404 is an answer (None), not an error."""
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = (
+                "application/merge-patch+json" if merge else "application/json"
+            )
+        async with self.session.request(
+            method, self.plane.server + path, json=body, headers=headers, ssl=False
+        ) as response:
+            text = await response.text()
+            if missing and response.status == 404:
+                return None
+            if response.status >= 400:
+                raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
+            return json.loads(text) if text else {}
+
+
+def api_path() -> str:
+    return f"{api.API_VERSION}/{api.PLURAL}"
+
+
+def service_name(index: int) -> str:
+    return f"bench-svc-{index}"
+
+
+def expected_addresses(prefix: str, count: int) -> dict[str, IPv6Address]:
+    """Each Service's address in ``prefix``: the prefix's network | the Service's suffix."""
+    network = int(IPv6Network(prefix).network_address)
+    return {service_name(i): IPv6Address(network | SUFFIX_BASE | (i + 1)) for i in range(count)}
+
+
+def _updated(obj: dict[str, Any], expected: dict[str, IPv6Address]) -> bool:
+    """Whether the Service's IPAM annotation starts with its address in the new prefix."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    first = str(annotations.get(IPS, "")).split(",", 1)[0].strip()
+    try:
+        return ip_address(first) == expected[obj["metadata"]["name"]]
+    except ValueError:
+        return False
+
+
+async def wait_all_updated(
+    kube: Api, expected: dict[str, IPv6Address], since_version: str
+) -> float:
+    """Watch the bench Services until every one carries its address in the new prefix.
+
+    The API server closes a watch whose reader falls behind; then the Services are listed
+    (what is done by then counts at the time of the list) and watching resumes.
+    """
+    pending = set(expected)
+    version = since_version
+    selector = f"labelSelector={LABEL}%3Doperator"
+    while True:
+        url = f"{kube.plane.server}{SERVICES}?watch=true&{selector}&resourceVersion={version}"
+        async with kube.session.get(url, headers=kube.headers, ssl=False) as response:
+            async for line in response.content:
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    break
+                version = obj["metadata"]["resourceVersion"]
+                name = obj["metadata"]["name"]
+                if name in pending and _updated(obj, expected):
+                    pending.discard(name)
+                    if not pending:
+                        return time.monotonic()
+        listing = await kube.call("GET", f"{SERVICES}?{selector}")
+        listed_at = time.monotonic()
+        for obj in listing["items"]:
+            name = obj["metadata"]["name"]
+            if name in pending and _updated(obj, expected):
+                pending.discard(name)
+        if not pending:
+            return listed_at
+        version = listing["metadata"]["resourceVersion"]
+
+
+async def measure_operator(
+    kube: Api, dp: str, n: int, rounds: int, *, offset: int, pid: int
+) -> tuple[list[float], list[float]]:
+    """Latency of each round, and the operator's CPU seconds for it (less noisy on a
+    shared machine: what our code costs, whatever the API server's share of the cores)."""
+    latencies, cpu = [], []
+    for round_number in range(rounds):
+        prefix = f"2001:db8:{offset + round_number + 1:x}::/64"
+        expected = expected_addresses(prefix, n)
+        listing = await kube.call("GET", SERVICES + "?limit=1")
+        version = listing["metadata"]["resourceVersion"]
+        waiter = asyncio.create_task(wait_all_updated(kube, expected, version))
+        await asyncio.sleep(0.05)  # the watch is established
+        cpu_before = process_stats(pid)[1]
+        started = time.monotonic()
+        await kube.call(
+            "PATCH",
+            f"/apis/{api_path()}/{dp}",
+            {"spec": {"acquisition": {"static": {"prefix": prefix}}}},
+            merge=True,
+        )
+        finished = await asyncio.wait_for(waiter, 180)
+        latencies.append(finished - started)
+        # the operator is idle again: the batch's status update and event are written
+        await asyncio.sleep(0.5 + n / 1000)
+        cpu.append(process_stats(pid)[1] - cpu_before)
+    return latencies, cpu
+
+
+async def measure_floor(kube: Api, names: list[str], rounds: int) -> list[float]:
+    """N merge patches of Service annotations (the IPAM's and the DNS target, as the
+    operator writes), 64 at a time, straight to the API server."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    latencies = []
+    for round_number in range(rounds):
+
+        async def one(index: int, name: str, round_number: int = round_number) -> None:
+            new = f"2001:db8:ffff:{round_number + 1:x}::ffff:0:0:{index + 1:x}"
+            old = f"2001:db8:ffff:{round_number:x}::ffff:0:0:{index + 1:x}"
+            body = {"metadata": {"annotations": {IPS: f"{new},{old}", DNS_TARGET: new}}}
+            async with semaphore:
+                await kube.call("PATCH", f"{SERVICES}/{name}", body, merge=True)
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(index, name) for index, name in enumerate(names)))
+        latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def process_stats(pid: int) -> tuple[float, float]:
+    """Resident memory in MiB and CPU seconds used so far."""
+    rss_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    return rss_kb / 1024, cpu
+
+
+def service_body(name: str, role: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "labels": {LABEL: role},
+                         "annotations": annotations},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}}  # fmt: skip
+
+
+async def create_services(kube: Api, bodies: list[dict[str, Any]]) -> None:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def create(body: dict[str, Any]) -> None:
+        async with semaphore:
+            await kube.call("POST", SERVICES, body)
+
+    await asyncio.gather(*(create(body) for body in bodies))
+
+
+async def delete_services(kube: Api, names: list[str]) -> None:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def delete(name: str) -> None:
+        async with semaphore:
+            await kube.call("DELETE", f"{SERVICES}/{name}", missing=True)
+
+    await asyncio.gather(*(delete(name) for name in names))
+
+
+async def delete_prefix(kube: Api, dp: str) -> None:
+    """Delete the DynamicPrefix and wait until it is gone (the operator may finalise it)."""
+    await kube.call("DELETE", f"/apis/{api_path()}/{dp}", missing=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await kube.call("GET", f"/apis/{api_path()}/{dp}", missing=True) is None:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"DynamicPrefix {dp} still there 60 s after its deletion")
+
+
+async def run_size(
+    plane: ControlPlane, n: int, rounds: int, offset: int, pid: int
+) -> dict[str, Any]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+        kube = Api(plane, session)
+        dp = f"bench-svc-{n}"
+        await kube.call("POST", f"/apis/{api_path()}", {
+            "apiVersion": api.API_VERSION, "kind": "DynamicPrefix", "metadata": {"name": dp},
+            "spec": {"acquisition": {"static": {"prefix": f"2001:db8:{offset:x}::/64"}},
+                     "addressRanges": [{"name": "lb", "start": "::f000:0:0:0",
+                                        "end": "::ffff:ffff:ffff:ffff"}],
+                     "transition": {"mode": "ha", "maxPrefixHistory": 2}}})  # fmt: skip
+        names = [service_name(i) for i in range(n)]
+        created = time.monotonic()
+        await create_services(kube, [
+            service_body(name, "operator", {
+                api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
+                f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
+                f"{api.GROUP}/lb-provider": "cilium"})
+            for i, name in enumerate(names)
+        ])  # fmt: skip
+        create_seconds = time.monotonic() - created
+        try:
+            # one unmeasured rotation: every Service is served and indexed before measuring
+            latencies, cpu = await measure_operator(
+                kube, dp, n, rounds + 1, offset=offset, pid=pid
+            )
+            latencies, cpu = latencies[1:], cpu[1:]
+            rss = process_stats(pid)[0]
+        finally:
+            await delete_services(kube, names)
+            await delete_prefix(kube, dp)
+        floor_names = [f"floor-svc-{i}" for i in range(n)]
+        await create_services(kube, [service_body(name, "floor", {}) for name in floor_names])
+        try:
+            floor = await measure_floor(kube, floor_names, rounds)
+        finally:
+            await delete_services(kube, floor_names)
+        await asyncio.sleep(1)  # the operator sees the deletions before the next size
+        return {"n": n, "operator": latencies, "floor": floor, "cpu": cpu, "rss": rss,
+                "create": create_seconds}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="1,100,1000")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
+        plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
+        plane.kubectl("apply", "-f", str(ROOT / "testbed/crds/cilium-v2.yaml"))
+        plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+        operator = OperatorProcess(
+            plane, Path(os.environ.get("BENCH_OPERATOR_LOG", Path(scratch) / "operator.log"))
+        ).start()
+        try:
+            assert operator.process is not None
+            pid = operator.process.pid
+            idle_rss = 0.0
+            results = []
+            for index, n in enumerate(sizes):
+                if index == 0:
+                    time.sleep(2)  # started and listed: its footprint with no Service
+                    idle_rss = process_stats(pid)[0]
+                results.append(asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1), pid)))
+        finally:
+            operator.stop()
+    print(
+        f"rounds per size: {args.rounds}; concurrency {CONCURRENCY}; static source; "
+        f"ha mode, Cilium LB-IPAM annotation\n"
+    )
+    print("| Services | operator p50 | operator p95 | floor p50 | floor p95 | p50 ratio "
+          "| operator CPU per change, p50 | operator RSS with N Services |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for result in results:
+        op, fl = result["operator"], result["floor"]
+        ratio = statistics.median(op) / statistics.median(fl)
+        print(
+            f"| {result['n']} | {statistics.median(op) * 1000:.0f} ms | "
+            f"{percentile(op, 0.95) * 1000:.0f} ms | {statistics.median(fl) * 1000:.0f} ms | "
+            f"{percentile(fl, 0.95) * 1000:.0f} ms | {ratio:.2f} | "
+            f"{statistics.median(result['cpu']) * 1000:.0f} ms | {result['rss']:.0f} MiB |"
+        )
+    print(f"\noperator resident memory before any Service: {idle_rss:.0f} MiB")
+    for result in results:
+        print(f"creating {result['n']} Services ({CONCURRENCY} in flight): {result['create']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
