@@ -52,7 +52,13 @@ class Api:
         self.headers = {"Authorization": f"Bearer {plane.admin_token}"}
 
     async def call(
-        self, method: str, path: str, body: Any = None, *, merge: bool = False, missing: bool = False
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        merge: bool = False,
+        missing: bool = False,
     ) -> Any:
         """One request; ``missing``: a 404 is an answer (None), not an error."""
         headers = dict(self.headers)
@@ -193,10 +199,10 @@ def process_stats(pid: int) -> tuple[float, float]:
 
 
 def service_body(name: str, role: str, annotations: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": "default", "labels": {LABEL: role},
-                         "annotations": annotations},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}}  # fmt: skip
+    metadata = {"name": name, "namespace": "default", "labels": {LABEL: role},
+                "annotations": annotations}  # fmt: skip
+    spec = {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 async def create_services(kube: Api, bodies: list[dict[str, Any]]) -> None:
@@ -254,9 +260,7 @@ async def run_size(
         create_seconds = time.monotonic() - created
         try:
             # one unmeasured rotation: every Service is served and indexed before measuring
-            latencies, cpu = await measure_operator(
-                kube, dp, n, rounds + 1, offset=offset, pid=pid
-            )
+            latencies, cpu = await measure_operator(kube, dp, n, rounds + 1, offset=offset, pid=pid)
             latencies, cpu = latencies[1:], cpu[1:]
             rss = process_stats(pid)[0]
         finally:
@@ -295,7 +299,9 @@ def main() -> None:
                 if index == 0:
                     time.sleep(2)  # started and listed: its footprint with no Service
                     idle_rss = process_stats(pid)[0]
-                results.append(asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1), pid)))
+                results.append(
+                    asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1), pid))
+                )
         finally:
             operator.stop()
     print(
@@ -316,7 +322,9 @@ def main() -> None:
         )
     print(f"\noperator resident memory before any Service: {idle_rss:.0f} MiB")
     for result in results:
-        print(f"creating {result['n']} Services ({CONCURRENCY} in flight): {result['create']:.1f} s")
+        print(
+            f"creating {result['n']} Services ({CONCURRENCY} in flight): {result['create']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -108,6 +108,29 @@ def sample_pools() -> list[dict[str, Any]]:
     ]
 
 
+SERVICE_PATH = "/api/v1/namespaces/demo/services/web"
+
+
+def sample_service() -> dict[str, Any]:
+    """A LoadBalancer Service that follows the prefix (transition.mode: ha), with an IPv4
+    and a DNS name its user wrote; pools of three IPAMs share the range, so it says which
+    IPAM gives its address."""
+    annotations = {
+        api.ANNOTATION_NAME: "home-prefix",
+        "dynamic-prefix.io/service-address-range": "loadbalancers",
+        "dynamic-prefix.io/suffix": "::ffff:0:0:80",
+        "dynamic-prefix.io/lb-provider": "cilium",
+        "lbipam.cilium.io/ips": "192.0.2.80",
+        "external-dns.alpha.kubernetes.io/target": "web.example.net",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "demo", "annotations": annotations},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit code 0 when the pools followed every change."""
     narrator = _Narrator()
@@ -139,12 +162,14 @@ def _demo(
         router = _router(stack, narrator, static=args.static)
         dynamic_prefix: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
         dynamic_prefix["spec"]["acquisition"] = router.acquisition()
+        dynamic_prefix["spec"]["transition"] = {"mode": "ha"}  # Services move too
         cluster.apply(dynamic_prefix)
-        for obj in sample_pools():
+        for obj in [*sample_pools(), sample_service()]:
             cluster.apply(obj)
         narrator.say(
-            f"applied the user guide's DynamicPrefix ({router.describe()}) and three "
-            "annotated pools, each with an entry written by hand"
+            f"applied the user guide's DynamicPrefix ({router.describe()}, transition.mode "
+            "ha), three annotated pools, each with an entry written by hand, and a "
+            "LoadBalancer Service"
         )
         operator = OperatorProcess(plane, scratch / "operator.log").start()
         narrator.say("operator started")
@@ -159,7 +184,8 @@ def _demo(
             operator.stop()
     narrator.say("operator stopped; stopping the control plane")
     if args.check and not followed:
-        print("the pools did not follow every change; operator log:\n" + operator.log(),
+        print("the pools or the Service did not follow every change; operator log:\n"
+              + operator.log(),
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
@@ -239,9 +265,12 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
     head = prefix.split("::/", maxsplit=1)[0]
     try:
         wait_for(
-            lambda: all(_has(cluster.get(path), head) for path in POOL_PATHS.values()),
+            lambda: (
+                all(_has(cluster.get(path), head) for path in POOL_PATHS.values())
+                and head in _service_addresses(cluster)
+            ),
             timeout=30,
-            what=f"pools holding {prefix}",
+            what=f"pools and the Service holding {prefix}",
         )
     except AssertionError as error:
         narrator.say(str(error))
@@ -260,7 +289,15 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
         if api.LABEL_GENERATED_FROM in (pool["metadata"].get("labels") or {}):
             state = "disabled" if pool["spec"].get("disabled") else "enabled"
             print(f"    Calico pool {pool['metadata']['name']}: {pool['spec']['cidr']} ({state})")
+    annotations = (cluster.get(SERVICE_PATH) or {}).get("metadata", {}).get("annotations") or {}
+    print(f"    Service demo/web: lbipam.cilium.io/ips {_service_addresses(cluster)}; "
+          f"DNS target {annotations.get('external-dns.alpha.kubernetes.io/target')}")  # fmt: skip
     return True
+
+
+def _service_addresses(cluster: Cluster) -> str:
+    annotations = (cluster.get(SERVICE_PATH) or {}).get("metadata", {}).get("annotations") or {}
+    return str(annotations.get("lbipam.cilium.io/ips", ""))
 
 
 def _has(pool: dict[str, Any] | None, head: str) -> bool:
