@@ -173,6 +173,14 @@ class TestOnePerFamily:
         with pytest.raises(ReferenceProblem, match="one address per family"):
             plan(svc, ipam=Ipam.METALLB)
 
+    def test_an_ipv4_only_service_cannot_take_an_ipv6_address_there(self) -> None:
+        svc = service(SUFFIX)
+        svc["spec"]["ipFamilies"] = ["IPv4"]
+        with pytest.raises(ReferenceProblem, match="make it dual-stack"):
+            plan(svc, ipam=Ipam.METALLB)
+        svc["spec"]["ipFamilies"] = ["IPv4", "IPv6"]
+        assert plan(svc, ipam=Ipam.METALLB)[METALLB] == NEW_IP
+
     def test_an_unreadable_calico_list_is_left_alone_and_said(self) -> None:
         svc = service({**SUFFIX, CALICO: "192.0.2.7,"})
         result = plan_service(

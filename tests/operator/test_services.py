@@ -124,9 +124,18 @@ def test_services_of_every_ipam_follow_three_rotations(
             ),
         )
     )
+    metallb_inferred, calico_inferred = f"metallb-inferred-{tag}", f"calico-inferred-{tag}"
+    cluster.apply(lb_service(metallb_inferred, opted_in(
+        dp, **{"dynamic-prefix.io/lb-provider": "metallb"})))  # fmt: skip
+    cluster.apply(lb_service(calico_inferred, opted_in(
+        dp, **{"dynamic-prefix.io/lb-provider": "calico"})))  # fmt: skip
     # The inferred one has no suffix: Cilium (played by the test) gives it an address first.
     inferred_suffix = "::f000:0:0:4d2"
     assign(cluster, inferred, address(first, inferred_suffix))
+    # MetalLB and Calico (played by the test) gave theirs an address of their own choosing
+    other_suffix = "::f000:0:0:99"
+    assign(cluster, metallb_inferred, address(first, other_suffix))
+    assign(cluster, calico_inferred, address(first, other_suffix))
 
     wait_annotation(cluster, cilium, CILIUM, f"192.0.2.7,{address(first)}", "filled")
     wait_annotation(cluster, inferred, "dynamic-prefix.io/inferred-suffix", inferred_suffix,
@@ -153,10 +162,17 @@ def test_services_of_every_ipam_follow_three_rotations(
         # MetalLB and Calico take one IPv6 address per Service: the new one
         wait_annotation(cluster, metallb, METALLB, f"192.0.2.8,{address(prefix)}", "metallb")
         wait_annotation(cluster, calico, CALICO, f'["{address(prefix)}"]', "calico")
+        wait_annotation(cluster, metallb_inferred, METALLB, address(prefix, other_suffix),
+                        "metallb, inferred suffix")  # fmt: skip
+        wait_annotation(cluster, calico_inferred, CALICO, f'["{address(prefix, other_suffix)}"]',
+                        "calico, inferred suffix")  # fmt: skip
+        for name in (metallb_inferred, calico_inferred):  # each IPAM moves it: DNS follows
+            assign(cluster, name, address(prefix, other_suffix))
+            wait_annotation(cluster, name, TARGET, address(prefix, other_suffix), "DNS")
 
     wait_for(
-        lambda: "4/4 services in sync" in (condition_message(cluster, dp, "ServicesSynced") or ""),
-        timeout=WAIT_SECONDS, what="ServicesSynced counts the four",
+        lambda: "6/6 services in sync" in (condition_message(cluster, dp, "ServicesSynced") or ""),
+        timeout=WAIT_SECONDS, what="ServicesSynced counts the six",
     )  # fmt: skip
     assert wait_event_on(cluster, dp, "ServicesUpdated")
 
@@ -293,3 +309,28 @@ def test_simple_mode_leaves_services_to_their_ipam_and_leaving_ha_releases(
     cluster.patch(f"{DP_PATH}/{dp}", {"spec": {"transition": {"mode": "simple"}}})
     wait_annotation(cluster, name, CILIUM, "192.0.2.3", "simple again: released")
     wait_annotation(cluster, name, TARGET, None, "the target too")
+
+
+def test_a_pass_over_unchanged_services_writes_nothing(
+    cluster: Cluster, shared_operator: OperatorProcess, tag: str
+) -> None:
+    dp, name = f"idle-{tag}", f"idle-{tag}"
+    prefix = f"2001:db8:{tag[:4]}::/64"
+    cluster.apply(ha_prefix(dp, prefix))
+    cluster.apply(lb_service(name, opted_in(dp, **{"dynamic-prefix.io/suffix": SUFFIX})))
+    wait_annotation(cluster, name, TARGET, address(prefix), "served")
+    wait_for(
+        lambda: "1/1 services in sync" in (condition_message(cluster, dp, "ServicesSynced") or ""),
+        timeout=WAIT_SECONDS, what="ServicesSynced",
+    )  # fmt: skip
+    before = len(writes_to(cluster, name))
+    # events that change nothing the operator renders: an unrelated annotation on both,
+    # and the IPAM (played by the test) giving the Service the address it asked for
+    cluster.patch(f"{SERVICES}/{name}", {"metadata": {"annotations": {"note": "touched"}}})
+    cluster.patch(f"{DP_PATH}/{dp}", {"metadata": {"annotations": {"note": "touched"}}})
+    assign(cluster, name, address(prefix))
+    # a marker the operator must react to, to know it has seen the events before it
+    marker = f"marker-{tag}"
+    cluster.apply(lb_service(marker, opted_in(dp, **{"dynamic-prefix.io/suffix": "::ffff:0:0:3"})))
+    wait_annotation(cluster, marker, CILIUM, address(prefix, "::ffff:0:0:3"), "marker served")
+    assert len(writes_to(cluster, name)) == before, "no write to an unchanged Service"

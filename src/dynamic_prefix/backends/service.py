@@ -351,6 +351,13 @@ def _serve(
     elif reference.suffix is not None:
         edit.set(ANNOTATION_INFERRED_SUFFIX, None)  # the user's suffix wins
     ipam = _ipam_annotation(inputs.ipam, edit.annotations)
+    families = (service.get("spec") or {}).get("ipFamilies")
+    if ipam.one_per_family and isinstance(families, list) and "IPv6" not in families:
+        raise ReferenceProblem(
+            f"the Service's spec.ipFamilies is {', '.join(map(str, families))}: {inputs.ipam} "
+            "gives a Service addresses of its own families only; make it dual-stack "
+            "(ipFamilyPolicy: PreferDualStack) or IPv6"
+        )
     pinned = addresses[:1] if ipam.one_per_family else addresses
     users = edit.put(_Field(ipam.name, ANNOTATION_MANAGED_IPS, ipam.json_list), pinned)
     if ipam.one_per_family and any(_family(e) == 6 for e in users):
