@@ -532,7 +532,7 @@ class Controller:
         finally:
             updated = self.reconciler.end_batch(name)
         logger.info(
-            "%d pool(s) and %d Service(s) reconciled in %.0f ms",
+            "%d pool(s) reconciled, and %d Service(s), in %.0f ms",
             len(keys), len(services), (time.monotonic() - started) * 1000,
         )  # fmt: skip
         moved = self.services.updated.pop(name, [])
