@@ -208,6 +208,47 @@ def test_cidrs_cover_the_range_exactly_without_overlap(placed: AddressRange) -> 
     assert len(cidrs) <= 2 * 128  # the minimal cover of any range has at most 2 per bit
 
 
+def fewest_blocks(first: int, last: int) -> int:
+    """The fewest aligned power-of-two blocks whose union is exactly ``first`` .. ``last``,
+    by brute force: CIDR blocks nest or are disjoint, so a fewest cover is a tiling, and
+    ``fewest[x]`` is one block starting at ``x`` plus the fewest tiling the rest."""
+    stop = last + 1
+    fewest = {stop: 0}
+    for x in range(last, first - 1, -1):
+        choices = []
+        size = 1  # a larger block is aligned only if this one is, fits only if this one does
+        while x % size == 0 and x + size <= stop:
+            choices.append(1 + fewest[x + size])
+            size *= 2
+        fewest[x] = min(choices)
+    return fewest[first]
+
+
+def test_fewest_blocks_counts_by_hand() -> None:
+    assert fewest_blocks(0, 0) == 1
+    assert fewest_blocks(0, 255) == 1
+    assert fewest_blocks(1, 254) == 14  # 1, 2/127, 4/126, ..., 128/... and back down
+    assert fewest_blocks(3, 4) == 2
+
+
+SMALL = IPv6Network("2001:db8::ff00/122")  # 64 addresses: every range is checked
+
+
+def test_cidrs_are_the_fewest_for_every_range_inside_a_slash_122() -> None:
+    base = int(SMALL.network_address)
+    for first, last in itertools.combinations_with_replacement(range(SMALL.num_addresses), 2):
+        placed = AddressRange(IPv6Address(base + first), IPv6Address(base + last))
+        assert len(placed.cidrs()) == fewest_blocks(base + first, base + last), placed
+
+
+@given(st.integers(0, (1 << 120) - 1), st.integers(0, 255), st.integers(0, 255))
+def test_cidrs_are_the_fewest_inside_any_slash_120(network: int, a: int, b: int) -> None:
+    base = network << 8
+    first, last = base + min(a, b), base + max(a, b)
+    placed = AddressRange(IPv6Address(first), IPv6Address(last))
+    assert len(placed.cidrs()) == fewest_blocks(first, last)
+
+
 def test_cidrs_with_a_gap_or_overlap_are_not_a_range() -> None:
     with pytest.raises(AddressError, match="not adjacent"):
         range_from_cidrs([IPv6Network("2001:db8::/127"), IPv6Network("2001:db8::4/127")])
