@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Network
 from typing import Any, Protocol
@@ -110,6 +110,28 @@ def resolve_placements(
         else:
             placements.append(Placement(prefix, current, cidr=prefix))
     return tuple(placements)
+
+
+PlacementsFor = Callable[[PoolReference, Mapping[str, Any]], tuple[Placement, ...]]
+
+
+def plan_pool(
+    backend: PoolBackend,
+    resource: Resource,
+    pool: Mapping[str, Any],
+    reference: PoolReference,
+    dynamic_prefix: Mapping[str, Any],
+    *,
+    generated: Sequence[Mapping[str, Any]],
+    placements_for: PlacementsFor = resolve_placements,
+) -> Plan:
+    """What the operator would do to ``pool`` now: the one judgement of "in sync", used by
+    the reconciler and by ``dynamic-prefix status`` alike. ``generated`` are the pools
+    made from it earlier (Calico). `ReferenceProblem` when it cannot be served."""
+    placements = placements_for(reference, dynamic_prefix)
+    if not placements:
+        return Plan()  # no prefix yet: nothing is judged, nothing written
+    return backend.plan(resource, pool, placements, generated=generated)
 
 
 @dataclass(frozen=True, slots=True)

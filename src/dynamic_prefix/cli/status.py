@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
-from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, resolve_placements
+from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, plan_pool
 from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.backends.service import (
     SERVICES,
@@ -28,6 +28,7 @@ from dynamic_prefix.kube.errors import ApiError
 from dynamic_prefix.model import api
 from dynamic_prefix.model.status import READY
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
+from dynamic_prefix.operator.pool_index import is_generated
 from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
 from dynamic_prefix.operator.service_index import named_prefix
 from dynamic_prefix.operator.service_reconciler import named_reference
@@ -88,6 +89,13 @@ async def collect(client: KubeClient) -> dict[str, Any]:
             item for item in (await client.list_objects(SERVICES)).get("items") or []
             if named_prefix(item) in dynamic_prefixes
         ]  # fmt: skip
+    # the Calico pools made from each template, as the operator holds them (`PoolIndex`)
+    generated: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for backend, _, pool in pools:
+        template = is_generated(pool)
+        if template is not None:
+            generated.setdefault((backend.name, template), []).append(pool)
+    pools = [(b, r, p) for b, r, p in pools if is_generated(p) is None]
     references = [
         (backend.name, PoolReference.from_annotations(pool["metadata"].get("annotations")))
         for backend, _, pool in pools
@@ -119,14 +127,17 @@ async def collect(client: KubeClient) -> dict[str, Any]:
             reference = PoolReference.from_annotations(pool["metadata"].get("annotations"))
             if reference is None or reference.dynamic_prefix != name:
                 continue
-            entry["pools"].append(_pool_state(backend, resource, pool, reference, obj))
+            made = generated.get((backend.name, pool["metadata"]["name"]), [])
+            entry["pools"].append(_pool_state(backend, resource, pool, reference, obj,
+                                                generated=made))  # fmt: skip
         report.append(entry)
     return {"dynamicPrefixes": report}
 
 
 def _pool_state(
-    backend: Any, resource: Resource, pool: dict[str, Any], reference: PoolReference, dp: Any
-) -> dict[str, Any]:
+    backend: Any, resource: Resource, pool: dict[str, Any], reference: PoolReference, dp: Any,
+    *, generated: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
     metadata = pool["metadata"]
     state: dict[str, Any] = {
         "kind": backend.kind,
@@ -135,10 +146,9 @@ def _pool_state(
         "reference": reference.address_range or reference.subnet or "(whole prefix)",
     }
     try:
-        placements = resolve_placements(reference, dp)
+        plan = plan_pool(backend, resource, pool, reference, dp, generated=generated)
     except ReferenceProblem as error:
         return {**state, "inSync": False, "problem": str(error)}
-    plan = backend.plan(resource, pool, placements)
     problem = "; ".join(plan.problems) or (
         "" if plan.in_sync else "differs from what it should hold"
     )

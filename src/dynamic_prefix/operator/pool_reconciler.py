@@ -23,6 +23,7 @@ from dynamic_prefix.backends.base import (
     Plan,
     PoolReference,
     ReferenceProblem,
+    plan_pool,
     resolve_placements,
 )
 from dynamic_prefix.kube.api import KubeApi
@@ -194,7 +195,14 @@ class PoolReconciler:
 
     def _plan(self, key: PoolKey, pool: Pool, placements: tuple[Placement, ...] | None) -> Plan:
         generated = list(self.index.generated_of(key).values())
-        return pool.backend.plan(pool.resource, pool.body, placements, generated=generated)
+        reference = pool.reference
+        dynamic_prefix = None if reference is None else self._dynamic_prefixes.get(
+            reference.dynamic_prefix)  # fmt: skip
+        if placements is None or reference is None or dynamic_prefix is None:
+            return pool.backend.plan(pool.resource, pool.body, placements, generated=generated)
+        # the same judgement `dynamic-prefix status` makes (placements cached per version)
+        return plan_pool(pool.backend, pool.resource, pool.body, reference, dynamic_prefix,
+                         generated=generated, placements_for=self._placements_for)  # fmt: skip
 
     async def _apply(self, pool: Pool, plan: Plan, key: PoolKey) -> None:
         generated = self.index.generated_of(key)
