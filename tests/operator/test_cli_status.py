@@ -9,7 +9,15 @@ import pytest
 
 from dynamic_prefix.cli.main import main
 from testbed.harness import Cluster, OperatorProcess, wait_for
-from tests.operator.operator_testkit import CILIUM_LB_POOL, dynamic_prefix
+from tests.operator.operator_testkit import (
+    ALL_KINDS,
+    CILIUM_LB_POOL,
+    PoolKind,
+    create_dynamic_prefix,
+    dynamic_prefix,
+    fill_and_rotate,
+    wait_condition_status,
+)
 
 
 def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
@@ -84,3 +92,32 @@ def test_status_lists_services_judged_as_the_operator_judges_them(
     finally:
         for name in (good, bad):
             cluster.delete(f"{services}/{name}")
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=[kind.id for kind in ALL_KINDS])
+def test_a_converged_pool_of_every_kind_is_in_sync_in_status_and_after_a_rotation(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    kind: PoolKind,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Status judges a pool exactly as the operator does: a Calico template is judged with
+    the pools generated from it (the bug: status planned it without them, said 0/1)."""
+    tag = secrets.token_hex(3)
+    dp = f"judge-{kind.id}-{tag}"
+    where = namespace if kind.namespaced else None
+    pools = [(kind, f"{dp}-pool", where)]
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, "2001:db8:59::/64"))
+    fill_and_rotate(cluster, dp, pools, "2001:db8:59::/64", "2001:db8:5a::/64")
+    wait_condition_status(cluster, dp, "PoolsSynced", "True")
+    kubeconfig = str(cluster.plane.kubeconfig)
+
+    code = main(["status", "--kubeconfig", kubeconfig, "-o", "json"])
+    report = json.loads(capsys.readouterr().out)
+    (entry,) = [e for e in report["dynamicPrefixes"] if e["name"] == dp]
+    assert [p["inSync"] for p in entry["pools"]] == [True], entry["pools"]
+    assert [p["name"] for p in entry["pools"]] == [f"{dp}-pool"], "generated pools not listed"
+    ours_healthy = entry["ready"] == "True"
+    assert ours_healthy
+    del code  # other tests' objects on the shared control plane may be unhealthy
