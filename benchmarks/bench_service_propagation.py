@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from ipaddress import IPv6Address, IPv6Network, ip_address
@@ -37,6 +38,7 @@ CONCURRENCY = 64
 IPS = "lbipam.cilium.io/ips"
 DNS_TARGET = "external-dns.alpha.kubernetes.io/target"
 LABEL = "dynamic-prefix-bench"
+STALL = 10.0
 SUFFIX_BASE = 0xFFFF << 48  # ::ffff:0:0:0, inside the "lb" range
 
 
@@ -102,24 +104,42 @@ def _updated(obj: dict[str, Any], expected: dict[str, IPv6Address]) -> bool:
 
 
 async def wait_all_updated(
-    kube: Api, expected: dict[str, IPv6Address], since_version: str
+    kube: Api, expected: dict[str, IPv6Address], ready: asyncio.Event
 ) -> float:
     """Watch the bench Services until every one carries its address in the new prefix.
 
-    The API server closes a watch whose reader falls behind; then the Services are listed
-    (what is done by then counts at the time of the list) and watching resumes.
+    The first watch starts from the current state (no resourceVersion: one ADDED event per
+    Service, then the changes), so ``ready`` is set once it is surely established. The
+    API server closes a watch whose reader falls behind, and a watch that stays silent
+    for `STALL` seconds while Services are pending is given up (a stderr note says so);
+    then the Services are listed (what is done by then counts at the time of the list)
+    and watching resumes from the list.
     """
     pending = set(expected)
-    version = since_version
+    added = 0
+    version = ""
     selector = f"labelSelector={LABEL}%3Doperator"
     while True:
-        url = f"{kube.plane.server}{SERVICES}?watch=true&{selector}&resourceVersion={version}"
+        since = f"&resourceVersion={version}" if version else ""
+        url = f"{kube.plane.server}{SERVICES}?watch=true&{selector}{since}"
         async with kube.session.get(url, headers=kube.headers, ssl=False) as response:
-            async for line in response.content:
+            while True:
+                try:
+                    line = await asyncio.wait_for(response.content.readline(), STALL)
+                except TimeoutError:
+                    print(f"watch silent for {STALL} s, {len(pending)} pending: relisting",
+                          file=sys.stderr)  # fmt: skip
+                    break
+                if not line:
+                    break
                 event = json.loads(line)
                 obj = event["object"]
                 if event["type"] == "ERROR":
                     break
+                if event["type"] == "ADDED" and not ready.is_set():
+                    added += 1
+                    if added == len(expected):
+                        ready.set()
                 version = obj["metadata"]["resourceVersion"]
                 name = obj["metadata"]["name"]
                 if name in pending and _updated(obj, expected):
@@ -128,6 +148,7 @@ async def wait_all_updated(
                         return time.monotonic()
         listing = await kube.call("GET", f"{SERVICES}?{selector}")
         listed_at = time.monotonic()
+        ready.set()
         for obj in listing["items"]:
             name = obj["metadata"]["name"]
             if name in pending and _updated(obj, expected):
@@ -135,6 +156,16 @@ async def wait_all_updated(
         if not pending:
             return listed_at
         version = listing["metadata"]["resourceVersion"]
+
+
+async def report_stragglers(kube: Api, expected: dict[str, IPv6Address]) -> None:
+    """Which Services do not show their new address yet, and what they show instead."""
+    listing = await kube.call("GET", f"{SERVICES}?labelSelector={LABEL}%3Doperator")
+    late = [obj for obj in listing["items"] if not _updated(obj, expected)]
+    print(f"{len(late)} of {len(expected)} Services without their new address, e.g.:")
+    for obj in late[:5]:
+        annotations = obj["metadata"].get("annotations") or {}
+        print(f"  {obj['metadata']['name']}: {IPS}={annotations.get(IPS)!r}")
 
 
 async def measure_operator(
@@ -146,10 +177,9 @@ async def measure_operator(
     for round_number in range(rounds):
         prefix = f"2001:db8:{offset + round_number + 1:x}::/64"
         expected = expected_addresses(prefix, n)
-        listing = await kube.call("GET", SERVICES + "?limit=1")
-        version = listing["metadata"]["resourceVersion"]
-        waiter = asyncio.create_task(wait_all_updated(kube, expected, version))
-        await asyncio.sleep(0.05)  # the watch is established
+        ready = asyncio.Event()
+        waiter = asyncio.create_task(wait_all_updated(kube, expected, ready))
+        await asyncio.wait_for(ready.wait(), 60)  # the watch is established
         cpu_before = process_stats(pid)[1]
         started = time.monotonic()
         await kube.call(
@@ -158,7 +188,11 @@ async def measure_operator(
             {"spec": {"acquisition": {"static": {"prefix": prefix}}}},
             merge=True,
         )
-        finished = await asyncio.wait_for(waiter, 180)
+        try:
+            finished = await asyncio.wait_for(waiter, 180)
+        except TimeoutError:
+            await report_stragglers(kube, expected)
+            raise
         latencies.append(finished - started)
         # the operator is idle again: the batch's status update and event are written
         await asyncio.sleep(0.5 + n / 1000)
