@@ -124,14 +124,31 @@ def plan_pool(
     *,
     generated: Sequence[Mapping[str, Any]],
     placements_for: PlacementsFor = resolve_placements,
+    retired: Sequence[IPv6Network] = (),
 ) -> Plan:
     """What the operator would do to ``pool`` now: the one judgement of "in sync", used by
     the reconciler and by ``dynamic-prefix status`` alike. ``generated`` are the pools
-    made from it earlier (Calico). `ReferenceProblem` when it cannot be served."""
+    made from it earlier (Calico); ``retired`` prefixes the DynamicPrefix held lately.
+    `ReferenceProblem` when it cannot be served."""
     placements = placements_for(reference, dynamic_prefix)
     if not placements:
         return Plan()  # no prefix yet: nothing is judged, nothing written
-    return backend.plan(resource, pool, placements, generated=generated)
+    old = retired_placements(reference, dynamic_prefix, retired) if retired else ()
+    return backend.plan(resource, pool, placements, generated=generated, retired=old)
+
+
+def retired_placements(
+    reference: PoolReference, dynamic_prefix: Mapping[str, Any], prefixes: Sequence[IPv6Network]
+) -> tuple[Placement, ...]:
+    """The placements ``reference`` had in ``prefixes`` (ones no longer in use)."""
+    found: list[Placement] = []
+    for prefix in prefixes:
+        held = {**dynamic_prefix, "status": {"currentPrefix": str(prefix)}}
+        try:
+            found += resolve_placements(reference, held)
+        except ReferenceProblem:
+            continue
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +187,24 @@ class Plan:
 
     actions: tuple[Action, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    """Entries kept that look broken (told in a Warning; the pool still counts as in sync)."""
+    overlaps: tuple[str, ...] = field(default=())
+    """Users' entries that overlap what the operator writes: the pool kind refuses such a
+    pool (MetalLB) or hands the same address out twice; kept, and the pool is not in sync."""
+    stale: tuple[str, ...] = field(default=())
+    """Entries that are exactly the operator's rendering of a prefix this DynamicPrefix
+    held until recently, but not in its record (a stale copy written back): kept, since
+    the operator cannot know who wrote them, and the pool is not in sync until removed."""
 
     @property
     def in_sync(self) -> bool:
         """True when nothing needs to be written."""
         return not self.actions
+
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        """What keeps the pool from being right although nothing is to be written."""
+        return self.overlaps + self.stale
 
 
 class PoolBackend(Protocol):
@@ -212,9 +242,12 @@ class PoolBackend(Protocol):
         placements: Sequence[Placement] | None,
         *,
         generated: Sequence[Mapping[str, Any]] = (),
+        retired: Sequence[Placement] = (),
     ) -> Plan:
         """The actions that make ``pool`` hold ``placements`` (None: release the pool).
 
-        ``generated`` are objects this backend created for the pool earlier (Calico).
+        ``generated`` are objects this backend created for the pool earlier (Calico);
+        ``retired`` the placements of prefixes that left the history lately (stale
+        entries equal to their rendering are reported).
         """
         ...

@@ -61,6 +61,7 @@ class CalicoBackend:
         placements: Sequence[Placement] | None,
         *,
         generated: Sequence[Mapping[str, Any]] = (),
+        retired: Sequence[Placement] = (),
     ) -> Plan:
         """Create, update and delete generated pools; never touch the template.
 

@@ -13,7 +13,7 @@ import ipaddress
 from typing import Any
 
 from dynamic_prefix.backends.base import Placement
-from dynamic_prefix.backends.list_field import Entry, ListFieldBackend
+from dynamic_prefix.backends.list_field import Entry, ListFieldBackend, address_span
 from dynamic_prefix.model import api
 
 GROUP = "cilium.io"
@@ -62,6 +62,16 @@ def _malformed_block(entry: Any) -> str | None:
     return "has neither cidr nor start"
 
 
+def _block_span(entry: Any) -> tuple[int, int] | None:
+    if not isinstance(entry, dict):
+        return None
+    if "cidr" in entry:
+        return address_span(str(entry["cidr"]))
+    if "start" in entry:
+        return address_span(f"{entry['start']}-{entry.get('stop', entry['start'])}")
+    return None
+
+
 def _cidrs(placement: Placement) -> list[Entry]:
     return [str(cidr) for cidr in placement.cidrs()]
 
@@ -80,6 +90,7 @@ LB_IP_POOL = ListFieldBackend(
     record_annotation=api.ANNOTATION_MANAGED_BLOCKS,
     render=_block,
     malformed=_malformed_block,
+    span=_block_span,
 )
 
 CIDR_GROUP = ListFieldBackend(

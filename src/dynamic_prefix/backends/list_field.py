@@ -10,6 +10,7 @@ over). Malformed entries are kept and reported, never deleted.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,46 @@ def _recorded_keys(text: str) -> frozenset[Any] | None:
 _NOTHING = _Desired((), frozenset(), None)
 
 
+@functools.lru_cache(maxsize=1024)
+def _spans(placements: tuple[Placement, ...]) -> tuple[tuple[int, int, str], ...]:
+    """The address intervals the operator writes for ``placements``, with their text."""
+    found = []
+    for placement in placements:
+        if placement.address_range is not None:
+            start, end = placement.address_range.start, placement.address_range.end
+            found.append((int(start), int(end), f"{start}-{end}"))
+        elif placement.cidr is not None:
+            network = placement.cidr
+            found.append((int(network.network_address), int(network.broadcast_address),
+                          str(network)))  # fmt: skip
+    return tuple(found)
+
+
+def _overlapping(span: tuple[int, int], spans: tuple[tuple[int, int, str], ...]) -> str | None:
+    low, high = span
+    for start, end, text in spans:
+        if low <= end and start <= high:
+            return text
+    return None
+
+
+def address_span(text: str) -> tuple[int, int] | None:
+    """``a-b`` or a CIDR as (first, last) address; None when unreadable or of IPv4 (the
+    operator writes IPv6 only, and an IPv4 entry never overlaps it)."""
+    try:
+        if "-" in text:
+            first, _, last = text.partition("-")
+            low, high = ipaddress.ip_address(first.strip()), ipaddress.ip_address(last.strip())
+        else:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+            low, high = network.network_address, network.broadcast_address
+    except ValueError:
+        return None
+    if low.version != 6 or high.version != 6:
+        return None
+    return int(low), int(high)
+
+
 @dataclass(frozen=True, slots=True)
 class ListFieldBackend:
     """A backend for pools holding their addresses in ``spec.<field>``."""
@@ -95,6 +136,9 @@ class ListFieldBackend:
     record_annotation: str
     render: Callable[[Placement], list[Entry]]
     malformed: Callable[[Entry], str | None]  # why a user entry looks broken, or None
+    span: Callable[[Entry], tuple[int, int] | None] | None = None
+    """The first and last address an entry hands out (None: none); given for the kinds
+    that hand addresses out (IPAM pools), where an overlap with ours is a conflict."""
 
     def plan(
         self,
@@ -103,11 +147,14 @@ class ListFieldBackend:
         placements: Sequence[Placement] | None,
         *,
         generated: Sequence[Mapping[str, Any]] = (),
+        retired: Sequence[Placement] = (),
     ) -> Plan:
         """Keep the user's entries, replace ours with the rendering of ``placements``.
 
         ``None`` releases the pool; an empty sequence (no prefix known yet) changes
-        nothing: a pool is never emptied for want of a prefix.
+        nothing: a pool is never emptied for want of a prefix. ``retired`` are the
+        placements of prefixes that left the history lately: a user's entry equal to
+        their rendering is reported as stale.
         """
         if placements is not None and not placements:
             return Plan()
@@ -125,20 +172,38 @@ class ListFieldBackend:
         desired = _NOTHING if placements is None else _desired(self.render, tuple(placements))
         desired_keys = desired.keys
 
+        retired_keys = _desired(self.render, tuple(retired)).keys if retired else frozenset()
+        spans = _spans(tuple(placements or ()))
         user_entries = []
+        overlaps: list[str] = []
+        stale: list[str] = []
         for index, entry in enumerate(observed):
             key = _key(entry)
             if key in owned or key in desired_keys:
                 continue
+            where = f"spec.{self.field}[{index}] {json.dumps(entry)}"
             reason = self.malformed(entry)
             if reason is not None:
-                problems.append(f"spec.{self.field}[{index}] {json.dumps(entry)}: {reason}; kept")
+                problems.append(f"{where}: {reason}; kept")
+            elif key in retired_keys:
+                stale.append(
+                    f"{where} is the operator's entry for a prefix that left the history, "
+                    "written back without its record (a stale copy?); kept: remove it, or "
+                    "it stays as yours"
+                )
+            elif self.span is not None and (span := self.span(entry)) is not None:
+                hit = _overlapping(span, spans)
+                if hit is not None:
+                    overlaps.append(
+                        f"{where} overlaps {hit}, which the operator writes; kept: the pool "
+                        "kind refuses overlapping entries or hands an address out twice"
+                    )
             user_entries.append(entry)
 
         new_entries = user_entries + list(desired.entries)
         record = desired.record
         if new_entries == observed and annotations.get(self.record_annotation) == record:
-            return Plan(problems=tuple(problems))
+            return Plan(problems=tuple(problems), overlaps=tuple(overlaps), stale=tuple(stale))
         body: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": metadata.get("resourceVersion"),
@@ -147,7 +212,7 @@ class ListFieldBackend:
             "spec": {self.field: new_entries},
         }
         patch = Patch(resource, metadata.get("name", ""), metadata.get("namespace"), body)
-        return Plan((patch,), tuple(problems))
+        return Plan((patch,), tuple(problems), tuple(overlaps), tuple(stale))
 
     def _read_record(self, annotations: Mapping[str, str]) -> tuple[frozenset[Any], str | None]:
         text = annotations.get(self.record_annotation)

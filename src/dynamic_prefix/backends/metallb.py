@@ -10,7 +10,7 @@ import ipaddress
 from typing import Any
 
 from dynamic_prefix.backends.base import Placement
-from dynamic_prefix.backends.list_field import Entry, ListFieldBackend
+from dynamic_prefix.backends.list_field import Entry, ListFieldBackend, address_span
 from dynamic_prefix.model import api
 
 
@@ -35,6 +35,10 @@ def _malformed(entry: Any) -> str | None:
     return None
 
 
+def _span(entry: Any) -> tuple[int, int] | None:
+    return address_span(entry) if isinstance(entry, str) else None
+
+
 IP_ADDRESS_POOL = ListFieldBackend(
     name="metallb-ip-address-pool",
     group="metallb.io",
@@ -45,4 +49,5 @@ IP_ADDRESS_POOL = ListFieldBackend(
     record_annotation=api.ANNOTATION_MANAGED_ADDRESSES,
     render=_address,
     malformed=_malformed,
+    span=_span,
 )

@@ -42,6 +42,7 @@ SOURCE_STATIC = "static"
 
 DEFAULT_REQUESTED_PREFIX_LENGTH = 56
 DEFAULT_MAX_PREFIX_HISTORY = 2
+RETIRED_KEPT = 4
 
 _NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _INTERFACE_PATTERN = r"^[^/\s:]{1,15}$"  # Linux IFNAMSIZ - 1, no slash, blank or colon
@@ -323,6 +324,14 @@ def status_schema() -> dict[str, Any]:
                 "type": "array",
                 "description": "Previous prefixes still kept in the pools, newest first.",
                 "items": history_entry,
+            },
+            "retiredPrefixes": {
+                "type": "array",
+                "description": "Prefixes that left the history lately (expired, withdrawn, "
+                f"released or over maxPrefixHistory), newest first, at most {RETIRED_KEPT}: "
+                "an entry of theirs that reappears in a pool without the operator's record "
+                "(a stale copy written back) is reported, not taken for the user's.",
+                "items": {"type": "string"},
             },
             "conditions": {
                 "type": "array",

@@ -155,6 +155,29 @@ def prefixes_in_use(status: Mapping[str, Any]) -> list[IPv6Network]:
     return prefixes
 
 
+def retired_prefixes(status: Mapping[str, Any]) -> list[IPv6Network]:
+    """status.retiredPrefixes, readable ones only."""
+    found = []
+    for text in status.get("retiredPrefixes") or []:
+        try:
+            found.append(parse_prefix(text))
+        except (AddressError, TypeError):
+            continue
+    return found
+
+
+def _retired(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
+    """Prefixes that left the ones in use with this status, then those retired before;
+    none in use again, each once, at most `api.RETIRED_KEPT`."""
+    in_use = prefixes_in_use(status)
+    left = [p for p in prefixes_in_use(previous) if p not in in_use]
+    kept: list[IPv6Network] = []
+    for prefix in [*left, *retired_prefixes(previous)]:
+        if prefix not in in_use and prefix not in kept:
+            kept.append(prefix)
+    return [str(p) for p in kept[: api.RETIRED_KEPT]]
+
+
 def next_deadline(status: Mapping[str, Any]) -> dt.datetime | None:
     """When the status must be recomputed even if nothing is reported: a history expiry."""
     deadlines = [e.valid_until for e in read_history(status) if e.valid_until is not None]
@@ -205,6 +228,7 @@ def next_status(
         history, current=current, limit=spec.transition.max_prefix_history, now=now
     )
     status["history"] = [entry.to_status() for entry in history] or None
+    status["retiredPrefixes"] = _retired(previous, status) or None
     if replaced is not None and source is not None and current is not None:
         events.insert(0, _changed_event(replaced, current, source, history))
 

@@ -31,3 +31,8 @@ class ControllerCounters:
                         self.reconcile_errors):  # fmt: skip
             for key in [key for key in counter if key[0] == name]:
                 del counter[key]
+
+
+def metric_label(reason: str) -> str:
+    """``PrefixChanged`` -> ``prefix_changed``, for metric labels."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in reason).lstrip("_")

@@ -31,8 +31,9 @@ from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model import api
+from dynamic_prefix.model.status import retired_prefixes
 from dynamic_prefix.operator import logs
-from dynamic_prefix.operator.counters import ControllerCounters
+from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.outcomes import PoolOutcomes
 from dynamic_prefix.operator.pool_index import Pool, PoolIndex, PoolKey
 
@@ -81,7 +82,7 @@ class PoolReconciler:
         )
         self._semaphore = asyncio.Semaphore(concurrency)
         self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
-        self._warned: dict[PoolKey, str] = {}
+        self._warned: dict[tuple[PoolKey, str], str] = {}
         self._batches: collections.Counter[str] = collections.Counter()
         self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
 
@@ -166,14 +167,14 @@ class PoolReconciler:
         delay = 0.2
         for attempt in range(MAX_ATTEMPTS):
             plan = self._plan(key, pool, placements)
-            if plan.problems:
-                await self.warn(key, pool, "MalformedEntries", "; ".join(plan.problems))
+            await self._tell_problems(key, pool, plan)
             try:
                 await self._apply(pool, plan, key)
                 if plan.actions:
                     self.counters.events[pool.reference_name, "pool_write"] += 1
                     await self._updated(key, pool, placements)
-                return None
+                # written or not, a pool with conflicting entries is not right
+                return "; ".join(plan.conflicts) or None
             except Conflict:
                 logger.info("pool %s changed since it was read; reading it again", key)
                 fresh = await self._refetch(key, pool)
@@ -201,8 +202,11 @@ class PoolReconciler:
         if placements is None or reference is None or dynamic_prefix is None:
             return pool.backend.plan(pool.resource, pool.body, placements, generated=generated)
         # the same judgement `dynamic-prefix status` makes (placements cached per version)
-        return plan_pool(pool.backend, pool.resource, pool.body, reference, dynamic_prefix,
-                         generated=generated, placements_for=self._placements_for)  # fmt: skip
+        return plan_pool(
+            pool.backend, pool.resource, pool.body, reference, dynamic_prefix,
+            generated=generated, placements_for=self._placements_for,
+            retired=retired_prefixes(dynamic_prefix.get("status") or {}),
+        )  # fmt: skip
 
     async def _apply(self, pool: Pool, plan: Plan, key: PoolKey) -> None:
         generated = self.index.generated_of(key)
@@ -258,16 +262,26 @@ class PoolReconciler:
         self.index.pools[key] = fresh
         return fresh
 
+    async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
+        for reason, found in (("MalformedEntries", plan.problems),
+                              ("OverlappingEntries", plan.overlaps),
+                              ("StaleEntries", plan.stale)):  # fmt: skip
+            if found:
+                self.counters.events[pool.reference_name, metric_label(reason)] += 1
+                await self.warn(key, pool, reason, "; ".join(found))
+
     async def warn(self, key: PoolKey, pool: Pool, reason: str, message: str) -> None:
-        """A Warning event on the pool, once per distinct message (no event storms)."""
-        if self._warned.get(key) == message:
+        """A Warning event on the pool, once per distinct message of each reason (no
+        event storms)."""
+        if self._warned.get((key, reason)) == message:
             return
-        self._warned[key] = message
+        self._warned[key, reason] = message
         await self.recorder.record(pool.body, type="Warning", reason=reason, message=message)
 
     def forget_warnings(self, key: PoolKey) -> None:
         """The pool is gone: a pool of the same name later is warned afresh."""
-        self._warned.pop(key, None)
+        for warned in [w for w in self._warned if w[0] == key]:
+            del self._warned[warned]
 
     # --- releasing -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import validate_dynamic_prefix
 from dynamic_prefix.model.status import PoolSummary, next_status
-from dynamic_prefix.operator.counters import ControllerCounters
+from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,6 @@ Clock = Callable[[], dt.datetime]
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON merge patch turning ``old`` into ``new`` at the top level (None removes)."""
     return {key: new.get(key) for key in set(old) | set(new) if old.get(key) != new.get(key)}
-
-
-def metric_label(reason: str) -> str:
-    """``PrefixChanged`` -> ``prefix_changed``, for metric labels."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in reason).lstrip("_")
 
 
 class StatusWriter:
