@@ -63,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_report(report))
     else:
         sys.stdout.write(render_data(report, args.output))
-    healthy = all(
-        dp["ready"] == "True"
-        and all(p["inSync"] for p in dp["pools"])
-        and all(s["inSync"] for s in dp["services"])
-        for dp in report["dynamicPrefixes"]
+    healthy = (
+        all(
+            dp["ready"] == "True"
+            and all(p["inSync"] for p in dp["pools"])
+            and all(s["inSync"] for s in dp["services"])
+            for dp in report["dynamicPrefixes"]
+        )
+        and not report["orphanPools"]
     )
     return 0 if healthy else 1
 
@@ -131,7 +134,16 @@ async def collect(client: KubeClient) -> dict[str, Any]:
             entry["pools"].append(_pool_state(backend, resource, pool, reference, obj,
                                                 generated=made))  # fmt: skip
         report.append(entry)
-    return {"dynamicPrefixes": report}
+    orphans = []
+    for backend, _, pool in pools:
+        reference = PoolReference.from_annotations(pool["metadata"].get("annotations"))
+        if reference is not None and reference.dynamic_prefix not in dynamic_prefixes:
+            orphans.append({
+                "kind": backend.kind, "namespace": pool["metadata"].get("namespace", ""),
+                "name": pool["metadata"]["name"], "inSync": False,
+                "problem": f"DynamicPrefix {reference.dynamic_prefix} does not exist",
+            })  # fmt: skip
+    return {"dynamicPrefixes": report, "orphanPools": orphans}
 
 
 def _pool_state(
@@ -182,8 +194,14 @@ def _service_state(
 def format_report(report: dict[str, Any]) -> str:
     """The human-readable report."""
     entries = report["dynamicPrefixes"]
+    orphans = report.get("orphanPools") or []
+    tail = ""
+    if orphans:
+        rows = [[o["kind"], o["namespace"] or "-", o["name"], o["problem"]] for o in orphans]
+        tail = "\npools naming a DynamicPrefix that does not exist:\n" + render_table(
+            ["KIND", "NAMESPACE", "NAME", "PROBLEM"], rows)  # fmt: skip
     if not entries:
-        return f"no {api.KIND} in the cluster\n"
+        return f"no {api.KIND} in the cluster\n" + tail
     rows = [
         [
             e["name"], e["currentPrefix"] or "-", e["source"] or "-", e["preferredUntil"] or "-",
@@ -215,4 +233,4 @@ def format_report(report: dict[str, Any]) -> str:
             ]  # fmt: skip
             headers = ["KIND", "NAMESPACE", "NAME", "ADDRESSES", "IN SYNC", "PROBLEM"]
             parts.append("\n" + render_table(headers, service_rows))
-    return "".join(parts)
+    return "".join(parts) + tail

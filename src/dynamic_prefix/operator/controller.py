@@ -243,9 +243,15 @@ class Controller:
                 self.spawn(self.reconcile_service(key), f"{why}:{key}")
 
     def _reconcile_unreferenced(self, why: str) -> None:
-        """Reconcile every pool no DynamicPrefix references: it may hold entries to release."""
+        """Reconcile every pool no DynamicPrefix references (it may hold entries to
+        release), and every pool whose DynamicPrefix is missing or invalid (each gets its
+        verdict at start-up, not only when it changes)."""
         for key in self.index.unreferenced():
             self.spawn(self.reconcile_pool(key), f"{why}:{key}")
+        for key, pool in list(self.index.pools.items()):
+            reference = pool.reference
+            if reference is not None and reference.dynamic_prefix not in self.live:
+                self.spawn(self.reconcile_pool(key), f"{why}:{key}")
 
     def _identity_store(self, name: str) -> StatusIdentityStore:
         def store(body: dict[str, Any]) -> None:
@@ -269,6 +275,7 @@ class Controller:
     ) -> None:
         if event_type == "DELETED":
             self._forget(name)
+            self._judge_pools_of(name)  # now "does not exist"
             return
         if is_older(body, self.dynamic_prefixes.get(name)):
             return  # we already hold a newer version (the answer to our own write)
@@ -285,6 +292,7 @@ class Controller:
         if isinstance(spec, InvalidSpec):
             self.sources.stop(name)
             self.live.discard(name)
+            self._judge_pools_of(name)  # each is told why it is left alone
         else:
             retiring = self.sources.ensure(name, spec.acquisition)
             if retiring is not None:
@@ -296,6 +304,14 @@ class Controller:
             if self.sources.state(name) is None:
                 return  # (re)starting sources report at once; their report writes status
         await self.refresh_status(name)
+
+    def _judge_pools_of(self, name: str) -> None:
+        """Reconcile the pools and Services of a DynamicPrefix that cannot serve them
+        (deleted, invalid): each gets its Warning, and its outcome is recorded."""
+        for key in self.index.keys_of(name):
+            self.spawn(self.reconcile_pool(key), f"judge:{key}")
+        for key in self.service_index.keys_of(name):
+            self.spawn(self.reconcile_service(key), f"judge:{key}")
 
     def _on_source_change(self, name: str, state: SourceState) -> None:
         self.counters.events[name, "source_report"] += 1

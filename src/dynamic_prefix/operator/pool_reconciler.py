@@ -31,6 +31,7 @@ from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model import api
+from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import retired_prefixes
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
@@ -137,6 +138,11 @@ class PoolReconciler:
                 return problem
             return NOT_YET  # its event will arrive; nothing to do before it is live
         if reference.dynamic_prefix not in self._live:
+            invalid = validate_dynamic_prefix(dynamic_prefix)
+            if isinstance(invalid, InvalidSpec):
+                problem = f"DynamicPrefix {reference.dynamic_prefix} is invalid: {invalid}"
+                await self.warn(key, pool, "InvalidReference", f"{problem}; pool left alone")
+                return problem
             return NOT_YET  # nothing is written before the prefix is (re)learnt
         try:
             placements = self._placements_for(reference, dynamic_prefix)

@@ -1,0 +1,118 @@
+"""Every annotated pool gets a verdict, on the real API server: pools that existed before
+the operator started and name a missing or invalid DynamicPrefix, users' entries that
+overlap the operator's range, and a stale copy of a retired prefix's entry written back.
+Each is warned on the pool, counted in PoolsSynced and told by `dynamic-prefix status`;
+nothing of the user's is removed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dynamic_prefix.cli.main import main
+from testbed.harness import Cluster, OperatorProcess, wait_for
+from tests.operator.operator_testkit import (
+    CILIUM_LB_POOL,
+    METALLB_POOL,
+    condition_message,
+    create,
+    dynamic_prefix,
+    events_about,
+    new_tag,
+    set_prefix,
+    wait_condition_status,
+    wait_current,
+    wait_event,
+)
+
+
+def test_pools_that_existed_before_the_start_get_their_verdict(
+    cluster: Cluster, operator: OperatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag = new_tag()
+    operator.stop()
+    backwards = [{"name": "lb", "start": "::ffff:0:0:0", "end": "::f000:0:0:0"}]
+    invalid = dynamic_prefix(f"invalid-{tag}", "2001:db8:70::/64", ranges=backwards)
+    cluster.apply(invalid)
+    names = {f"missing-{tag}": f"nothing-{tag}", f"garbage-{tag}": "Not A_Name!",
+             f"invalid-pool-{tag}": f"invalid-{tag}"}  # fmt: skip
+    for pool, dp in names.items():
+        cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp, entries=[{"cidr": "192.0.2.0/24"}]))
+    operator.start()
+
+    for pool, dp in names.items():
+        reason = "InvalidReference" if dp.startswith("invalid") else "DynamicPrefixNotFound"
+        event = wait_event(cluster, pool, reason)
+        assert event["type"] == "Warning"
+        assert dp in event["message"]
+    assert all(
+        CILIUM_LB_POOL.observe(cluster, pool) == [{"cidr": "192.0.2.0/24"}] for pool in names
+    ), "left alone"
+
+    main(["status", "--kubeconfig", str(cluster.plane.kubeconfig), "-o", "json"])
+    report = json.loads(capsys.readouterr().out)
+    orphans = {o["name"]: o["problem"] for o in report["orphanPools"]}
+    assert orphans[f"missing-{tag}"] == f"DynamicPrefix nothing-{tag} does not exist"
+    (entry,) = [e for e in report["dynamicPrefixes"] if e["name"] == f"invalid-{tag}"]
+    assert [p["inSync"] for p in entry["pools"]] == [False]
+    for pool in names:
+        cluster.delete(CILIUM_LB_POOL.path(pool))
+
+
+def test_a_users_entry_overlapping_the_range_is_kept_warned_and_counted(
+    cluster: Cluster, operator: OperatorProcess, namespace: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    tag = new_tag()
+    dp, pool = f"overlap-{tag}", f"overlap-pool-{tag}"
+    cluster.apply(dynamic_prefix(dp, "2001:db8:71::/64"))
+    inside = "2001:db8:71:0:f000::/72"  # inside the reserved ::f000:0:0:0/68
+    create(cluster, METALLB_POOL.collection(namespace),
+           METALLB_POOL.manifest(pool, dp=dp, namespace=namespace, entries=[inside]))  # fmt: skip
+
+    event = wait_event(cluster, pool, "OverlappingEntries", namespace=namespace)
+    assert inside in event["message"]
+    wait_condition_status(cluster, dp, "PoolsSynced", "False")
+    assert inside in (condition_message(cluster, dp, "PoolsSynced") or "")
+    assert inside in json.dumps(METALLB_POOL.observe(cluster, pool, namespace)), "kept"
+    main(["status", "--kubeconfig", str(cluster.plane.kubeconfig), "-o", "json"])
+    (entry,) = [e for e in json.loads(capsys.readouterr().out)["dynamicPrefixes"]
+                if e["name"] == dp]  # fmt: skip
+    assert [p["inSync"] for p in entry["pools"]] == [False]
+    assert "overlaps" in entry["pools"][0]["problem"]
+
+    # the user moves it out of the range: in sync again
+    cluster.patch(METALLB_POOL.path(pool, namespace), {"spec": {"addresses": [
+        "2001:db8:71:0:e000::/72",
+        "2001:db8:71:0:f000::-2001:db8:71:0:ffff:ffff:ffff:ffff"]}})  # fmt: skip
+    wait_condition_status(cluster, dp, "PoolsSynced", "True")
+
+
+def test_a_stale_copy_of_a_retired_range_is_not_taken_for_the_users(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    tag = new_tag()
+    dp, pool = f"stale-{tag}", f"stale-pool-{tag}"
+    first, second, third = "2001:db8:72::/64", "2001:db8:73::/64", "2001:db8:74::/64"
+    cluster.apply(dynamic_prefix(dp, first, history=1))
+    cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp, entries=[]))
+    set_prefix(cluster, dp, second)
+    set_prefix(cluster, dp, third)
+    wait_current(cluster, dp, third)
+    stale = {"start": "2001:db8:72:0:f000::", "stop": "2001:db8:72:0:ffff:ffff:ffff:ffff"}
+    wait_for(lambda: stale not in CILIUM_LB_POOL.observe(cluster, pool) or None,
+             what="the first prefix retired from the pool")  # fmt: skip
+    wait_condition_status(cluster, dp, "PoolsSynced", "True")
+
+    # an editor's stale copy writes the first prefix's block back, without the record
+    blocks = CILIUM_LB_POOL.observe(cluster, pool)
+    cluster.patch(CILIUM_LB_POOL.path(pool), {"spec": {"blocks": [stale, *blocks]}})
+
+    event = wait_event(cluster, pool, "StaleEntries")
+    assert "left the history" in event["message"]
+    wait_condition_status(cluster, dp, "PoolsSynced", "False")
+    assert stale in CILIUM_LB_POOL.observe(cluster, pool), "kept: it might be the user's"
+    cluster.patch(CILIUM_LB_POOL.path(pool), {"spec": {"blocks": blocks}})
+    wait_condition_status(cluster, dp, "PoolsSynced", "True")
+    assert events_about(cluster, pool, reason="StaleEntries")
