@@ -281,7 +281,7 @@ def pool_crds(control_plane: ControlPlane) -> None:
     """The Cilium, MetalLB and Calico pool kinds, installed as admin before any operator starts
     (the session's convention; tests/operator/test_crd_discovery.py covers kinds installed
     later, on a control plane of its own)."""
-    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml"):
+    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml"):
         control_plane.kubectl("apply", "-f", str(POOL_CRDS / name))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
 

@@ -17,7 +17,7 @@ CRDS = Path(__file__).parents[2] / "testbed/crds"
 @pytest.fixture(scope="session")
 def pool_crds(control_plane: ControlPlane, dynamic_prefix_crd: str) -> None:
     """Test CRDs of the Cilium (v2 + v2alpha1), MetalLB and Calico pool kinds, installed."""
-    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml"):
+    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml"):
         control_plane.kubectl("apply", "-f", str(CRDS / name))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
 

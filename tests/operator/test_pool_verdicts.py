@@ -116,3 +116,27 @@ def test_a_stale_copy_of_a_retired_range_is_not_taken_for_the_users(
     cluster.patch(CILIUM_LB_POOL.path(pool), {"spec": {"blocks": blocks}})
     wait_condition_status(cluster, dp, "PoolsSynced", "True")
     assert events_about(cluster, pool, reason="StaleEntries")
+
+
+def test_a_classic_calico_pool_annotated_is_warned_and_never_written(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    tag = new_tag()
+    dp, pool = f"classic-{tag}", f"classic-pool-{tag}"
+    path = f"/apis/crd.projectcalico.org/v1/ippools/{pool}"
+    cluster.apply(dynamic_prefix(dp, "2001:db8:75::/64"))
+    cluster.apply({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": pool, "annotations": {"dynamic-prefix.io/name": dp,
+                                                   "dynamic-prefix.io/address-range": "lb"}},
+        "spec": {"cidr": "fd00:0:0:fffe::/64", "blockSize": 122},
+    })  # fmt: skip
+    before = (cluster.get(path) or {})["metadata"]["resourceVersion"]
+
+    event = wait_event(cluster, pool, "UnsupportedPool")
+    assert "projectcalico.org/v3" in event["message"]
+    wait_condition_status(cluster, dp, "PoolsSynced", "False")
+    assert "crd.projectcalico.org/v1" in (condition_message(cluster, dp, "PoolsSynced") or "")
+    assert (cluster.get(path) or {})["metadata"]["resourceVersion"] == before, "never written"
+    cluster.delete(path)
+    wait_condition_status(cluster, dp, "PoolsSynced", "True")

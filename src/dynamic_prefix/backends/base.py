@@ -201,10 +201,13 @@ class Plan:
         """True when nothing needs to be written."""
         return not self.actions
 
+    unsupported: tuple[str, ...] = field(default=())
+    """Why the operator cannot serve this kind of pool at all (nothing is written)."""
+
     @property
     def conflicts(self) -> tuple[str, ...]:
         """What keeps the pool from being right although nothing is to be written."""
-        return self.overlaps + self.stale
+        return self.overlaps + self.stale + self.unsupported
 
 
 class PoolBackend(Protocol):

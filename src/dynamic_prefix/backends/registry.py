@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dynamic_prefix.backends.base import PoolBackend
 from dynamic_prefix.backends.calico import IP_POOL
+from dynamic_prefix.backends.calico_classic import CLASSIC_IP_POOL
 from dynamic_prefix.backends.cilium import CIDR_GROUP, LB_IP_POOL
 from dynamic_prefix.backends.metallb import IP_ADDRESS_POOL
 
-BACKENDS: tuple[PoolBackend, ...] = (LB_IP_POOL, CIDR_GROUP, IP_ADDRESS_POOL, IP_POOL)
+BACKENDS: tuple[PoolBackend, ...] = (
+    LB_IP_POOL,
+    CIDR_GROUP,
+    IP_ADDRESS_POOL,
+    IP_POOL,
+    CLASSIC_IP_POOL,
+)
 
 
 def backend_for(group: str, plural: str) -> PoolBackend | None:

@@ -271,7 +271,8 @@ class PoolReconciler:
     async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
         for reason, found in (("MalformedEntries", plan.problems),
                               ("OverlappingEntries", plan.overlaps),
-                              ("StaleEntries", plan.stale)):  # fmt: skip
+                              ("StaleEntries", plan.stale),
+                              ("UnsupportedPool", plan.unsupported)):  # fmt: skip
             if found:
                 self.counters.events[pool.reference_name, metric_label(reason)] += 1
                 await self.warn(key, pool, reason, "; ".join(found))
