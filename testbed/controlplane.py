@@ -194,6 +194,7 @@ class ControlPlane(Lifecycle):
         self._tls = _insecure_tls()
         self._workdir: Path | None = None
         self._daemons: list[_Daemon] = []
+        self._apiserver_launch: tuple[Path, dict[str, str], Path] | None = None
         self._server: str | None = None
         self._kubeconfig: Path | None = None
         self.admin_token = secrets.token_hex(32)
@@ -269,31 +270,29 @@ class ControlPlane(Lifecycle):
         # Starting the apiserver only once etcd answers avoids its slow storage retries.
         self._wait_until("etcd", deadline, lambda: self._etcd_healthy(etcd_url), etcd)
         workdir = rundir.parent
-        apiserver = self._spawn(
-            "kube-apiserver",
-            assets / "kube-apiserver",
-            {
-                "--etcd-servers": etcd_url,
-                "--bind-address": "127.0.0.1",
-                "--secure-port": str(api_port),
-                "--insecure-port": "0",
-                "--cert-dir": str(rundir / "certs"),
-                "--token-auth-file": str(workdir / "tokens.csv"),
-                "--authorization-mode": "RBAC",
-                "--service-account-key-file": str(workdir / "sa.pub"),
-                "--service-account-signing-key-file": str(workdir / "sa.key"),
-                "--service-account-issuer": "https://kubernetes.default.svc",
-                "--api-audiences": "https://kubernetes.default.svc",
-                "--service-cluster-ip-range": "10.0.0.0/16",
-                # Nothing could reach a loopback endpoint for the `kubernetes` Service anyway.
-                "--endpoint-reconciler-type": "none",
-                # Every write, as the server saw it: tests count the operator's requests here.
-                "--audit-policy-file": str(workdir / "audit-policy.yaml"),
-                "--audit-log-path": str(workdir / "audit.log"),
-                "--audit-log-mode": "blocking",
-            },
-            rundir,
-        )
+        apiserver_flags = {
+            "--etcd-servers": etcd_url,
+            "--bind-address": "127.0.0.1",
+            "--secure-port": str(api_port),
+            "--insecure-port": "0",
+            "--cert-dir": str(rundir / "certs"),
+            "--token-auth-file": str(workdir / "tokens.csv"),
+            "--authorization-mode": "RBAC",
+            "--service-account-key-file": str(workdir / "sa.pub"),
+            "--service-account-signing-key-file": str(workdir / "sa.key"),
+            "--service-account-issuer": "https://kubernetes.default.svc",
+            "--api-audiences": "https://kubernetes.default.svc",
+            "--service-cluster-ip-range": "10.0.0.0/16",
+            # Nothing could reach a loopback endpoint for the `kubernetes` Service anyway.
+            "--endpoint-reconciler-type": "none",
+            # Every write, as the server saw it: tests count the operator's requests here.
+            "--audit-policy-file": str(workdir / "audit-policy.yaml"),
+            "--audit-log-path": str(workdir / "audit.log"),
+            "--audit-log-mode": "blocking",
+        }
+        self._apiserver_launch = (assets / "kube-apiserver", apiserver_flags, rundir)
+        apiserver = self._spawn("kube-apiserver", assets / "kube-apiserver", apiserver_flags,
+                                rundir)  # fmt: skip
         self._server = f"https://127.0.0.1:{api_port}"
         self._wait_until("kube-apiserver", deadline, self._ready, apiserver)
 
@@ -351,6 +350,22 @@ class ControlPlane(Lifecycle):
             return self.request("GET", "/readyz", timeout=2).status == 200
         except OSError:
             return False
+
+    def stop_apiserver(self) -> None:
+        """An outage: kube-apiserver stopped (by PID), etcd kept; `start_apiserver` ends it."""
+        for daemon in [d for d in self._daemons if d.name == "kube-apiserver"]:
+            terminate(daemon.process, name=daemon.name, grace=_STOP_GRACE)
+            self._daemons.remove(daemon)
+
+    def start_apiserver(self) -> None:
+        """kube-apiserver started again on the same port and data, after `stop_apiserver`;
+        returns once /readyz answers 200."""
+        if self._apiserver_launch is None:
+            raise ControlPlaneError("this control plane was never started")
+        binary, flags, rundir = self._apiserver_launch
+        apiserver = self._spawn("kube-apiserver", binary, flags, rundir)
+        deadline = time.monotonic() + self._startup_timeout
+        self._wait_until("kube-apiserver", deadline, self._ready, apiserver)
 
     def _stop_daemons(self) -> None:
         # Reverse order: the apiserver goes before the etcd it writes to.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Protocol
 
@@ -25,8 +26,11 @@ Handler = Callable[[str | None, dict[str, Any]], Awaitable[None] | None]
 """Called with (event type, object) for each object; type None for one seen in a list.
 A handler that returns an awaitable is awaited before the next event."""
 
-INITIAL_BACKOFF: Final = 0.5
-MAX_BACKOFF: Final = 30.0
+INITIAL_BACKOFF: Final = 0.1
+MAX_BACKOFF: Final = 1.0
+"""Retries of a lost watch stay at most a second apart: an outage of the API server ends
+at a moment nobody announces, and the first change after it must not wait for a backoff
+grown during it (a refused connection to a local server costs next to nothing)."""
 
 
 class ListWatch(Protocol):
@@ -83,11 +87,14 @@ class Informer:
         """List and watch until cancelled; errors are logged and retried with backoff."""
         backoff = INITIAL_BACKOFF
         version: str | None = None
+        failing_since: float | None = None
         while True:
             try:
                 if version is None:
                     version = await self._list()
                     self.listed.set()
+                    self._resumed(failing_since)
+                    failing_since = None
                 async for event in self.client.watch(
                     self.resource,
                     resource_version=version,
@@ -102,12 +109,25 @@ class Informer:
                         continue
                     await self._hand_over(event.type, event.object)
                     backoff = INITIAL_BACKOFF
+                    self._resumed(failing_since)
+                    failing_since = None
             except Gone:
                 version = None  # too old: list again
             except ApiError as error:
-                logger.warning("watching %s: %s; again in %.1f s", self.resource, error, backoff)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    logger.warning("watching %s: %s; trying again every %.1f s at most",
+                                   self.resource, error, MAX_BACKOFF)  # fmt: skip
+                else:
+                    logger.debug("watching %s: %s", self.resource, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _resumed(self, failing_since: float | None) -> None:
+        """Say once that the watch is back after failing (None: it was not failing)."""
+        if failing_since is not None:
+            logger.info("watching %s again after %.1f s", self.resource,
+                        time.monotonic() - failing_since)  # fmt: skip
 
     async def _list(self) -> str:
         listing = await self.client.list_objects(self.resource)

@@ -54,7 +54,11 @@ __all__ = ["DYNAMIC_PREFIXES", "Controller", "PoolKey", "utc_now"]
 logger = logging.getLogger(__name__)
 
 RETRY_LATER_SECONDS: Final = 30.0
-STATUS_RETRY_SECONDS: Final = 5.0
+"""A finalizer that could not be added or a release that failed: tried again this late."""
+WRITE_RETRY_SECONDS: Final = 1.0
+"""A pool or Service whose writes kept failing (the API server away, conflicts): tried
+again this soon, so that it is right within about a second of the server's return."""
+STATUS_RETRY_SECONDS: Final = 1.0
 TIMER_SLACK_SECONDS: Final = 0.01
 """A deadline's timer fires just after it, so that the status computed then is past it."""
 
@@ -629,12 +633,12 @@ class Controller:
 
     def _retry_service_later(self, key: PoolKey) -> None:
         self._later(
-            RETRY_LATER_SECONDS, lambda: self.spawn(self.reconcile_service(key), f"retry:{key}")
+            WRITE_RETRY_SECONDS, lambda: self.spawn(self.reconcile_service(key), f"retry:{key}")
         )
 
     def _retry_later(self, key: PoolKey) -> None:
         self._later(
-            RETRY_LATER_SECONDS, lambda: self.spawn(self.reconcile_pool(key), f"retry:{key}")
+            WRITE_RETRY_SECONDS, lambda: self.spawn(self.reconcile_pool(key), f"retry:{key}")
         )
 
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
