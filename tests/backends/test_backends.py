@@ -996,12 +996,13 @@ def test_registry_knows_no_backend_for_other_kinds(group: str, plural: str) -> N
 
 
 def test_registry_backends_have_distinct_names_and_kinds() -> None:
-    assert len({b.name for b in BACKENDS}) == len(BACKENDS) == 4
+    assert len({b.name for b in BACKENDS}) == len(BACKENDS) == 5
     assert {(b.group, b.kind) for b in BACKENDS} == {
         ("cilium.io", "CiliumLoadBalancerIPPool"),
         ("cilium.io", "CiliumCIDRGroup"),
         ("metallb.io", "IPAddressPool"),
         ("projectcalico.org", "IPPool"),
+        ("crd.projectcalico.org", "IPPool"),  # watched only, to warn
     }
     assert {v for b in BACKENDS if b.group == "cilium.io" for v in b.versions} == {
         "v2",
@@ -1027,3 +1028,31 @@ def test_an_operator_block_written_back_with_its_keys_reordered_is_still_the_ope
 
     assert entries(released, kind) == list(kind.user_entries)  # released: it was ours
     assert unchanged.in_sync  # already there: nothing written, no duplicate added
+
+
+def test_calico_creates_and_enables_the_new_pool_before_disabling_or_deleting_old_ones() -> None:
+    """Never a moment with nothing allocatable: the order of the actions is the order they
+    are sent in."""
+    template = {"metadata": {"name": "lb"}, "spec": {"cidr": "fd00::/64", "blockSize": 122}}
+    resource = Resource("projectcalico.org", "v3", "ippools", namespaced=False)
+
+    def pools(placements: list[Placement]) -> list[dict[str, Any]]:
+        plan = IP_POOL.plan(resource, template, placements)
+        return [a.body for a in plan.actions if isinstance(a, Create)]
+
+    def cidr(prefix: str, n: int) -> IPv6Network:
+        return IPv6Network(f"{prefix}:{n:x}::/80")
+
+    first = [Placement(A, True, cidr=cidr("2001:db8:0:a", 1))]
+    generated = pools(first)
+    second = [Placement(B, True, cidr=cidr("2001:db8:0:b", 1)),
+              Placement(A, False, cidr=cidr("2001:db8:0:a", 1))]  # fmt: skip
+    plan = IP_POOL.plan(resource, template, second, generated=generated)
+    kinds = [(type(a).__name__, a.body["spec"].get("disabled")) if not isinstance(a, Delete)
+             else ("Delete", None) for a in plan.actions]  # fmt: skip
+    assert kinds == [("Create", False), ("Patch", True)]
+
+    third = [Placement(C, True, cidr=cidr("2001:db8:0:c", 1))]  # the others left the history
+    made = pools(second)[:1]
+    plan = IP_POOL.plan(resource, template, third, generated=[*generated, *made])
+    assert [type(a).__name__ for a in plan.actions] == ["Create", "Delete", "Delete"]

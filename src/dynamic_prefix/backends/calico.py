@@ -84,18 +84,24 @@ class CalicoBackend:
                 name = generated_name(template_name, cidr)
                 desired.setdefault(name, self._object(resource, name, template_name, pool, spec))
 
-        actions: list[Action] = []
+        # Order matters to whoever allocates meanwhile: new pools are created and the
+        # current one enabled before an old one is disabled or deleted, so that there is
+        # never a moment with nothing allocatable.
+        creates: list[Action] = []
+        enables: list[Action] = []
+        replaces: list[Action] = []
+        disables: list[Action] = []
+        deletes: list[Action] = []
         existing = {g["metadata"]["name"]: g for g in generated}
         for name, existing_pool in sorted(existing.items()):
             wanted = desired.get(name)
             if wanted is None:
-                actions.append(Delete(resource, name, None))
+                deletes.append(Delete(resource, name, None))
             elif _network((existing_pool.get("spec") or {}).get("cidr")) != _network(
                 wanted["spec"]["cidr"]
             ):
                 # someone edited the cidr of a generated pool: make it again
-                actions.append(Delete(resource, name, None))
-                actions.append(Create(resource, wanted))
+                replaces += [Delete(resource, name, None), Create(resource, wanted)]
             elif existing_pool.get("spec") != wanted["spec"]:
                 observed_spec = existing_pool.get("spec") or {}
                 # settings the template no longer has are removed (null in a merge patch)
@@ -107,10 +113,12 @@ class CalicoBackend:
                     },
                     "spec": spec_patch,
                 }
-                actions.append(Patch(resource, name, None, body))
+                bucket = disables if wanted["spec"].get("disabled") else enables
+                bucket.append(Patch(resource, name, None, body))
         for name, wanted in desired.items():
             if name not in existing:
-                actions.append(Create(resource, wanted))
+                creates.append(Create(resource, wanted))
+        actions = creates + enables + replaces + disables + deletes
         return Plan(tuple(actions))
 
     @staticmethod
