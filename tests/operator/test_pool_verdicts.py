@@ -1,8 +1,9 @@
 """Every annotated pool gets a verdict, on the real API server: pools that existed before
 the operator started and name a missing or invalid DynamicPrefix, users' entries that
-overlap the operator's range, and a stale copy of a retired prefix's entry written back.
-Each is warned on the pool, counted in PoolsSynced and told by `dynamic-prefix status`;
-nothing of the user's is removed."""
+overlap the operator's range, a stale copy of a retired prefix's entry written back, a
+classic Calico pool. Each is warned on the pool, counted in PoolsSynced and told by
+`dynamic-prefix status`; nothing of the user's is removed. And a Calico rotation never
+leaves a moment with nothing allocatable."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ import json
 import pytest
 
 from dynamic_prefix.cli.main import main
+from dynamic_prefix.model import api
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
+    CALICO_POOL,
     CILIUM_LB_POOL,
     METALLB_POOL,
+    changes_since,
     condition_message,
     create,
     dynamic_prefix,
     events_about,
     new_tag,
+    resource_version,
     set_prefix,
     wait_condition_status,
     wait_current,
     wait_event,
+    wait_pool,
 )
 
 
@@ -140,3 +146,30 @@ def test_a_classic_calico_pool_annotated_is_warned_and_never_written(
     assert (cluster.get(path) or {})["metadata"]["resourceVersion"] == before, "never written"
     cluster.delete(path)
     wait_condition_status(cluster, dp, "PoolsSynced", "True")
+
+
+def test_on_a_rotation_the_new_calico_pool_is_enabled_before_the_old_one_is_disabled(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    tag = new_tag()
+    dp, template = f"order-{tag}", f"order-pool-{tag}"
+    first, second = "2001:db8:78::/64", "2001:db8:79::/64"
+    cluster.apply(dynamic_prefix(dp, first))
+    cluster.apply(CALICO_POOL.manifest(template, dp=dp))
+    wait_pool(cluster, CALICO_POOL, template, CALICO_POOL.expected([first]), what="filled")
+    since = resource_version(cluster, CALICO_POOL.collection())
+
+    set_prefix(cluster, dp, second)
+    wait_pool(cluster, CALICO_POOL, template, CALICO_POOL.expected([second, first]),
+              what="rotated")  # fmt: skip
+
+    new, old = CALICO_POOL.generated_name(template, second), CALICO_POOL.generated_name(
+        template, first)  # fmt: skip
+    seen = [
+        (o["metadata"]["name"], bool((o.get("spec") or {}).get("disabled")))
+        for _, o in changes_since(cluster, CALICO_POOL.collection(), since,
+                                  labels=f"{api.LABEL_GENERATED_FROM}={template}")
+    ]  # fmt: skip
+    assert (new, False) in seen, seen
+    assert (old, True) in seen, seen
+    assert seen.index((new, False)) < seen.index((old, True)), "enabled before disabled"
