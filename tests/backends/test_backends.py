@@ -871,7 +871,7 @@ def test_calico_a_cidr_equal_to_the_templates_own_is_not_generated() -> None:
 def test_calico_a_range_becomes_one_pool_per_exact_cidr() -> None:
     tiny = placements_for(A, reference=PoolReference("home-prefix", address_range="tiny"))
 
-    cluster = calico_apply({}, calico_plan(template(), tiny, {}))
+    cluster = calico_apply({}, calico_plan(template(blockSize=128), tiny, {}))
 
     assert sorted(p["spec"]["cidr"] for p in cluster.values()) == [
         "2001:db8:0:a::1/128",
@@ -879,6 +879,21 @@ def test_calico_a_range_becomes_one_pool_per_exact_cidr() -> None:
         "2001:db8:0:a::4/127",
         "2001:db8:0:a::6/128",
     ]
+
+
+def test_calico_cidrs_smaller_than_a_block_are_left_out_and_said() -> None:
+    """Calico refuses a pool smaller than its blockSize (122 for IPv6 when unset)."""
+    tiny = placements_for(A, reference=PoolReference("home-prefix", address_range="tiny"))
+
+    plan = calico_plan(template(), tiny, {})
+    assert plan.actions == ()
+    (said,) = plan.unsupported
+    assert "4 CIDR(s) of the range are smaller than the template's blockSize /122" in said
+    assert plan.conflicts == plan.unsupported
+    fits = calico_plan(template(blockSize=127), tiny, {})
+    assert [a.body["spec"]["cidr"] for a in fits.actions if isinstance(a, Create)] == [
+        "2001:db8:0:a::2/127", "2001:db8:0:a::4/127"]  # fmt: skip
+    assert "2001:db8:0:a::1/128, 2001:db8:0:a::6/128" in fits.unsupported[0]
 
 
 @pytest.mark.parametrize("limit", [1, 2, 10])

@@ -187,3 +187,19 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "calc" in out
     assert "crd" in out
+
+
+def test_a_range_smaller_than_a_calico_block_is_warned(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["addressRanges"] = [
+        {"name": "aligned", "start": "::ffff:0:0:0", "end": "::ffff:0:0:3f"},
+        {"name": "small", "start": "::ffff:0:0:40", "end": "::ffff:0:0:4f"},
+    ]
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, _, err = run(capsys, "calc", "-f", str(path), "--prefix", "2001:db8:5::/64")
+    assert code == 0
+    assert err.count("warning:") == 1
+    assert "address range small splits into CIDRs as small as /124" in err

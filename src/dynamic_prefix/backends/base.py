@@ -202,7 +202,8 @@ class Plan:
         return not self.actions
 
     unsupported: tuple[str, ...] = field(default=())
-    """Why the operator cannot serve this kind of pool at all (nothing is written)."""
+    """What the operator cannot write for this pool because its kind would refuse it (a
+    classic Calico pool; CIDRs smaller than a Calico block): left out, and said."""
 
     @property
     def conflicts(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from typing import Any
 from dynamic_prefix.backends.base import Action, Create, Delete, Patch, Placement, Plan
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
+from dynamic_prefix.model.compute import CALICO_IPV6_BLOCK_SIZE
 
 MAX_NAME = 253
 
@@ -74,10 +75,15 @@ class CalicoBackend:
         template_spec = pool.get("spec") or {}
         template_cidr = _network(template_spec.get("cidr"))
         desired: dict[str, dict[str, Any]] = {}
+        block_size = template_spec.get("blockSize", CALICO_IPV6_BLOCK_SIZE)
+        too_small: list[str] = []
         for placement in placements or ():
             for cidr in placement.cidrs():
                 if cidr == template_cidr:
                     continue  # the template itself serves it
+                if isinstance(block_size, int) and cidr.prefixlen > block_size:
+                    too_small.append(str(cidr))
+                    continue
                 spec = copy.deepcopy(dict(template_spec))
                 spec["cidr"] = str(cidr)
                 spec["disabled"] = not placement.current
@@ -119,6 +125,15 @@ class CalicoBackend:
             if name not in existing:
                 creates.append(Create(resource, wanted))
         actions = creates + enables + replaces + disables + deletes
+        if too_small:
+            refused = (
+                f"{len(too_small)} CIDR(s) of the range are smaller than the template's "
+                f"blockSize /{block_size} ({', '.join(too_small[:4])}"
+                f"{', ...' if len(too_small) > 4 else ''}), which Calico refuses: no pool is "
+                "made for them; align the range to the block size, lower blockSize in the "
+                "template, or use the range with Cilium or MetalLB"
+            )
+            return Plan(tuple(actions), unsupported=(refused,))
         return Plan(tuple(actions))
 
     @staticmethod

@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in computed.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
+    for note in computed.calico_notes():
+        print(f"warning: {note}", file=sys.stderr)
     if args.output == "table":
         sys.stdout.write(format_table(name, computed))
     else:

@@ -14,6 +14,10 @@ from dynamic_prefix.addressing import AddressError, AddressRange, address_range,
 from dynamic_prefix.model.schema import Problem
 from dynamic_prefix.model.spec import DynamicPrefixSpec
 
+CALICO_IPV6_BLOCK_SIZE = 122
+"""Calico's default blockSize for IPv6 pools: a Calico IPPool's CIDR must be at least one
+block, so a range whose cover has longer CIDRs cannot be a Calico pool in full."""
+
 
 @dataclass(frozen=True, slots=True)
 class ComputedRange:
@@ -70,6 +74,22 @@ class Computed:
     def subnet_named(self, name: str) -> ComputedSubnet | None:
         """The computed subnet called ``name``, if any."""
         return next((s for s in self.subnets if s.name == name), None)
+
+    def calico_notes(self, block_size: int = CALICO_IPV6_BLOCK_SIZE) -> list[str]:
+        """Ranges whose CIDRs are smaller than a Calico block: said before use (``calc``)."""
+        notes = []
+        for placed in self.address_ranges:
+            small = [c for c in placed.range.cidrs() if c.prefixlen > block_size]
+            if small:
+                smallest = max(c.prefixlen for c in small)
+                notes.append(
+                    f"address range {placed.name} splits into CIDRs as small as /{smallest} "
+                    f"({len(small)} of {len(placed.range.cidrs())} are smaller than a Calico "
+                    f"block, /{block_size} by default): a Calico IPPool cannot hold those, so "
+                    "with Calico align the range to the block size or lower the template's "
+                    "blockSize; Cilium and MetalLB take it as it is"
+                )
+        return notes
 
     def to_status(self) -> dict[str, Any]:
         """``{prefix, addressRanges, subnets}`` shaped like the status fields."""
