@@ -108,9 +108,10 @@ class Driver:
 
 
 def ours(stat: tracemalloc.StatisticDiff) -> bool:
-    return any(part in stat.traceback[0].filename for part in OURS) and (
-        "bench_soak" not in "".join(frame.filename for frame in stat.traceback)
-    )
+    """Allocated by the operator's code or its libraries, not by this driver (whose calls
+    go through the same libraries: its frames are in the traceback)."""
+    frames = "".join(frame.filename for frame in stat.traceback)
+    return "bench_soak" not in frames and any(part in frames for part in OURS)
 
 
 async def soak(plane: ControlPlane, rotations: int, every: int) -> None:
@@ -140,9 +141,10 @@ async def soak(plane: ControlPlane, rotations: int, every: int) -> None:
         growth = [s for s in snapshot.compare_to(first, "traceback") if ours(s)]
         print("\nallocation sites that grew most since rotation 1 (size, count):")
         for stat in growth[:12]:
-            frame = stat.traceback[0]
-            print(f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d}  "
-                  f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}")  # fmt: skip
+            where = " <- ".join(  # the allocating line first, then its callers
+                f"{f.filename.split('/')[-1]}:{f.lineno}" for f in reversed(stat.traceback[-4:])
+            )
+            print(f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d}  {where}")
     operator.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await operator

@@ -31,7 +31,13 @@ def _key(entry: Entry) -> Any:
     return json.dumps(entry, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=4096)
+# The caches below share work among the pools of one prefix change (they all get the same
+# placements and, once written, carry the same record). A few changes' worth is enough;
+# larger bounds only made memory grow for thousands of rotations before levelling off.
+RENDERINGS_KEPT = 64
+
+
+@functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _rendered(
     render: Callable[[Placement], list[Entry]], placement: Placement
 ) -> tuple[Entry, ...]:
@@ -50,7 +56,7 @@ class _Desired:
     record: str | None
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _desired(
     render: Callable[[Placement], list[Entry]], placements: tuple[Placement, ...]
 ) -> _Desired:
@@ -67,7 +73,7 @@ def _desired(
     return _Desired(tuple(entries), frozenset(seen), json.dumps(entries) if entries else None)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _recorded_keys(text: str) -> frozenset[Any] | None:
     """The keys of the entries an ownership record lists; None if it is not a JSON list.
     Cached: after a prefix change every pool of a DynamicPrefix carries the same record."""
@@ -83,7 +89,7 @@ def _recorded_keys(text: str) -> frozenset[Any] | None:
 _NOTHING = _Desired((), frozenset(), None)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _spans(placements: tuple[Placement, ...]) -> tuple[tuple[int, int, str], ...]:
     """The address intervals the operator writes for ``placements``, with their text."""
     found = []

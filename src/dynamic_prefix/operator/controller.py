@@ -331,6 +331,8 @@ class Controller:
         self._synced_inputs.pop(name, None)
         self.outcomes.forget_prefix(name)
         self.service_outcomes.forget_prefix(name)
+        self.reconciler.placements.forget(name)
+        self.services.placements.forget(name)
         self.counters.forget(name)  # a deleted object's series end with it
         timer = self._timers.pop(name, None)
         if timer is not None:

@@ -24,7 +24,6 @@ from dynamic_prefix.backends.base import (
     PoolReference,
     ReferenceProblem,
     plan_pool,
-    resolve_placements,
 )
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.client import Resource
@@ -36,6 +35,7 @@ from dynamic_prefix.model.status import retired_prefixes
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.outcomes import PoolOutcomes
+from dynamic_prefix.operator.placements import PlacementCache
 from dynamic_prefix.operator.pool_index import Pool, PoolIndex, PoolKey
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ DYNAMIC_PREFIXES: Final = Resource(
     api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND
 )
 MAX_ATTEMPTS: Final = 6
-PLACEMENTS_CACHED: Final = 4096
 
 
 class NotYet:
@@ -82,7 +81,7 @@ class PoolReconciler:
             asyncio.Lock
         )
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
+        self.placements = PlacementCache()
         self._warned: dict[tuple[PoolKey, str], str] = {}
         self._batches: collections.Counter[str] = collections.Counter()
         self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
@@ -145,27 +144,13 @@ class PoolReconciler:
                 return problem
             return NOT_YET  # nothing is written before the prefix is (re)learnt
         try:
-            placements = self._placements_for(reference, dynamic_prefix)
+            placements = self.placements(reference, dynamic_prefix)
         except ReferenceProblem as error:
             await self.warn(key, pool, "InvalidReference", f"{error}; pool left alone")
             return str(error)
         if not placements:
             return NOT_YET
         return await self._apply_with_retries(key, pool, placements)
-
-    def _placements_for(
-        self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
-    ) -> tuple[Placement, ...]:
-        """`resolve_placements`, computed once per DynamicPrefix version and reference."""
-        version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
-        key = (reference.dynamic_prefix, version, reference)
-        cached = self._placements.get(key)
-        if cached is None:
-            cached = resolve_placements(reference, dynamic_prefix)
-            if len(self._placements) > PLACEMENTS_CACHED:
-                self._placements.clear()
-            self._placements[key] = cached
-        return cached
 
     async def _apply_with_retries(
         self, key: PoolKey, pool: Pool, placements: tuple[Placement, ...]
@@ -210,7 +195,7 @@ class PoolReconciler:
         # the same judgement `dynamic-prefix status` makes (placements cached per version)
         return plan_pool(
             pool.backend, pool.resource, pool.body, reference, dynamic_prefix,
-            generated=generated, placements_for=self._placements_for,
+            generated=generated, placements_for=self.placements,
             retired=retired_prefixes(dynamic_prefix.get("status") or {}),
         )  # fmt: skip
 

@@ -17,10 +17,8 @@ from typing import Any, Final
 
 from dynamic_prefix.backends.base import (
     Patch,
-    Placement,
     PoolReference,
     ReferenceProblem,
-    resolve_placements,
 )
 from dynamic_prefix.backends.service import (
     SERVICES,
@@ -36,6 +34,7 @@ from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters
 from dynamic_prefix.operator.outcomes import PoolOutcomes
+from dynamic_prefix.operator.placements import PlacementCache
 from dynamic_prefix.operator.pool_index import PoolKey
 from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
 from dynamic_prefix.operator.service_index import ServiceIndex, named_prefix
@@ -84,7 +83,7 @@ class ServiceReconciler:
             asyncio.Lock
         )
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._placements: dict[tuple[str, str, PoolReference], tuple[Placement, ...]] = {}
+        self.placements = PlacementCache()
         self._warned: dict[PoolKey, str] = {}
         self.updated: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
         """Services written per DynamicPrefix since the caller last took them (one event
@@ -128,7 +127,7 @@ class ServiceReconciler:
                 body,
                 dynamic_prefix,
                 pool_kinds=self._pool_kinds(named_reference(body)),
-                placements_for=self._placements_for,
+                placements_for=self.placements,
             )
             if reference is None:
                 return None
@@ -145,20 +144,6 @@ class ServiceReconciler:
             return str(error)
         except WaitingForAddress as error:
             return str(error)
-
-    def _placements_for(
-        self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
-    ) -> tuple[Placement, ...]:
-        """`resolve_placements`, once per DynamicPrefix version and reference."""
-        version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
-        cache_key = (reference.dynamic_prefix, version, reference)
-        cached = self._placements.get(cache_key)
-        if cached is None:
-            cached = resolve_placements(reference, dynamic_prefix)
-            if len(self._placements) > 4096:
-                self._placements.clear()
-            self._placements[cache_key] = cached
-        return cached
 
     async def _apply_with_retries(
         self,
