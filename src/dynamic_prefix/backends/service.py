@@ -43,7 +43,12 @@ from dynamic_prefix.backends.service_addresses import (
 )
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
-from dynamic_prefix.model.spec import InvalidSpec, TransitionMode, validate_dynamic_prefix
+from dynamic_prefix.model.spec import (
+    DynamicPrefixSpec,
+    InvalidSpec,
+    TransitionMode,
+    validate_dynamic_prefix,
+)
 
 SERVICES: Final = Resource("", "v1", "services", namespaced=True, kind="Service")
 
@@ -143,12 +148,15 @@ def service_inputs(
     *,
     pool_kinds: Iterable[str],
     placements_for: PlacementsFor = resolve_placements,
+    spec: DynamicPrefixSpec | InvalidSpec | None = None,
 ) -> tuple[ServiceReference | None, ServiceInputs | None]:
     """What `plan_service` needs for a Service naming ``dynamic_prefix``: the one place
     that decides it, for the operator and ``dynamic-prefix status`` alike. ``None``
     inputs (mode simple, or not opted in) mean: release. `ReferenceProblem` when the
-    Service or its DynamicPrefix cannot be served."""
-    spec = validate_dynamic_prefix(dynamic_prefix)
+    Service or its DynamicPrefix cannot be served. ``spec``: the DynamicPrefix validated
+    already (by a caller that keeps it per version)."""
+    if spec is None:
+        spec = validate_dynamic_prefix(dynamic_prefix)
     name = dynamic_prefix.get("metadata", {}).get("name", "")
     if isinstance(spec, InvalidSpec):
         raise ReferenceProblem(f"DynamicPrefix {name} is invalid")

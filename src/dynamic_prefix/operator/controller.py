@@ -136,6 +136,7 @@ class Controller:
             retry_later=self._retry_service_later,
             concurrency=concurrency,
         )
+        self._pool_kinds_held: dict[PoolReference, set[str]] = {}
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}
         self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
@@ -508,6 +509,7 @@ class Controller:
             await self._on_generated(PoolKey(key.backend, key.namespace, template), event_type,
                                      body)  # fmt: skip
             return
+        self._pool_kinds_held.clear()  # which IPAM feeds a range may change
         if event_type == "DELETED":
             self._left(self.index.remove(key), key)
             self.reconciler.forget_warnings(key)
@@ -627,11 +629,16 @@ class Controller:
         return await self.services.reconcile(key)
 
     def _pool_kinds(self, reference: PoolReference) -> set[str]:
-        """The pool kinds a Service's range or subnet feeds (which IPAM gives its address)."""
-        pools = (self.index.get(key) for key in self.index.keys_of(reference.dynamic_prefix))
-        return pool_kinds_for(
-            reference, ((p.backend.name, p.reference) for p in pools if p is not None)
-        )
+        """The pool kinds a Service's range or subnet feeds (which IPAM gives its address);
+        kept until a pool event, since a prefix change asks it for every Service."""
+        kinds = self._pool_kinds_held.get(reference)
+        if kinds is None:
+            pools = (self.index.get(key) for key in self.index.keys_of(reference.dynamic_prefix))
+            kinds = pool_kinds_for(
+                reference, ((p.backend.name, p.reference) for p in pools if p is not None)
+            )
+            self._pool_kinds_held[reference] = kinds
+        return kinds
 
     def _retry_service_later(self, key: PoolKey) -> None:
         self._later(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dynamic_prefix.backends.base import Placement, PoolReference, resolve_placements
+from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, validate_dynamic_prefix
 
 
 class PlacementCache:
@@ -16,6 +17,19 @@ class PlacementCache:
 
     def __init__(self) -> None:
         self._held: dict[PoolReference, tuple[str, tuple[Placement, ...]]] = {}
+        self._specs: dict[str, tuple[str, DynamicPrefixSpec | InvalidSpec]] = {}
+
+    def spec(self, dynamic_prefix: Mapping[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
+        """`validate_dynamic_prefix`, once per version of each DynamicPrefix (a prefix
+        change asks it for every Service)."""
+        metadata = dynamic_prefix["metadata"]
+        name, version = str(metadata.get("name", "")), str(metadata.get("resourceVersion", ""))
+        held = self._specs.get(name)
+        if held is not None and held[0] == version:
+            return held[1]
+        spec = validate_dynamic_prefix(dynamic_prefix)
+        self._specs[name] = (version, spec)
+        return spec
 
     def __call__(
         self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
@@ -32,3 +46,4 @@ class PlacementCache:
         """The DynamicPrefix ``name`` is gone."""
         for reference in [r for r in self._held if r.dynamic_prefix == name]:
             del self._held[reference]
+        self._specs.pop(name, None)

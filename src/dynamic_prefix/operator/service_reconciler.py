@@ -128,6 +128,7 @@ class ServiceReconciler:
                 dynamic_prefix,
                 pool_kinds=self._pool_kinds(named_reference(body)),
                 placements_for=self.placements,
+                spec=self.placements.spec(dynamic_prefix),
             )
             if reference is None:
                 return None
