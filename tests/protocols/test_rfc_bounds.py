@@ -546,12 +546,6 @@ def test_first_timeout_at_both_ends_of_rand(
         assert pending.rt > 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this table: 1 + 0.1 * (1 - rng()) rounds to exactly IRT when rng() "
-    "returns the largest float below 1 (18.2.1 wants RT strictly greater than IRT); "
-    "left for the owner of dhcpv6_timing.py",
-)
 def test_first_solicit_timeout_exceeds_irt_even_at_the_top_of_the_rng() -> None:
     pending = exchange(MessageType.SOLICIT)
     pending.draw_timeout(0.0, lambda: BELOW_ONE)

@@ -9,6 +9,7 @@ decided in `dynamic_prefix.protocols.dhcpv6_client`, which re-exports the parame
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -119,8 +120,9 @@ class Exchange:
             self.started_at = now
             irt = RETRANSMISSION[self.kind].irt
             if self.kind is MessageType.SOLICIT:
-                # The first Solicit RT must be strictly greater than IRT (section 18.2.1).
-                self.rt = irt + 0.1 * (1.0 - rng()) * irt
+                # The first Solicit RT must be strictly greater than IRT (section 18.2.1);
+                # RAND in (0, 0.1], and never so small that the sum rounds back to IRT.
+                self.rt = max(irt + 0.1 * (1.0 - rng()) * irt, math.nextafter(irt, math.inf))
             else:
                 self.rt = irt + rand(rng) * irt
         else:
