@@ -561,25 +561,22 @@ class Controller:
         )  # fmt: skip
         moved = self.services.updated.pop(name, [])
         body = self.dynamic_prefixes.get(name)
-        if updated and body is not None:
-            current = (body.get("status") or {}).get("currentPrefix")
-            listed = ", ".join(sorted(updated)[:10]) + (", ..." if len(updated) > 10 else "")
-            await self.recorder.record(
-                body,
-                type="Normal",
-                reason="PoolsUpdated",
-                message=f"{len(updated)} pool(s) updated for prefix {current}: {listed}",
-            )
-        if moved and body is not None:
-            current = (body.get("status") or {}).get("currentPrefix")
-            listed = ", ".join(sorted(moved)[:10]) + (", ..." if len(moved) > 10 else "")
-            await self.recorder.record(
-                body,
-                type="Normal",
-                reason="ServicesUpdated",
-                message=f"{len(moved)} Service(s) updated for prefix {current}: {listed}",
-            )
+        if body is not None:
+            await self._announce(body, "PoolsUpdated", "pool(s)", updated)
+            await self._announce(body, "ServicesUpdated", "Service(s)", moved)
         self._refresh_pools_synced(name)
+
+    async def _announce(
+        self, body: Mapping[str, Any], reason: str, what: str, names: list[str]
+    ) -> None:
+        """One Normal event on the DynamicPrefix for a whole change, naming up to ten."""
+        if not names:
+            return
+        current = (body.get("status") or {}).get("currentPrefix")
+        listed = ", ".join(sorted(names)[:10]) + (", ..." if len(names) > 10 else "")
+        await self.recorder.record(body, type="Normal", reason=reason,
+                                   message=f"{len(names)} {what} updated for prefix {current}: "
+                                   f"{listed}")  # fmt: skip
 
     async def reconcile_pool(self, key: PoolKey) -> bool:
         """Make one pool right and record the outcome for PoolsSynced; whether the outcome
