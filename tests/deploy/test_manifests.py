@@ -75,6 +75,22 @@ def render(directory: Path) -> list[dict[str, Any]]:
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
 
 
+VARIANTS = [DEPLOY, *sorted((DEPLOY / "overlays").iterdir())]
+
+
+@pytest.mark.parametrize("directory", VARIANTS, ids=[p.name for p in VARIANTS])
+def test_every_variant_renders_without_a_deprecation_warning(directory: Path) -> None:
+    """Current kustomize syntax (`resources`, `patches`), as kustomize v5, Flux and Argo CD
+    read it: the kubectl of this machine warns about anything deprecated."""
+    result = subprocess.run(
+        [os.environ.get("KUBECTL", "kubectl"), "kustomize", str(directory)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    assert "# Warning" not in result.stdout, "a warning inside the output"
+
+
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
