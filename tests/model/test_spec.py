@@ -40,7 +40,11 @@ MAXIMAL: dict[str, Any] = {
             "dhcpv6pd": {"interface": "wan0", "requestedPrefixLength": 60},
             "netlink": {"interface": "eth2"},
             "static": {"prefix": "fd00:1:2:3::/64"},
-            "prefixFilter": {"requireGlobalUnicast": False},
+            "prefixFilter": {
+                "requireGlobalUnicast": False,
+                "minPrefixLength": 48,
+                "maxPrefixLength": 64,
+            },
         },
         "addressRanges": [{"name": "lb", "start": "::f000:0:0:0", "end": "::ffff:ffff:ffff:ffff"}],
         "subnets": [
@@ -292,6 +296,20 @@ def test_validation_does_not_modify_its_input() -> None:
                 "addressRanges": [{"name": "a", "start": "::f000:0:0:0", "end": "::ffff:0:0:0"}],
             },
             "spec.addressRanges[0].start: ::f000:0:0:0 does not fit in 2001:db8::/80",
+        ),
+        (
+            {
+                "acquisition": {
+                    "static": {"prefix": "2001:db8::/80"},
+                    "prefixFilter": {"maxPrefixLength": 64},
+                }
+            },
+            "spec.acquisition.static.prefix: 2001:db8::/80 is longer than "
+            "prefixFilter.maxPrefixLength /64",
+        ),
+        (
+            {"acquisition": {**RA, "prefixFilter": {"minPrefixLength": 64, "maxPrefixLength": 56}}},
+            "spec.acquisition.prefixFilter: minPrefixLength 64 is greater than maxPrefixLength 56",
         ),
         (
             {"acquisition": RA, "transition": {"mode": "fast"}},

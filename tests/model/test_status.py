@@ -1092,3 +1092,39 @@ def test_losing_the_prefix_for_a_reason_a_human_must_see_is_a_warning(reason: st
     update = step(source=ra(None, reason=reason), previous=first, now=T0 + MINUTE)
 
     assert reasons(update.events) == [("Warning", reason)]
+
+
+# --- the prefix filter, on whatever source --------------------------------------------------
+
+
+def test_a_prefix_the_filter_refuses_keeps_the_last_good_one_and_is_said_once() -> None:
+    spec = validate_dynamic_prefix({"spec": {
+        "acquisition": {"dhcpv6pd": {"interface": "eth0"},
+                        "prefixFilter": {"minPrefixLength": 48, "maxPrefixLength": 56}},
+    }})  # fmt: skip
+    assert isinstance(spec, DynamicPrefixSpec)
+    good = SourceState("dhcpv6-pd", IPv6Network("2001:db8:100::/56"), reason="LeaseAcquired")
+    first = step(source=good, spec=spec)
+    too_long = SourceState("dhcpv6-pd", IPv6Network("2001:db8:200::/60"), reason="LeaseAcquired")
+
+    refused = step(source=too_long, previous=first.status, spec=spec)
+    again = step(source=too_long, previous=refused.status, spec=spec)
+
+    assert refused.status["currentPrefix"] == "2001:db8:100::/56", "the last good one stays"
+    acquired = condition(refused.status, "PrefixAcquired")
+    assert (acquired["status"], acquired["reason"]) == ("False", "PrefixRejected")
+    assert "longer than prefixFilter.maxPrefixLength /56" in acquired["message"]
+    (event,) = [e for e in refused.events if e.reason == "PrefixRejected"]
+    assert event.type == "Warning"
+    assert "dhcpv6-pd offered a prefix the filter refuses: 2001:db8:200::/60" in event.message
+    assert "pools keep 2001:db8:100::/56" in event.message
+    assert not [e for e in again.events if e.reason == "PrefixRejected"], "said once"
+
+
+def test_a_unique_local_prefix_is_refused_unless_allowed() -> None:
+    ula = SourceState("router-advertisement", IPv6Network("fd00:1::/64"), reason="Acquired")
+    refused = step(source=ula)
+    assert "currentPrefix" not in refused.status
+    assert condition(refused.status, "PrefixAcquired")["reason"] == "PrefixRejected"
+    (event,) = [e for e in refused.events if e.reason == "PrefixRejected"]
+    assert "requireGlobalUnicast" in event.message

@@ -159,7 +159,17 @@ def spec_schema() -> dict[str, Any]:
                 "prefixes (fc00::/7) are accepted too. Link-local, multicast and other "
                 "special ranges are never accepted.",
                 default=True,
-            )
+            ),
+            "minPrefixLength": _integer(
+                "Refuse a prefix shorter than this (e.g. 48), from any source.",
+                minimum=1,
+                maximum=128,
+            ),
+            "maxPrefixLength": _integer(
+                "Refuse a prefix longer than this (e.g. 64), from any source.",
+                minimum=1,
+                maximum=128,
+            ),
         },
     )
     acquisition = _object(

@@ -101,6 +101,8 @@ class Acquisition:
 
     sources: tuple[PrefixSourceSpec, ...]
     allow_unique_local: bool
+    min_length: int | None = None
+    max_length: int | None = None
 
     @property
     def primary(self) -> PrefixSourceSpec:
@@ -109,10 +111,21 @@ class Acquisition:
 
     def accepts(self, prefix: IPv6Network) -> bool:
         """Whether the prefix filter lets ``prefix`` be used at all."""
+        return self.refusal(prefix) is None
+
+    def refusal(self, prefix: IPv6Network) -> str | None:
+        """Why the prefix filter refuses ``prefix``, in words; None if it accepts it."""
         address_class = classify(prefix)
-        if address_class is AddressClass.GLOBAL_UNICAST:
-            return True
-        return address_class is AddressClass.UNIQUE_LOCAL and self.allow_unique_local
+        if address_class is AddressClass.UNIQUE_LOCAL and not self.allow_unique_local:
+            return (f"{prefix} is unique local; set prefixFilter.requireGlobalUnicast: false "
+                    "to accept it")  # fmt: skip
+        if address_class not in (AddressClass.GLOBAL_UNICAST, AddressClass.UNIQUE_LOCAL):
+            return f"{prefix} is {address_class.value}, never usable"
+        if self.min_length is not None and prefix.prefixlen < self.min_length:
+            return f"{prefix} is shorter than prefixFilter.minPrefixLength /{self.min_length}"
+        if self.max_length is not None and prefix.prefixlen > self.max_length:
+            return f"{prefix} is longer than prefixFilter.maxPrefixLength /{self.max_length}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +274,13 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
         sources.append(RouterAdvertisementSpec(ra.get("interface"), frozenset(trusted)))
     if (netlink := spec.get("netlink")) is not None:
         sources.append(NetlinkSpec(netlink["interface"]))
-    allow_ula = not spec.get("prefixFilter", {}).get("requireGlobalUnicast", True)
+    prefix_filter = spec.get("prefixFilter", {})
+    allow_ula = not prefix_filter.get("requireGlobalUnicast", True)
+    min_length, max_length = prefix_filter.get("minPrefixLength"), prefix_filter.get(
+        "maxPrefixLength")  # fmt: skip
+    if min_length is not None and max_length is not None and min_length > max_length:
+        problems.append(Problem(f"{path}.prefixFilter", f"minPrefixLength {min_length} is "
+                                f"greater than maxPrefixLength {max_length}"))  # fmt: skip
     if not sources:
         if not problems:
             problems.append(
@@ -272,9 +291,17 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
                 )
             )
         return None
-    acquisition = Acquisition(tuple(sources), allow_unique_local=allow_ula)
+    acquisition = Acquisition(
+        tuple(sources), allow_unique_local=allow_ula, min_length=min_length, max_length=max_length
+    )
     for source in acquisition.sources:
-        if isinstance(source, StaticSpec) and not acquisition.accepts(source.prefix):
+        if isinstance(source, StaticSpec) and (why := acquisition.refusal(source.prefix)):
+            usable = classify(source.prefix) is AddressClass.GLOBAL_UNICAST or (
+                allow_ula and classify(source.prefix) is AddressClass.UNIQUE_LOCAL
+            )
+            if usable:  # refused for its length
+                problems.append(Problem(f"{path}.static.prefix", why))
+                continue
             problems.append(
                 Problem(
                     f"{path}.static.prefix",

@@ -211,6 +211,8 @@ def next_status(
             events.append(StatusEvent("Warning", "SettingNotActedOn", note))
 
     history = read_history(previous)
+    source = _filtered(spec, source, conditions, events,
+                       kept=current_prefix(previous) is not None)  # fmt: skip
     replaced = _apply_source(
         source,
         previous=previous,
@@ -237,6 +239,33 @@ def next_status(
     status["observedGeneration"] = generation
     status["conditions"] = conditions.result()
     return StatusUpdate(_without_none(status), tuple(events))
+
+
+def _filtered(
+    spec: DynamicPrefixSpec,
+    source: SourceState | None,
+    conditions: _Conditions,
+    events: list[StatusEvent],
+    *,
+    kept: bool,
+) -> SourceState | None:
+    """The source's report with a prefix the prefix filter refuses taken as no prefix
+    (reason PrefixRejected): the last good prefix stays; a Warning says why, once (when
+    a kept prefix stops being confirmed, the loss's own event says it)."""
+    if source is None or source.prefix is None:
+        return source
+    why = spec.acquisition.refusal(source.prefix)
+    if why is None:
+        return source
+    message = f"{source.source} offered a prefix the filter refuses: {why}"
+    was = conditions.status_of(PREFIX_ACQUIRED)
+    told_by_loss = kept and was == "True"
+    new = conditions.reason_of(PREFIX_ACQUIRED) != "PrefixRejected" or (
+        conditions.message_of(PREFIX_ACQUIRED) != message
+    )
+    if new and not told_by_loss:
+        events.append(StatusEvent("Warning", "PrefixRejected", message))
+    return dataclasses.replace(source, prefix=None, reason="PrefixRejected", message=message)
 
 
 def _invalid_spec(
@@ -533,6 +562,14 @@ class _Conditions:
             "message": message,
         }  # fmt: skip
         self._current[kind] = {k: v for k, v in condition.items() if v is not None}
+
+    def reason_of(self, kind: str) -> str | None:
+        condition = self._current.get(kind)
+        return None if condition is None else str(condition.get("reason"))
+
+    def message_of(self, kind: str) -> str | None:
+        condition = self._current.get(kind)
+        return None if condition is None else str(condition.get("message"))
 
     def remove(self, kind: str) -> None:
         self._current.pop(kind, None)
