@@ -113,6 +113,11 @@ class AddressRange:
         """The first ``count`` addresses of the range (fewer if it is smaller)."""
         return tuple(IPv6Address(int(self.start) + i) for i in range(min(count, self.size)))
 
+    def enclosing(self) -> IPv6Network:
+        """The smallest single CIDR containing the whole range (wider unless it is one)."""
+        differing = (int(self.start) ^ int(self.end)).bit_length()
+        return IPv6Network((int(self.start) >> differing << differing, ADDRESS_BITS - differing))
+
     def cidrs(self) -> tuple[IPv6Network, ...]:
         """The fewest CIDRs whose union is exactly the range: never a wider block."""
         return tuple(ipaddress.summarize_address_range(self.start, self.end))

@@ -43,6 +43,7 @@ def test_user_guide_example_as_json_has_the_status_shape(
                 "start": "2001:db8:abcd:1:f000::",
                 "end": "2001:db8:abcd:1:ffff:ffff:ffff:ffff",
                 "cidrs": ["2001:db8:abcd:1:f000::/68"],
+                "cidr": "2001:db8:abcd:1:f000::/68",
             }
         ],
         "subnets": [],

@@ -71,3 +71,21 @@ def test_odhcpd_host_id_length_stays_below_the_lowest_range(
     spans: tuple[tuple[str, str], ...], bits: int | None
 ) -> None:
     assert odhcpd_host_id_bits(ranges(*spans)) == bits
+
+
+def test_a_range_reports_the_go_operators_single_cidr_which_may_be_wider() -> None:
+    """status.addressRanges[].cidr (compatibility): the smallest CIDR holding the range;
+    the pools hold the exact `cidrs`."""
+    from ipaddress import IPv6Address
+
+    from dynamic_prefix.addressing import AddressRange
+
+    exact = AddressRange(
+        IPv6Address("2001:db8::f000:0:0:0"), IPv6Address("2001:db8::ffff:ffff:ffff:ffff")
+    )
+    wider = AddressRange(IPv6Address("2001:db8::1"), IPv6Address("2001:db8::6"))
+    single = AddressRange(IPv6Address("2001:db8::5"), IPv6Address("2001:db8::5"))
+
+    assert str(exact.enclosing()) == "2001:db8:0:0:f000::/68"
+    assert str(wider.enclosing()) == "2001:db8::/125"
+    assert str(single.enclosing()) == "2001:db8::5/128"

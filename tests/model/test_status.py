@@ -197,6 +197,7 @@ def test_first_prefix_computes_the_address_ranges_and_subnets_of_the_spec() -> N
             "start": "2001:db8:0:a:f000::",
             "end": "2001:db8:0:a:ffff:ffff:ffff:ffff",
             "cidrs": ["2001:db8:0:a:f000::/68"],
+            "cidr": "2001:db8:0:a:f000::/68",
         }
     ]
     assert status["subnets"] == [{"name": "services", "cidr": "2001:db8:0:a:1::/80"}]
@@ -289,6 +290,7 @@ def test_rotation_moves_the_old_prefix_into_history_with_when_it_was_deprecated(
     assert status["history"] == [
         {
             "prefix": "2001:db8:0:a::/64",
+            "state": "draining",
             "acquiredAt": "2024-05-01T12:00:00Z",
             "deprecatedAt": "2024-05-01T13:00:00Z",
             "validUntil": "2024-05-02T12:00:00Z",
@@ -441,6 +443,7 @@ def test_history_entry_with_infinite_lifetime_never_expires() -> None:
     assert second["history"] == [
         {
             "prefix": str(A),
+            "state": "draining",
             "acquiredAt": "2024-05-01T12:00:00Z",
             "deprecatedAt": "2024-05-01T12:01:00Z",
         }

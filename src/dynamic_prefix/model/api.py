@@ -292,6 +292,11 @@ def status_schema() -> dict[str, Any]:
                 "description": "The exact CIDRs that cover start..end, never a wider block.",
                 "items": _string("A CIDR."),
             },
+            "cidr": _string(
+                "The smallest single CIDR containing start..end, as the Go operator reports "
+                "it (kept for compatibility): wider than the range when the range is not one "
+                "CIDR; the pools hold `cidrs`."
+            ),
         },
         required=("name", "start", "end"),
     )
@@ -307,6 +312,11 @@ def status_schema() -> dict[str, Any]:
             "acquiredAt": _timestamp("When it was first learnt."),
             "deprecatedAt": _timestamp("When it stopped being the current prefix."),
             "validUntil": _timestamp("When its valid lifetime ends; absent if infinite."),
+            "state": _string(
+                "draining: no longer current, still in the pools until it leaves the "
+                "history (the Go operator's field; it writes only this value too).",
+                enum=["active", "draining", "expired"],
+            ),
         },
         required=("prefix",),
     )

@@ -43,6 +43,7 @@ class ComputedRange:
             "start": str(self.start),
             "end": str(self.end),
             "cidrs": [str(cidr) for cidr in self.range.cidrs()],
+            "cidr": str(self.range.enclosing()),
         }
 
 

@@ -94,7 +94,7 @@ class HistoryEntry:
 
     def to_status(self) -> dict[str, Any]:
         """The entry of status.history."""
-        entry: dict[str, Any] = {"prefix": str(self.prefix)}
+        entry: dict[str, Any] = {"prefix": str(self.prefix), "state": "draining"}
         if self.acquired_at:
             entry["acquiredAt"] = self.acquired_at
         if self.deprecated_at:
