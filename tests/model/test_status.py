@@ -209,7 +209,7 @@ def test_first_prefix_sets_prefix_acquired_true_and_tells_with_a_prefix_acquired
     acquired = condition(update.status, PREFIX_ACQUIRED)
     assert (acquired["status"], acquired["reason"]) == ("True", "Acquired")
     assert acquired["message"] == "prefix from fe80::1"
-    assert reasons(update.events) == [("Normal", "PrefixAcquired")]
+    assert reasons(update.events) == [("Normal", "PrefixReceived")]
     assert "2001:db8:0:a::/64" in update.events[0].message
     assert "fe80::1" in update.events[0].message
 
@@ -305,8 +305,9 @@ def test_rotation_tells_with_one_prefix_changed_event_naming_both_prefixes() -> 
 
     update = step(source=ra(B), previous=first, now=T0 + MINUTE)
 
-    assert reasons(update.events) == [("Normal", "PrefixChanged")]
+    assert reasons(update.events) == [("Normal", "PrefixChanged"), ("Normal", "TransitionStarted")]
     assert "from 2001:db8:0:a::/64 to 2001:db8:0:b::/64" in update.events[0].message
+    assert "transition from 2001:db8:0:a::/64 to 2001:db8:0:b::/64" in update.events[1].message
 
 
 def test_rotation_recomputes_ranges_and_subnets_for_the_new_prefix() -> None:
@@ -882,7 +883,7 @@ def test_a_prefix_acquired_already_deprecated_is_told_both() -> None:
     update = step(source=ra(A, preferred=T0 - MINUTE, valid=T0 + HOUR), now=T0)
 
     assert reasons(update.events) == [
-        ("Normal", "PrefixAcquired"),
+        ("Normal", "PrefixReceived"),
         ("Warning", "PrefixDeprecated"),
     ]
 
@@ -1001,8 +1002,7 @@ def test_prefix_changed_says_until_when_the_old_prefix_stays_in_the_pools() -> N
 
     update = step(source=source, previous=first, now=T0 + MINUTE)
 
-    (event,) = update.events
-    assert event.reason == "PrefixChanged"
+    (event,) = [e for e in update.events if e.reason == "PrefixChanged"]
     assert event.message.endswith(
         "2001:db8:0:a::/64 stays in the pools, deprecated, until 2024-05-01T14:00:00Z"
     )
@@ -1015,8 +1015,10 @@ def test_prefix_changed_says_the_old_prefix_leaves_now_when_a_trusted_router_wit
     update = step(source=source, previous=first, now=T0 + MINUTE)
 
     assert "history" not in update.status
-    (event,) = update.events
+    (event,) = [e for e in update.events if e.reason == "PrefixChanged"]
     assert "2001:db8:0:a::/64 was withdrawn" in event.message
+    (completed,) = [e for e in update.events if e.reason == "TransitionCompleted"]
+    assert completed.message.startswith("2001:db8:0:a::/64 is no longer in use")
     assert "leaves the pools now" in event.message
     assert "stays" not in event.message
 
@@ -1066,7 +1068,7 @@ def test_a_released_prefix_replaced_by_another_source_never_enters_the_history()
     assert update.status["currentPrefix"] == str(B)
     assert "history" not in update.status
     assert ("Normal", "PrefixReleased") in reasons(update.events)
-    assert ("Normal", "PrefixAcquired") in reasons(update.events)
+    assert ("Normal", "PrefixReceived") in reasons(update.events)
 
 
 def test_a_released_history_prefix_leaves_the_history() -> None:

@@ -334,7 +334,7 @@ def test_first_prefix_from_a_source_without_origin_names_only_the_source() -> No
     update = step(source=bare(A))
 
     assert update.events == (
-        StatusEvent("Normal", "PrefixAcquired", f"prefix {A} acquired (router-advertisement)"),
+        StatusEvent("Normal", "PrefixReceived", f"prefix {A} acquired (router-advertisement)"),
     )
 
 
@@ -376,6 +376,7 @@ def test_change_to_a_deprecated_prefix_is_told_before_the_deprecation() -> None:
             f"prefix changed from {A} to {B} (router-advertisement, from fe80::1); "
             f"{A} stays in the pools, deprecated, while it is in the history",
         ),
+        ("TransitionStarted", f"transition from {A} to {B} started (transition.mode simple)"),
         ("PrefixDeprecated", f"prefix {B} is deprecated (preferred lifetime ended)"),
     ]
 

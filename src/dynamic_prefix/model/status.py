@@ -166,6 +166,19 @@ def retired_prefixes(status: Mapping[str, Any]) -> list[IPv6Network]:
     return found
 
 
+def _completed(
+    previous: Mapping[str, Any], status: Mapping[str, Any], released: frozenset[IPv6Network]
+) -> list[StatusEvent]:
+    """A TransitionCompleted event (the Go operator's) for each prefix that stops being in
+    use with this status (it leaves the pools and Services); a released one has its own."""
+    left = set(prefixes_in_use(previous)) - set(prefixes_in_use(status)) - released
+    return [
+        StatusEvent("Normal", "TransitionCompleted",
+                    f"{prefix} is no longer in use: it left the pools and Services")
+        for prefix in sorted(left)
+    ]  # fmt: skip
+
+
 def _retired(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
     """Prefixes that left the ones in use with this status, then those retired before;
     none in use again, each once, at most `api.RETIRED_KEPT`."""
@@ -233,6 +246,13 @@ def next_status(
     status["retiredPrefixes"] = _retired(previous, status) or None
     if replaced is not None and source is not None and current is not None:
         events.insert(0, _changed_event(replaced, current, source, history))
+        events.insert(1, StatusEvent(
+            "Normal", "TransitionStarted",
+            f"transition from {replaced} to {current} started (transition.mode "
+            f"{spec.transition.mode.value})",
+        ))  # fmt: skip
+    released = source.released if source is not None else frozenset()
+    events += _completed(previous, status, released)
 
     events += _fit(spec, current, status, conditions)
     _set_pools_and_ready(conditions, pools, current, services)
@@ -433,7 +453,7 @@ def _apply_prefix(
         else:
             origin = f", from {source.origin}" if source.origin else ""
             events.append(
-                StatusEvent("Normal", "PrefixAcquired",
+                StatusEvent("Normal", "PrefixReceived",
                             f"prefix {new_prefix} acquired ({source.source}{origin})")
             )  # fmt: skip
         status["acquiredAt"] = stamp

@@ -42,6 +42,7 @@ class ControllerCollector:
         yield self._pools()
         yield self._services()
         yield from self._counters()
+        yield from self._go_operator_metrics()
         yield self._drops()
 
     def _process(self) -> Iterator[Metric]:
@@ -154,6 +155,59 @@ class ControllerCollector:
         for (name, kind), count in sorted(counts.events.items()):
             counters.add_metric([name, kind], count)
         yield counters
+
+    def _go_operator_metrics(self) -> Iterator[Metric]:
+        """The Go operator's metrics, same names, types, labels and meaning, so that its
+        users' dashboards and alerts keep working; ours above say more."""
+        controller, counts = self.controller, self.controller.counters
+        received = CounterMetricFamily(
+            "dynamic_prefix_received",
+            "Prefixes received (the first one and every change), by source.",
+            labels=["name", "source"],
+        )
+        for (name, source), count in sorted(counts.prefix_changes.items()):
+            received.add_metric([name, source], count)
+        yield received
+        changes = CounterMetricFamily(
+            "dynamic_prefix_changes", "Changes of an existing prefix.", labels=["name"]
+        )
+        for (name, kind), count in sorted(counts.events.items()):
+            if kind == "prefix_changed":
+                changes.add_metric([name], count)
+        yield changes
+        expiry = GaugeMetricFamily(
+            "dynamic_prefix_lease_expiry_seconds",
+            "When the current prefix's lease (DHCPv6) or valid lifetime ends, Unix time; 0 "
+            "when unknown or infinite.",
+            labels=["name"],
+        )
+        healthy = GaugeMetricFamily(
+            "dynamic_prefix_receiver_healthy",
+            "1 while the source confirms the prefix (PrefixAcquired True), else 0.",
+            labels=["name"],
+        )
+        for name, body in sorted(controller.dynamic_prefixes.items()):
+            status = body.get("status") or {}
+            if status.get("currentPrefix"):
+                end = parse_time(status.get("leaseExpiresAt") or status.get("validUntil"))
+                expiry.add_metric([name], 0 if end is None else end.timestamp())
+            acquired = [c for c in status.get("conditions") or []
+                        if c.get("type") == "PrefixAcquired"]  # fmt: skip
+            healthy.add_metric([name], 1 if acquired and acquired[0].get("status") == "True"
+                               else 0)  # fmt: skip
+        yield expiry
+        yield healthy
+        synced = GaugeMetricFamily(
+            "dynamic_prefix_pools_synced",
+            "1 when a pool holds what it should after its last reconcile, else 0 (pool: "
+            "its name, namespace/name for a namespaced kind).",
+            labels=["backend", "dynamic_prefix", "pool"],
+        )
+        for name, results in controller.outcomes.items():
+            for key, outcome in sorted(results.items(), key=lambda item: str(item[0])):
+                pool = f"{key.namespace}/{key.name}" if key.namespace else key.name
+                synced.add_metric([key.backend, name, pool], 1 if outcome is None else 0)
+        yield synced
 
     def _drops(self) -> Metric:
         dropped = CounterMetricFamily(

@@ -289,8 +289,16 @@ class SourceManager:
             raise
         except SourceError as error:
             running.errors[rank] = f"{source_name(spec)}: {error}"
-            report(SourceState(source_name(spec), None, reason="SourceFailed", message=str(error)))
+            report(
+                SourceState(
+                    source_name(spec), None, reason="ReceiverCreationFailed", message=str(error)
+                )
+            )
         except Exception as error:  # a bug in a source must not take the operator down
             logger.exception("source %s crashed", source_name(spec))
             running.errors[rank] = f"{source_name(spec)}: crashed: {error!r}"
-            report(SourceState(source_name(spec), None, reason="SourceFailed", message=repr(error)))
+            report(
+                SourceState(
+                    source_name(spec), None, reason="ReceiverCreationFailed", message=repr(error)
+                )
+            )

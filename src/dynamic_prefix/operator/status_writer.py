@@ -83,7 +83,7 @@ class StatusWriter:
                 raise
         for event in update.events:
             self.counters.events[name, metric_label(event.reason)] += 1
-            if event.reason in ("PrefixAcquired", "PrefixChanged"):
+            if event.reason in ("PrefixReceived", "PrefixChanged"):
                 source_name = (body.get("status") or {}).get("prefixSource", "")
                 self.counters.prefix_changes[name, str(source_name)] += 1
             await self.recorder.record(body, type=event.type, reason=event.reason,
