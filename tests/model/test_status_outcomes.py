@@ -426,3 +426,39 @@ def test_deadline_past_prefix_reported_by_a_source_reads_as_utc() -> None:
     update = step(source=ra(A, valid=valid))
 
     assert update.status["validUntil"] == "2024-05-01T14:00:00Z"
+
+
+# --- prefixes the prefix filter refuses ------------------------------------------------
+
+ULA_1 = IPv6Network("fd00:1::/64")
+ULA_2 = IPv6Network("fd00:2::/64")
+
+
+def rejected(prefix: IPv6Network) -> StatusEvent:
+    why = SPEC.acquisition.refusal(prefix)
+    assert why is not None
+    return StatusEvent(
+        "Warning",
+        "PrefixRejected",
+        f"router-advertisement offered a prefix the filter refuses: {why}",
+    )
+
+
+def test_each_different_refused_prefix_is_told_in_its_own_warning() -> None:
+    first = step(source=ra(ULA_1))
+    second = step(source=ra(ULA_2), previous=first.status, now=T0 + MINUTE)
+
+    assert rejected(ULA_1) in first.events
+    assert rejected(ULA_2) in second.events
+
+
+def test_refused_prefix_after_the_kept_prefix_was_lost_is_told() -> None:
+    bound = step(source=ra(A)).status
+    lost = step(
+        source=ra(None, reason="Expired", message="expired"), previous=bound, now=T0 + MINUTE
+    )
+
+    update = step(source=ra(ULA_1), previous=lost.status, now=T0 + 2 * MINUTE)
+
+    assert rejected(ULA_1) in update.events
+    assert update.status["currentPrefix"] == str(A)

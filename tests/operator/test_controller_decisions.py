@@ -88,7 +88,7 @@ async def test_a_prefix_reaches_the_status_and_the_pool_keeping_user_entries(
     assert api.FINALIZER in finalizers(kube)
     synced = condition(kube, "PoolsSynced")
     assert (synced["status"], synced["reason"]) == ("True", "Synced")
-    assert [e["reason"] for e in kube.events("PrefixAcquired")] == ["PrefixAcquired"]
+    assert [e["reason"] for e in kube.events("PrefixReceived")] == ["PrefixReceived"]
 
 
 async def test_the_same_events_again_write_nothing(world: tuple[FakeKube, Controller]) -> None:

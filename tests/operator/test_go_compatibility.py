@@ -3,13 +3,17 @@ names, types and labels, seen on the real API server and scraped from `/metrics`
 
 from __future__ import annotations
 
+import datetime as dt
+
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
+    DP_PATH,
     dynamic_prefix,
     events_about,
     lb_block,
     new_tag,
+    resource_version,
     set_prefix,
     wait_condition_status,
     wait_current,
@@ -53,3 +57,32 @@ def test_the_go_operators_events_and_metrics_are_there(
         f'pool="{pool}"}} 1.0'
     ) in lines
     assert lb_block("2001:db8:92:0") in CILIUM_LB_POOL.observe(cluster, pool)
+
+
+def test_pools_carry_last_sync_written_only_with_a_change_and_removed_on_release(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    tag = new_tag()
+    dp, pool = f"sync-{tag}", f"sync-pool-{tag}"
+    cluster.apply(dynamic_prefix(dp, "2001:db8:93::/64"))
+    cluster.apply(CILIUM_LB_POOL.manifest(pool, dp=dp, entries=[]))
+
+    def last_sync() -> str | None:
+        obj = cluster.get(CILIUM_LB_POOL.path(pool)) or {}
+        value = (obj.get("metadata", {}).get("annotations") or {}).get(
+            "dynamic-prefix.io/last-sync"
+        )
+        return None if value is None else str(value)
+
+    first = wait_for(last_sync, what="last-sync written with the first fill")
+    assert dt.datetime.fromisoformat(first.replace("Z", "+00:00")).tzinfo is not None
+    version = resource_version(cluster, CILIUM_LB_POOL.path(pool))
+    cluster.patch(f"{DP_PATH}/{dp}", {"metadata": {"annotations": {"note": "touched"}}})
+    set_prefix(cluster, dp, "2001:db8:94::/64")
+    wait_for(lambda: lb_block("2001:db8:94:0") in CILIUM_LB_POOL.observe(cluster, pool) or None,
+             what="rotated")  # fmt: skip
+    assert resource_version(cluster, CILIUM_LB_POOL.path(pool)) != version
+    assert last_sync() is not None
+
+    cluster.delete(f"{DP_PATH}/{dp}")
+    wait_for(lambda: last_sync() is None or None, what="last-sync removed on release")

@@ -154,7 +154,7 @@ def test_the_operator_tags_every_line_about_a_dynamic_prefix(
     about = [e for e in entries if e.get("dynamicPrefix") == dp]
     messages = {e["message"] for e in about}
     assert "started sources static" in messages
-    assert any(m.startswith("DynamicPrefix logs-") and "PrefixAcquired" in m for m in messages)
+    assert any(m.startswith("DynamicPrefix logs-") and "PrefixReceived" in m for m in messages)
     # a line naming the object, or its pool, is tagged with it
     for entry in entries:
         if dp in entry["message"] or pool in entry["message"]:

@@ -120,6 +120,7 @@ class Controller:
             live=self.live,
             retry_later=self._retry_later,
             concurrency=concurrency,
+            clock=clock,
         )
         self.services_listed = False  # until the Services were listed once
         self.service_index = ServiceIndex()
@@ -135,6 +136,7 @@ class Controller:
             pool_kinds=self._pool_kinds,
             retry_later=self._retry_service_later,
             concurrency=concurrency,
+            clock=clock,
         )
         self._pool_kinds_held: dict[PoolReference, set[str]] = {}
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -31,7 +32,7 @@ from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryEr
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model import api
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
-from dynamic_prefix.model.status import retired_prefixes
+from dynamic_prefix.model.status import format_time, retired_prefixes
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.outcomes import PoolOutcomes
@@ -39,6 +40,19 @@ from dynamic_prefix.operator.placements import PlacementCache
 from dynamic_prefix.operator.pool_index import Pool, PoolIndex, PoolKey
 
 logger = logging.getLogger(__name__)
+
+ANNOTATION_LAST_SYNC: Final = f"{api.GROUP}/last-sync"
+"""When the operator last changed the object (the Go operator's annotation); removed
+when it lets the object go."""
+
+
+def with_last_sync(body: Mapping[str, Any], moment: str | None) -> dict[str, Any]:
+    """A merge patch that also sets (or, None, removes) ``last-sync``."""
+    metadata = dict(body.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                               ANNOTATION_LAST_SYNC: moment}  # fmt: skip
+    return {**body, "metadata": metadata}
+
 
 DYNAMIC_PREFIXES: Final = Resource(
     api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND
@@ -68,8 +82,10 @@ class PoolReconciler:
         live: set[str],
         retry_later: Callable[[PoolKey], None],
         concurrency: int = 64,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
+        self._clock = clock
         self.recorder = recorder
         self.index = index
         self.outcomes = outcomes
@@ -199,11 +215,13 @@ class PoolReconciler:
             retired=retired_prefixes(dynamic_prefix.get("status") or {}),
         )  # fmt: skip
 
-    async def _apply(self, pool: Pool, plan: Plan, key: PoolKey) -> None:
+    async def _apply(self, pool: Pool, plan: Plan, key: PoolKey, *, release: bool = False) -> None:
         generated = self.index.generated_of(key)
         for action in plan.actions:
             match action:
                 case Patch(resource=resource, name=name, namespace=namespace, body=body):
+                    if resource == pool.resource and name == pool.body["metadata"]["name"]:
+                        body = with_last_sync(body, None if release else self._now())
                     updated = await self.client.patch(
                         resource, name, body, namespace=namespace, drop_echo=True
                     )
@@ -253,6 +271,9 @@ class PoolReconciler:
         self.index.pools[key] = fresh
         return fresh
 
+    def _now(self) -> str:
+        return format_time(self._clock())
+
     async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
         for reason, found in (("MalformedEntries", plan.problems),
                               ("OverlappingEntries", plan.overlaps),
@@ -295,7 +316,7 @@ class PoolReconciler:
             return
         for _ in range(MAX_ATTEMPTS):
             try:
-                await self._apply(pool, plan, key)
+                await self._apply(pool, plan, key, release=True)
                 break
             except Conflict:
                 fresh = await self._refetch(key, pool)

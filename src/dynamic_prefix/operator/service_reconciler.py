@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -31,12 +32,13 @@ from dynamic_prefix.backends.service_addresses import ServiceReference
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.model.status import format_time
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters
 from dynamic_prefix.operator.outcomes import PoolOutcomes
 from dynamic_prefix.operator.placements import PlacementCache
 from dynamic_prefix.operator.pool_index import PoolKey
-from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
+from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES, with_last_sync
 from dynamic_prefix.operator.service_index import ServiceIndex, named_prefix
 
 logger = logging.getLogger(__name__)
@@ -69,8 +71,10 @@ class ServiceReconciler:
         pool_kinds: Callable[[PoolReference], set[str]],
         retry_later: Callable[[PoolKey], None],
         concurrency: int = 64,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
+        self._clock = clock
         self.recorder = recorder
         self.index = index
         self.outcomes = outcomes
@@ -162,9 +166,10 @@ class ServiceReconciler:
             try:
                 for action in plan.actions:
                     if isinstance(action, Patch):
+                        moment = None if inputs is None else format_time(self._clock())
                         body = await self.client.patch(
-                            SERVICES, action.name, action.body, namespace=action.namespace,
-                            drop_echo=True,
+                            SERVICES, action.name, with_last_sync(action.body, moment),
+                            namespace=action.namespace, drop_echo=True,
                         )  # fmt: skip
                         self.index.put(body)
                 if plan.actions and reference is not None:
