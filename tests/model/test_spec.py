@@ -143,8 +143,17 @@ def test_go_operator_fields_are_accepted() -> None:
             transition={"mode": "simple", "maxPrefixHistory": 1},
         )
     )
-    assert spec.acquisition.primary == Dhcpv6PdSpec("eth0", 56)  # DHCPv6-PD first, RA fallback
+    # DHCPv6-PD first, RA fallback; no length written: checked against the delegation
+    assert spec.acquisition.primary == Dhcpv6PdSpec("eth0", 56, length_given=False)
     assert spec.subnets[0].offset == 3
+
+
+def test_offsets_are_checked_against_a_delegation_length_only_when_one_is_written() -> None:
+    """With no requestedPrefixLength the server may delegate a /48: offset 256 is valid
+    then, and is judged against the delegation when it comes (Degraded otherwise)."""
+    spec = valid(with_spec(acquisition={"dhcpv6pd": {"interface": "eth0"}},
+                           subnets=[{"name": "s", "prefixLength": 64, "offset": 256}]))  # fmt: skip
+    assert spec.subnets[0].offset == 256
 
 
 def test_router_advertisement_without_interface_means_the_default_route_interface() -> None:
@@ -223,7 +232,7 @@ def test_validation_does_not_modify_its_input() -> None:
         ),
         (
             {
-                "acquisition": {"dhcpv6pd": {"interface": "eth0"}},
+                "acquisition": {"dhcpv6pd": {"interface": "eth0", "requestedPrefixLength": 56}},
                 "subnets": [{"name": "s", "prefixLength": 48}],
             },
             "spec.subnets[0]: a /48 subnet cannot be carved from the /56 that dhcpv6-pd "
@@ -231,7 +240,7 @@ def test_validation_does_not_modify_its_input() -> None:
         ),
         (
             {
-                "acquisition": {"dhcpv6pd": {"interface": "eth0"}},
+                "acquisition": {"dhcpv6pd": {"interface": "eth0", "requestedPrefixLength": 56}},
                 "subnets": [{"name": "s", "prefixLength": 64, "offset": 256}],
             },
             "spec.subnets[0]: offset 256 is past the last subnet",

@@ -710,8 +710,9 @@ def test_a_delegated_prefix_shorter_than_requested_leaves_out_subnets_past_its_e
     degraded = condition(update.status, DEGRADED)
     assert (degraded["status"], degraded["reason"]) == ("True", "PrefixDoesNotFit")
     assert degraded["message"] == (
-        "parts of the spec do not fit 2001:db8:0:10::/60: spec.subnets[1]: offset 20 is past "
-        "the last subnet: 2001:db8:0:10::/60 holds 16 /64 subnets (offsets 0 to 15)"
+        "parts of the spec do not fit 2001:db8:0:10::/60: spec.subnets[1] (far): offset 20 is "
+        "past the last subnet: 2001:db8:0:10::/60 holds 16 /64 subnets (offsets 0 to 15); the "
+        "other ranges and subnets are served"
     )
     assert update.status["subnets"] == [{"name": "first", "cidr": "2001:db8:0:10::/64"}]
 

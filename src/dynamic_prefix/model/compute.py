@@ -116,7 +116,12 @@ def compute(spec: DynamicPrefixSpec, prefix: IPv6Network) -> Computed:
                 prefix, start_suffix=range_spec.start_suffix, end_suffix=range_spec.end_suffix
             )
         except AddressError as error:
-            problems.append(Problem(f"spec.addressRanges[{index}]", str(error)))
+            problems.append(
+                Problem(
+                    f"spec.addressRanges[{index}] ({range_spec.name})",
+                    f"{error}; the other ranges and subnets are served",
+                )
+            )
             continue
         ranges.append(ComputedRange(range_spec.name, placed))
     subnets: list[ComputedSubnet] = []
@@ -126,7 +131,12 @@ def compute(spec: DynamicPrefixSpec, prefix: IPv6Network) -> Computed:
                 prefix, offset=subnet_spec.offset, prefix_length=subnet_spec.prefix_length
             )
         except AddressError as error:
-            problems.append(Problem(f"spec.subnets[{index}]", str(error)))
+            problems.append(
+                Problem(
+                    f"spec.subnets[{index}] ({subnet_spec.name})",
+                    f"{error}; the other ranges and subnets are served",
+                )
+            )
             continue
         subnets.append(ComputedSubnet(subnet_spec.name, cidr))
     return Computed(prefix, tuple(ranges), tuple(subnets), tuple(problems))

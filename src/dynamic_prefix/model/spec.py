@@ -59,6 +59,9 @@ class Dhcpv6PdSpec:
 
     interface: str
     requested_prefix_length: int
+    length_given: bool = True
+    """Whether requestedPrefixLength was written: when not, the length the server
+    delegates is known only at run time, and the spec is checked against it then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,9 @@ def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | Inval
     if problems:
         return InvalidSpec(tuple(problems))
     spec = schema.with_defaults(api.spec_schema(), obj["spec"])
+    pd_written = (obj["spec"].get("acquisition") or {}).get("dhcpv6pd") or {}
+    if "dhcpv6pd" in spec["acquisition"] and "requestedPrefixLength" not in pd_written:
+        spec["acquisition"]["dhcpv6pd"]["lengthGiven"] = False
     return _parse_spec(spec)
 
 
@@ -256,7 +262,8 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
         except AddressError as error:
             problems.append(Problem(f"{path}.static.prefix", str(error)))
     if (pd := spec.get("dhcpv6pd")) is not None:
-        sources.append(Dhcpv6PdSpec(pd["interface"], pd["requestedPrefixLength"]))
+        sources.append(Dhcpv6PdSpec(pd["interface"], pd["requestedPrefixLength"],
+                                    pd.get("lengthGiven", True)))  # fmt: skip
     if (ra := spec.get("routerAdvertisement")) is not None and ra["enabled"]:
         trusted = set()
         for index, text in enumerate(ra.get("trustedRouters", [])):
@@ -356,9 +363,12 @@ def _check_fit(
 
     A static prefix is checked as it is; for other sources the prefix is not known yet,
     so the check uses a stand-in of the expected length (the /64 of SLAAC, or the
-    requested delegation length). Fallback sources are checked when their prefix comes.
+    requested delegation length when one is written). A delegation of unwritten length,
+    and fallback sources, are checked when their prefix comes (`compute`, Degraded).
     """
     primary = acquisition.primary
+    if isinstance(primary, Dhcpv6PdSpec) and not primary.length_given:
+        return  # any delegation length may come: checked against it when it does
     if isinstance(primary, StaticSpec):
         prefix, described = primary.prefix, str(primary.prefix)
     else:
