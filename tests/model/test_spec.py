@@ -165,7 +165,10 @@ def test_defaults_are_those_of_the_schema() -> None:
     defaulted = with_defaults(api.spec_schema(), {"acquisition": {"dhcpv6pd": {"interface": "x"}},
                                                   "subnets": [{"name": "a", "prefixLength": 64}],
                                                   "transition": {}})  # fmt: skip
-    assert defaulted["acquisition"]["dhcpv6pd"]["requestedPrefixLength"] == 56
+    # no schema default: unset must stay unset (subnets are then judged at run time)
+    assert "requestedPrefixLength" not in defaulted["acquisition"]["dhcpv6pd"]
+    spec = valid(with_spec(acquisition={"dhcpv6pd": {"interface": "x"}}))
+    assert spec.acquisition.primary == Dhcpv6PdSpec("x", 56, length_given=False)  # asked for
     assert defaulted["subnets"][0]["offset"] == 0
     assert defaulted["transition"] == {"mode": "simple", "maxPrefixHistory": 2}
 

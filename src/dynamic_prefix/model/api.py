@@ -131,10 +131,12 @@ def spec_schema() -> dict[str, Any]:
         {
             "interface": _interface("Interface to send DHCPv6 requests on."),
             "requestedPrefixLength": _integer(
-                "Prefix length to ask the server for (a hint; the server decides).",
+                "Prefix length to ask the server for (a hint; the server decides). Unset, "
+                f"a /{DEFAULT_REQUESTED_PREFIX_LENGTH} is asked for and subnets are checked "
+                "against the prefix actually delegated; set, they are checked against it "
+                "before any delegation (no default here, so that unset stays unset).",
                 minimum=48,
                 maximum=64,
-                default=DEFAULT_REQUESTED_PREFIX_LENGTH,
             ),
         },
         required=("interface",),

@@ -262,8 +262,12 @@ def _parse_acquisition(spec: dict[str, Any], problems: list[Problem]) -> Acquisi
         except AddressError as error:
             problems.append(Problem(f"{path}.static.prefix", str(error)))
     if (pd := spec.get("dhcpv6pd")) is not None:
-        sources.append(Dhcpv6PdSpec(pd["interface"], pd["requestedPrefixLength"],
-                                    pd.get("lengthGiven", True)))  # fmt: skip
+        length = pd.get("requestedPrefixLength")
+        sources.append(Dhcpv6PdSpec(
+            pd["interface"],
+            api.DEFAULT_REQUESTED_PREFIX_LENGTH if length is None else length,
+            length_given=length is not None,
+        ))  # fmt: skip
     if (ra := spec.get("routerAdvertisement")) is not None and ra["enabled"]:
         trusted = set()
         for index, text in enumerate(ra.get("trustedRouters", [])):
