@@ -111,3 +111,24 @@ def test_first_addresses_of_a_range(count: int, expected: tuple[IPv6Address, ...
 )
 def test_range_holds_its_ends_and_nothing_past_them(value: object, inside: bool) -> None:
     assert (value in SMALL) is inside
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("2001:db8::", "2001:db8::ff", "2001:db8::/120"),  # exactly one CIDR
+        ("2001:db8::7", "2001:db8::8", "2001:db8::/124"),  # straddles a /125 boundary
+        ("2001:db8::5", "2001:db8::5", "2001:db8::5/128"),  # one address
+        ("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::/0"),  # everything
+    ],
+)
+def test_enclosing_cidr_is_the_smallest_single_block_holding_both_ends(
+    start: str, end: str, expected: str
+) -> None:
+    enclosing = AddressRange(IPv6Address(start), IPv6Address(end)).enclosing()
+
+    assert enclosing == IPv6Network(expected)
+    # Smallest: neither half of it holds both ends.
+    if enclosing.prefixlen < 128:
+        for half in enclosing.subnets(prefixlen_diff=1):
+            assert not (IPv6Address(start) in half and IPv6Address(end) in half)
