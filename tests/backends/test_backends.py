@@ -416,6 +416,35 @@ def test_malformed_entries_are_reported_even_when_nothing_is_written(kind: ListK
     assert len(result.problems) == 1
 
 
+def go_record(kind: ListKind, entries: list[Any]) -> str:
+    """A record as the Go operator writes it: comma-separated, blocks as cidr=/range=."""
+
+    def key(entry: Any) -> str:
+        if isinstance(entry, str):
+            return entry
+        if "cidr" in entry:
+            return f"cidr={entry['cidr']}"
+        return f"range={entry['start']}-{entry['stop']}"
+
+    return ",".join(key(entry) for entry in entries)
+
+
+@pytest.mark.parametrize("kind", LIST_KINDS)
+def test_a_pool_written_by_the_go_operator_is_taken_over_with_its_record(kind: ListKind) -> None:
+    """Its record says which entries are its: the one of a prefix that left the history
+    goes, the user's stay, and the record is rewritten in ours (no warning)."""
+    left = kind.lb_range(C)  # the Go operator's, for a prefix no longer in use
+    before = pool(kind, [*kind.user_entries, kind.lb_range(A), left],
+                  record=go_record(kind, [kind.lb_range(A), left]))  # fmt: skip
+
+    result = plan(kind, before, placements_for(A))
+    after = applied(before, result)
+
+    assert result.problems == ()
+    assert entries(after, kind) == [*kind.user_entries, kind.lb_range(A)]
+    assert record_of(after, kind) == [kind.lb_range(A)]
+
+
 @pytest.mark.parametrize("kind", LIST_KINDS)
 @pytest.mark.parametrize("garbage", ["not json", '{"cidr": "x"}', "42"])
 def test_a_garbage_record_is_reported_and_owns_nothing(kind: ListKind, garbage: str) -> None:
@@ -426,7 +455,8 @@ def test_a_garbage_record_is_reported_and_owns_nothing(kind: ListKind, garbage: 
     after = applied(before, result)
 
     assert any(
-        kind.record in problem and "not a JSON list" in problem for problem in result.problems
+        kind.record in problem and "neither a JSON list nor the Go operator's" in problem
+        for problem in result.problems
     )
     assert entries(after, kind) == [*kind.user_entries, stale, kind.lb_range(A)]
     assert record_of(after, kind) == [kind.lb_range(A)]

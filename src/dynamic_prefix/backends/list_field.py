@@ -75,15 +75,47 @@ def _desired(
 
 @functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _recorded_keys(text: str) -> frozenset[Any] | None:
-    """The keys of the entries an ownership record lists; None if it is not a JSON list.
-    Cached: after a prefix change every pool of a DynamicPrefix carries the same record."""
+    """The keys of the entries an ownership record lists; None if it is unreadable.
+    Ours is a JSON list; the Go operator's a comma-separated one (`go_record_entries`),
+    read too so that a pool it wrote is taken over with its record. Cached: after a
+    prefix change every pool of a DynamicPrefix carries the same record."""
     try:
         entries = json.loads(text)
     except json.JSONDecodeError:
-        return None
+        entries = go_record_entries(text)
     if not isinstance(entries, list):
         return None
     return frozenset(_key(entry) for entry in entries)
+
+
+def go_record_entries(text: str) -> list[Entry] | None:
+    """The entries of a record as the Go operator writes it: comma-separated, a Cilium
+    block as ``cidr=<cidr>`` or ``range=<start>-<stop>``, addresses canonical; None if
+    it is neither that nor JSON (a user's edit)."""
+    entries: list[Entry] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("cidr="):
+            entries.append({"cidr": item.removeprefix("cidr=")})
+        elif item.startswith("range="):
+            start, _, stop = item.removeprefix("range=").partition("-")
+            entries.append({"start": start, "stop": stop} if stop else {"start": start})
+        elif _looks_like_addresses(item):
+            entries.append(item)
+        else:
+            return None
+    return entries
+
+
+def _looks_like_addresses(item: str) -> bool:
+    """An address, a CIDR or ``a-b`` (MetalLB's range): what the Go operator records."""
+    try:
+        for part in item.split("-", 1):
+            ipaddress.ip_network(part.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 _NOTHING = _Desired((), frozenset(), None)
@@ -227,7 +259,8 @@ class ListFieldBackend:
         keys = _recorded_keys(text)
         if keys is None:
             return frozenset(), (
-                f"annotation {self.record_annotation} is not a JSON list; it is rewritten "
-                "and nothing in the pool is treated as the operator's"
+                f"annotation {self.record_annotation} is neither a JSON list nor the Go "
+                "operator's comma-separated record; it is rewritten and nothing in the pool "
+                "is treated as the operator's"
             )
         return keys, None
