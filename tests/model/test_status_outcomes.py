@@ -462,3 +462,18 @@ def test_refused_prefix_after_the_kept_prefix_was_lost_is_told() -> None:
 
     assert rejected(ULA_1) in update.events
     assert update.status["currentPrefix"] == str(A)
+
+
+def test_a_prefix_leaving_use_is_told_in_a_normal_transition_completed_event() -> None:
+    previous = {"currentPrefix": str(A), "validUntil": "2024-05-01T12:00:00Z"}
+
+    update = step(source=ra(B), previous=previous, now=T0 + MINUTE)
+
+    assert (
+        StatusEvent(
+            "Normal",
+            "TransitionCompleted",
+            f"{A} is no longer in use: it left the pools and Services",
+        )
+        in update.events
+    )
