@@ -6,6 +6,7 @@ Advertisement cannot be encoded or a Neighbor Advertisement is too short.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from ipaddress import IPv6Address
 
 import pytest
@@ -18,6 +19,8 @@ from dynamic_prefix.protocols.ndp import (
     build_neighbor_advertisement,
     build_router_advertisement,
     parse_neighbor_advertisement,
+    parse_router_advertisement,
+    parse_router_solicitation,
 )
 
 TARGET = IPv6Address("2001:db8::3")
@@ -56,6 +59,28 @@ def test_neighbor_advertisement_shorter_than_its_header_says_how_long_it_is() ->
         parse_neighbor_advertisement(b"\x88\x00\x00\x00")
 
     assert error.value.detail == "4 octets; a Neighbor Advertisement has at least 24"
+
+
+@pytest.mark.parametrize(
+    ("parse", "data", "detail"),
+    [
+        (
+            parse_router_advertisement,
+            b"\x86\x00",
+            "2 octets; a Router Advertisement has at least 16",
+        ),
+        (parse_router_solicitation, b"\x85\x00", "2 octets; a Router Solicitation has at least 8"),
+        (parse_router_advertisement, bytes([135]) + bytes(15), "ICMPv6 type 135, expected 134"),
+        (parse_router_advertisement, bytes([134, 1]) + bytes(14), "ICMPv6 code 1, expected 0"),
+    ],
+)
+def test_malformed_router_messages_say_what_is_wrong(
+    parse: Callable[[bytes], object], data: bytes, detail: str
+) -> None:
+    with pytest.raises(NdpParseError) as error:
+        parse(data)
+
+    assert error.value.detail == detail
 
 
 @pytest.mark.parametrize(
