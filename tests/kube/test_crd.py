@@ -69,7 +69,8 @@ def test_server_fills_the_same_defaults_as_the_local_schema(control_plane: Contr
     stored = get(control_plane, "defaults")["spec"]
     assert stored == with_defaults(api.spec_schema(), obj["spec"])
     assert stored["transition"] == {"mode": "simple", "maxPrefixHistory": 2}
-    assert stored["acquisition"]["dhcpv6pd"]["requestedPrefixLength"] == 56
+    # no default: unset stays unset, so that subnets are judged against the delegation
+    assert "requestedPrefixLength" not in stored["acquisition"]["dhcpv6pd"]
 
 
 @pytest.mark.parametrize(

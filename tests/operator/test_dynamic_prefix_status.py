@@ -173,7 +173,7 @@ def test_a_rotation_is_told_by_a_prefix_changed_event_naming_both_prefixes(
     tag = new_tag()
     dp = f"told-{tag}"
     create_dynamic_prefix(cluster, dynamic_prefix(dp, A))
-    acquired = wait_event(cluster, dp, "PrefixAcquired")
+    acquired = wait_event(cluster, dp, "PrefixReceived")  # the Go operator's reason
     assert acquired["type"] == "Normal"
     assert A in acquired["message"]
     assert events_about(cluster, dp, reason="PrefixChanged") == []
@@ -184,6 +184,8 @@ def test_a_rotation_is_told_by_a_prefix_changed_event_naming_both_prefixes(
     assert changed["type"] == "Normal"
     assert f"from {A} to {B}" in changed["message"]
     assert changed["involvedObject"]["kind"] == api.KIND
+    started = wait_event(cluster, dp, "TransitionStarted")  # the Go operator's, beside it
+    assert f"from {A} to {B}" in started["message"]
 
 
 def test_ready_keeps_its_last_transition_time_across_a_rotation(

@@ -48,7 +48,7 @@ def test_health_readiness_and_metrics_tell_what_the_operator_believes(
         f'dynamic_prefix_source_reports_total{{dynamic_prefix="{dp}",source="static"}} 1.0',
         f'dynamic_prefix_prefix_changes_total{{dynamic_prefix="{dp}",source="static"}} 1.0',
         f'dynamic_prefix_prefix_confirmed{{dynamic_prefix="{dp}"}} 1.0',
-        f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="prefix_acquired"}} 1.0',
+        f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="prefix_received"}} 1.0',
         f'dynamic_prefix_events_total{{dynamic_prefix="{dp}",kind="pool_write"}} 1.0',
     ]
 
