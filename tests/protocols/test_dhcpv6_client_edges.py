@@ -239,11 +239,6 @@ def test_reply_to_renew_with_an_empty_ia_pd_is_dropped_and_the_lease_kept() -> N
     assert client.lease == lease
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (docs/mutation.md): dhcpv6_reply.extended_prefixes counts an IA Prefix "
-    "it must ignore (preferred > valid, RFC 8415 21.22) as a withdrawal",
-)
 def test_reply_to_renew_whose_only_prefix_is_invalid_keeps_the_lease() -> None:
     client, renew = renewing_client()
 

@@ -198,10 +198,15 @@ def extended_prefixes(
 
     Usable IA Prefixes are taken with fresh deadlines, those with valid lifetime 0 are
     withdrawn, and prefixes the Reply leaves out keep their lifetimes and expire on their
-    own; an empty result means the server withdrew every prefix.
+    own; an empty result means the server withdrew every prefix. An IA Prefix the client
+    must ignore (preferred beyond valid, host bits set: section 21.22) withdraws nothing.
     """
     fresh = usable_prefixes(ia)
-    withdrawn = {option.network for option in ia.find_all(IaPrefixOption)}
+    withdrawn = {
+        option.network
+        for option in ia.find_all(IaPrefixOption)
+        if option.valid_lifetime == 0 and _acceptable(option)
+    }
     withdrawn.difference_update(option.network for option in fresh)
     if not fresh and not withdrawn:
         return None
