@@ -263,6 +263,15 @@ class TestWhichIpam:
         assert choose_ipam({}, ["calico-ip-pool", "calico-ip-pool"]) is Ipam.CALICO
         assert choose_ipam({}, ["metallb-ip-address-pool", "cilium-cidr-group"]) is Ipam.METALLB
 
+    def test_the_ipam_annotation_the_service_carries_decides_before_the_pools(self) -> None:
+        """How a Service the Go operator wrote (lbipam.cilium.io/ips) is taken over where
+        pools of two IPAMs share the range."""
+        both = ["cilium-lb-ip-pool", "metallb-ip-address-pool"]
+        assert choose_ipam({CILIUM: "2001:db8::1"}, both) is Ipam.CILIUM
+        assert choose_ipam({METALLB_OLD: "192.0.2.1"}, both) is Ipam.METALLB
+        with pytest.raises(ReferenceProblem):
+            choose_ipam({CILIUM: "x", METALLB: "y"}, both)
+
     def test_no_pool_means_cilium_as_in_the_go_operator(self) -> None:
         assert choose_ipam({}, []) is Ipam.CILIUM
 

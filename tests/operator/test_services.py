@@ -209,6 +209,7 @@ def test_user_entries_survive_fifty_rotations_and_every_release_is_exact(
         wait_current(cluster, dp, prefix)
         previous = prefix
     assert annotations_of(cluster, name)[TARGET] == f"{user_target},{address(previous)}"
+    assert annotations_of(cluster, name)["dynamic-prefix.io/last-sync"].endswith("Z")
 
     # skip-external-dns-update hands the target back: the user's entries, exactly
     cluster.patch(f"{SERVICES}/{name}",
@@ -222,6 +223,7 @@ def test_user_entries_survive_fifty_rotations_and_every_release_is_exact(
                                                                      None}}})  # fmt: skip
     wait_annotation(cluster, name, CILIUM, user_ips, "released on de-annotation")
     wait_annotation(cluster, name, MANAGED_IPS, None, "record removed")
+    assert "dynamic-prefix.io/last-sync" not in annotations_of(cluster, name)
     wait_event_on(cluster, name, "ServiceReleased")
 
     # opted in again, then the DynamicPrefix deleted: released again, exactly

@@ -14,8 +14,10 @@ recorded in ``dynamic-prefix.io/inferred-suffix`` so that it stays the same acro
 rotations.
 
 Which annotation the IPAM reads (`choose_ipam`): ``dynamic-prefix.io/lb-provider`` if
-set; else the pool kinds that the Service's range or subnet feeds, when they are of one
-IPAM; else Cilium (the Go operator's default) when no pool says otherwise.
+set; else the one IPAM annotation the Service carries already (as the Go operator, which
+writes Cilium's, left it); else the pool kinds that the Service's range or subnet feeds,
+when they are of one IPAM; else Cilium (the Go operator's default) when no pool says
+otherwise.
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ def choose_ipam(annotations: Mapping[str, str], pool_backends: Iterable[str]) ->
                 f"{ANNOTATION_LB_PROVIDER} {explicit!r} is not one of "
                 f"{', '.join(i.value for i in Ipam)}"
             ) from None
+    # the IPAM annotation the Service carries already (the Go operator's, a user's)
+    present = {ipam for ipam, field in IPAM_ANNOTATIONS.items() if field.name in annotations}
+    if METALLB_LEGACY.name in annotations:
+        present.add(Ipam.METALLB)
+    if len(present) == 1:
+        return present.pop()
     kinds = sorted({POOL_BACKEND_IPAM[b] for b in pool_backends if b in POOL_BACKEND_IPAM})
     if len(kinds) > 1:
         raise ReferenceProblem(
