@@ -109,6 +109,19 @@ class TestCilium:
         assert changes[CILIUM] == f"192.0.2.7,2001:db8:ffff::5,{NEW_IP},{OLD_IP}"
         assert changes[DNS_TARGET] == NEW_IP
 
+    def test_with_a_record_a_users_pin_equal_to_ours_stays_the_users(self) -> None:
+        """The record says what is ours: an address the user pinned by hand before opting
+        in is kept and never recorded, so no later rotation or release takes it away."""
+        svc = service({**SUFFIX, CILIUM: f"{NEW_IP}", ANNOTATION_MANAGED_IPS: ""})
+        changes = plan(svc)
+
+        assert changes[CILIUM] == f"{NEW_IP},{OLD_IP}"
+        assert changes[ANNOTATION_MANAGED_IPS] == OLD_IP
+        released = plan_service(applied(svc, changes), None, None)
+        (patch,) = released.actions
+        assert isinstance(patch, Patch)
+        assert patch.body["metadata"]["annotations"][CILIUM] == NEW_IP
+
     def test_an_entry_equal_to_ours_is_adopted_not_duplicated(self) -> None:
         # how a Service written by the Go operator (no record) is taken over
         changes = plan(service({**SUFFIX, CILIUM: "2001:DB8:2:0:FFFF::2"}))
@@ -263,7 +276,14 @@ class TestWhichIpam:
         assert choose_ipam({}, ["calico-ip-pool", "calico-ip-pool"]) is Ipam.CALICO
         assert choose_ipam({}, ["metallb-ip-address-pool", "cilium-cidr-group"]) is Ipam.METALLB
 
-    def test_the_ipam_annotation_the_service_carries_decides_before_the_pools(self) -> None:
+    def test_pools_of_one_ipam_decide_even_over_an_annotation_the_operator_wrote(
+        self,
+    ) -> None:
+        """A Service that opted in before its MetalLB pool was annotated got Cilium's: it
+        moves to MetalLB's once the pool says so (and Cilium's entries are handed back)."""
+        assert choose_ipam({CILIUM: "2001:db8::1"}, ["metallb-ip-address-pool"]) is Ipam.METALLB
+
+    def test_the_ipam_annotation_the_service_carries_decides_where_pools_cannot(self) -> None:
         """How a Service the Go operator wrote (lbipam.cilium.io/ips) is taken over where
         pools of two IPAMs share the range."""
         both = ["cilium-lb-ip-pool", "metallb-ip-address-pool"]

@@ -56,6 +56,7 @@ async def start(
     await controller.on_dynamic_prefix(None, dp_body)
     await controller.on_pool(LB_IP_POOL, POOLS, None, pool_body)
     controller.mark_pools_listed()
+    controller.mark_services_listed()
     await settle(controller)
     return dp_body, pool_body
 
@@ -184,3 +185,29 @@ async def test_a_pool_annotated_for_another_dynamic_prefix_leaves_the_first_one(
     assert condition(kube, "PoolsSynced")["message"] == "0/0 pools in sync"
     (warning,) = kube.events("DynamicPrefixNotFound")  # the pool's new reference
     assert "DynamicPrefix other does not exist" in warning["message"]
+
+
+async def test_a_deletion_seen_before_the_listings_waits_for_them_then_releases(
+    world: tuple[FakeKube, Controller],
+) -> None:
+    """At start-up the DynamicPrefix may be seen before its pools and Services: releasing
+    then would release nothing and let it go with the operator's entries left behind."""
+    kube, controller = world
+    await start(kube, controller)
+    restarted = Controller(kube)
+    deleting = kube.object(DYNAMIC_PREFIXES, "home") or {}
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-03T12:00:00Z"
+    try:
+        await restarted.on_dynamic_prefix(None, deleting)
+        await settle(restarted)
+        assert api.FINALIZER in finalizers(kube), "nothing known yet: the deletion waits"
+
+        await restarted.on_pool(LB_IP_POOL, POOLS, None, kube.object(POOLS, "pool") or {})
+        restarted.mark_pools_listed()
+        restarted.mark_services_listed()
+        await settle(restarted)
+
+        assert blocks(kube) == CILIUM_LB_POOL.released()
+        assert api.FINALIZER not in finalizers(kube)
+    finally:
+        await restarted.close()

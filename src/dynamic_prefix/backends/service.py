@@ -14,10 +14,10 @@ recorded in ``dynamic-prefix.io/inferred-suffix`` so that it stays the same acro
 rotations.
 
 Which annotation the IPAM reads (`choose_ipam`): ``dynamic-prefix.io/lb-provider`` if
-set; else the one IPAM annotation the Service carries already (as the Go operator, which
-writes Cilium's, left it); else the pool kinds that the Service's range or subnet feeds,
-when they are of one IPAM; else Cilium (the Go operator's default) when no pool says
-otherwise.
+set; else the pool kinds that the Service's range or subnet feeds, when they are of one
+IPAM; else (no pool, or pools of two IPAMs) the one IPAM annotation the Service carries
+already (as the Go operator, which writes Cilium's, left it); else Cilium, the Go
+operator's default, when there is no pool.
 """
 
 from __future__ import annotations
@@ -120,19 +120,22 @@ def choose_ipam(annotations: Mapping[str, str], pool_backends: Iterable[str]) ->
                 f"{ANNOTATION_LB_PROVIDER} {explicit!r} is not one of "
                 f"{', '.join(i.value for i in Ipam)}"
             ) from None
-    # the IPAM annotation the Service carries already (the Go operator's, a user's)
+    kinds = sorted({POOL_BACKEND_IPAM[b] for b in pool_backends if b in POOL_BACKEND_IPAM})
+    if len(kinds) == 1:
+        return kinds[0]
+    # no pool, or pools of two IPAMs: the IPAM annotation the Service carries already
+    # (the Go operator's, a user's) tells which one assigns its address
     present = {ipam for ipam, field in IPAM_ANNOTATIONS.items() if field.name in annotations}
     if METALLB_LEGACY.name in annotations:
         present.add(Ipam.METALLB)
     if len(present) == 1:
         return present.pop()
-    kinds = sorted({POOL_BACKEND_IPAM[b] for b in pool_backends if b in POOL_BACKEND_IPAM})
-    if len(kinds) > 1:
+    if kinds:
         raise ReferenceProblem(
             f"pools of {', '.join(kinds)} share this range; say which IPAM assigns the "
             f"Service's address with {ANNOTATION_LB_PROVIDER}"
         )
-    return kinds[0] if kinds else Ipam.CILIUM
+    return Ipam.CILIUM
 
 
 def pool_kinds_for(
@@ -310,10 +313,20 @@ class _Edit:
             return []
         owned = self.owned(field.record)
         wanted = {canonical(e) for e in desired or []}
-        users = [e for e in observed if canonical(e) not in owned and canonical(e) not in wanted]
-        entries = users + list(desired or [])
+        if field.record in self.annotations:
+            # with a record, an entry it does not list is the user's even when it equals
+            # one of ours: kept, and not recorded, so that it is never taken away
+            users = [e for e in observed if canonical(e) not in owned]
+            pinned = {canonical(e) for e in users}
+            ours = [e for e in desired or [] if canonical(e) not in pinned]
+        else:
+            # first contact (no record yet, as a Service the Go operator wrote without
+            # one): an entry equal to ours is adopted rather than duplicated
+            users = [e for e in observed if canonical(e) not in wanted]
+            ours = list(desired or [])
+        entries = users + ours
         self.set(field.annotation, join_list(entries, json_list=field.json_list))
-        self.set(field.record, join_list(list(desired or [])))
+        self.set(field.record, join_list(ours))
         return users
 
     def strip(self, ipam: IpamAnnotation) -> None:

@@ -139,6 +139,7 @@ class Controller:
             clock=clock,
         )
         self._pool_kinds_held: dict[PoolReference, set[str]] = {}
+        self._finalize_pending: set[str] = set()
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}
         self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
@@ -232,6 +233,9 @@ class Controller:
         for name in list(self.live):
             self.spawn(self.sync_pools_of(name), f"listed:{name}", concerning=name)
         self._reconcile_unreferenced("listed")
+        if self.services_listed:
+            self._reconcile_unnamed_services("listed")
+            self._finalize_waiting()
 
     def mark_services_listed(self) -> None:
         """The Services were listed once: they can be judged (once pools can be too)."""
@@ -241,7 +245,17 @@ class Controller:
         if self.pools_listed:
             for name in list(self.live):
                 self.spawn(self.sync_pools_of(name), f"services-listed:{name}", concerning=name)
-        self._reconcile_unnamed_services("listed")
+            self._reconcile_unnamed_services("listed")
+            self._finalize_waiting()
+
+    def _finalize_waiting(self) -> None:
+        """Deletions seen before every pool and Service was listed: release them now."""
+        for name in sorted(self._finalize_pending):
+            body = self.dynamic_prefixes.get(name)
+            if body is not None:
+                self.spawn(self.on_dynamic_prefix("MODIFIED", body), f"finalize:{name}",
+                           concerning=name)  # fmt: skip
+        self._finalize_pending.clear()
 
     def _reconcile_unnamed_services(self, why: str) -> None:
         """Services that name no DynamicPrefix but carry our record: entries to give back."""
@@ -291,6 +305,11 @@ class Controller:
             return
         if body["metadata"].get("deletionTimestamp"):
             if api.FINALIZER in _finalizers(body):
+                if not (self.pools_listed and self.services_listed):
+                    # what to release is known only once every pool and Service was
+                    # listed: a deletion seen at start-up waits for that
+                    self._finalize_pending.add(name)
+                    return
                 await self._finalize(name)
             return
         if api.FINALIZER not in _finalizers(body):

@@ -32,6 +32,7 @@ from dynamic_prefix.backends.service_addresses import ServiceReference
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.model.spec import InvalidSpec
 from dynamic_prefix.model.status import format_time
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters
@@ -42,6 +43,13 @@ from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES, with_last_
 from dynamic_prefix.operator.service_index import ServiceIndex, named_prefix
 
 logger = logging.getLogger(__name__)
+
+
+class Again:
+    """The Service changed under a write: read it again and decide afresh."""
+
+
+AGAIN: Final = Again()
 
 MAX_ATTEMPTS: Final = 6
 DYNAMIC_PREFIX_MISSING: Final = "DynamicPrefixNotFound"
@@ -94,27 +102,38 @@ class ServiceReconciler:
         on the DynamicPrefix for a whole prefix change)."""
 
     async def reconcile(self, key: PoolKey) -> bool:
-        """Make one Service right and record the outcome; whether the outcome changed."""
+        """Make one Service right and record the outcome; whether the outcome changed.
+
+        After a conflict the Service is read again and everything is decided afresh from
+        it (a user's edit of its suffix or DynamicPrefix meanwhile counts)."""
         async with self._locks[key], self._semaphore:
-            body = self.index.get(key)
-            if body is None:
+            for _ in range(MAX_ATTEMPTS):
+                body = self.index.get(key)
+                if body is None:
+                    return False
+                name = named_prefix(body)
+                if name is None:
+                    released = await self._release(key, body, "its annotation was removed")
+                    if released is AGAIN:
+                        continue
+                    return False
+                with logs.concerning(name):
+                    outcome = await self._reconcile_named(key, body, name)
+                if outcome is AGAIN:
+                    continue
+                if outcome is None or isinstance(outcome, str):
+                    if outcome is not None and name in self._dynamic_prefixes:
+                        self.counters.reconcile_errors[name, "service"] += 1
+                    return self.outcomes.record(name, key, outcome)
                 return False
-            name = named_prefix(body)
-            if name is None:
-                await self._release(key, body, "its annotation was removed")
-                return False
-            with logs.concerning(name):
-                outcome = await self._reconcile_named(key, body, name)
-            if outcome is None or isinstance(outcome, str):
-                if outcome is not None and name in self._dynamic_prefixes:
-                    self.counters.reconcile_errors[name, "service"] += 1
-                return self.outcomes.record(name, key, outcome)
+            self._retry_later(key)
             return False
 
     async def _reconcile_named(
         self, key: PoolKey, body: dict[str, Any], name: str
-    ) -> str | bool | None:
-        """None: in sync; a string: what is wrong; False: not judged yet."""
+    ) -> str | bool | Again | None:
+        """None: in sync; a string: what is wrong; False: not judged yet; AGAIN: read
+        again after a conflict."""
         dynamic_prefix = self._dynamic_prefixes.get(name)
         if dynamic_prefix is None:
             try:
@@ -122,8 +141,15 @@ class ServiceReconciler:
             except NotFound:
                 problem = f"DynamicPrefix {name} does not exist"
                 await self.warn(key, body, DYNAMIC_PREFIX_MISSING, problem + "; Service left alone")
-                return problem
+                # what the operator wrote for another one is given back
+                released = await self._release(key, body, problem, quiet=True)
+                return AGAIN if released is AGAIN else problem
             return False
+        spec = self.placements.spec(dynamic_prefix)
+        if isinstance(spec, InvalidSpec):
+            problem = f"DynamicPrefix {name} is invalid"
+            await self.warn(key, body, "InvalidReference", problem + "; Service left alone")
+            return problem
         if name not in self._live:
             return False
         try:
@@ -132,7 +158,7 @@ class ServiceReconciler:
                 dynamic_prefix,
                 pool_kinds=self._pool_kinds(named_reference(body)),
                 placements_for=self.placements,
-                spec=self.placements.spec(dynamic_prefix),
+                spec=spec,
             )
             if reference is None:
                 return None
@@ -146,6 +172,11 @@ class ServiceReconciler:
             return outcome
         except ReferenceProblem as error:
             await self.warn(key, body, "InvalidReference", f"{error}; nothing written")
+            if (body.get("spec") or {}).get("type") != "LoadBalancer":
+                # no longer a load balancer: what the operator wrote has no use
+                released = await self._release(key, body, str(error), quiet=True)
+                if released is AGAIN:
+                    return AGAIN
             return str(error)
         except WaitingForAddress as error:
             return str(error)
@@ -156,8 +187,9 @@ class ServiceReconciler:
         body: dict[str, Any],
         reference: ServiceReference | None,
         inputs: ServiceInputs | None,
-    ) -> tuple[str | None, bool]:
-        """How it ended (None: in sync, else what is wrong) and whether it wrote."""
+    ) -> tuple[str | Again | None, bool]:
+        """How it ended (None: in sync, a string: what is wrong, AGAIN: the Service
+        changed meanwhile and was read again) and whether it wrote."""
         delay = 0.2
         for attempt in range(MAX_ATTEMPTS):
             plan = plan_service(body, reference, inputs)
@@ -178,11 +210,7 @@ class ServiceReconciler:
                 return None, bool(plan.actions)
             except Conflict:
                 fresh = await self._refetch(key, body)
-                if fresh is None:
-                    return None, False
-                body = fresh
-                if named_prefix(body) is None:
-                    reference = inputs = None  # let go meanwhile: release instead
+                return (None if fresh is None else AGAIN), False
             except NotFound:
                 self.index.remove(key)
                 return None, False
@@ -196,7 +224,7 @@ class ServiceReconciler:
                 await self.warn(key, body, "UpdateFailed", f"cannot update the Service: {error}")
                 return str(error), False
         self._retry_later(key)
-        return "kept conflicting with other writers", False
+        return "kept failing", False
 
     async def _refetch(self, key: PoolKey, body: Mapping[str, Any]) -> dict[str, Any] | None:
         metadata = body["metadata"]
@@ -230,15 +258,28 @@ class ServiceReconciler:
         self.outcomes.forget_pool(key)
 
     async def release(self, key: PoolKey, why: str) -> None:
-        """Give back what the operator wrote on one Service (its DynamicPrefix goes)."""
+        """Give back what the operator wrote on one Service (its DynamicPrefix goes);
+        `ReleaseFailed` if it could not be written, so the finalizer stays and retries."""
         async with self._locks[key]:
-            body = self.index.get(key)
-            if body is not None:
-                await self._release(key, body, why)
+            for _ in range(MAX_ATTEMPTS):
+                body = self.index.get(key)
+                if body is None:
+                    return
+                outcome = await self._release(key, body, why)
+                if outcome is AGAIN:
+                    continue
+                if outcome is not None:
+                    raise ReleaseFailed(f"service {key}: {outcome}")
+                return
+            raise ReleaseFailed(f"service {key}: kept conflicting with other writers")
 
-    async def _release(self, key: PoolKey, body: dict[str, Any], why: str) -> None:
-        self.outcomes.forget_pool(key)
-        _, wrote = await self._apply_with_retries(key, body, None, None)
+    async def _release(
+        self, key: PoolKey, body: dict[str, Any], why: str, *, quiet: bool = False
+    ) -> str | Again | None:
+        """Take back the operator's entries and records; the outcome of the write."""
+        if not quiet:
+            self.outcomes.forget_pool(key)
+        outcome, wrote = await self._apply_with_retries(key, body, None, None)
         if wrote:
             await self.recorder.record(
                 body,
@@ -247,3 +288,8 @@ class ServiceReconciler:
                 message=f"{why}: the operator's addresses and DNS target were removed; "
                 "entries written by users were kept",
             )
+        return outcome
+
+
+class ReleaseFailed(Exception):
+    """What the operator wrote on a Service could not be taken back (yet)."""
