@@ -31,6 +31,8 @@ MAX_BACKOFF: Final = 1.0
 """Retries of a lost watch stay at most a second apart: an outage of the API server ends
 at a moment nobody announces, and the first change after it must not wait for a backoff
 grown during it (a refused connection to a local server costs next to nothing)."""
+STILL_FAILING_EVERY: Final = 60.0
+"""While a watch keeps failing, a warning says so this often (one per outage otherwise)."""
 
 
 class ListWatch(Protocol):
@@ -88,6 +90,7 @@ class Informer:
         backoff = INITIAL_BACKOFF
         version: str | None = None
         failing_since: float | None = None
+        warned_at = 0.0
         while True:
             try:
                 if version is None:
@@ -114,10 +117,16 @@ class Informer:
             except Gone:
                 version = None  # too old: list again
             except ApiError as error:
+                now = time.monotonic()
                 if failing_since is None:
-                    failing_since = time.monotonic()
+                    failing_since = warned_at = now
                     logger.warning("watching %s: %s; trying again every %.1f s at most",
                                    self.resource, error, MAX_BACKOFF)  # fmt: skip
+                elif now - warned_at >= STILL_FAILING_EVERY:
+                    # a lasting refusal (a ClusterRole not updated) must not go quiet
+                    warned_at = now
+                    logger.warning("watching %s: still failing after %.0f s: %s",
+                                   self.resource, now - failing_since, error)  # fmt: skip
                 else:
                     logger.debug("watching %s: %s", self.resource, error)
                 await asyncio.sleep(backoff)
