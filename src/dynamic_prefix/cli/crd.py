@@ -103,7 +103,7 @@ def reference_markdown() -> str:
         f"`{ANNOTATION_INFERRED_SUFFIX}`.",
         f"- `{ANNOTATION_LB_PROVIDER}`: `cilium`, `metallb` or `calico`, when the pools of "
         "its range are of more than one IPAM and the Service carries no IPAM annotation yet "
-        "(else told from that annotation, then from the pools; no pool: cilium).",
+        "(else told from the pools, then from that annotation; neither: cilium).",
         f'- `{ANNOTATION_SKIP_DNS}: "true"`: leave `{DNS_TARGET}` to the user.',
         "- Written by the operator: "
         + ", ".join(f"`{a.name}`" for a in IPAM_ANNOTATIONS.values())
