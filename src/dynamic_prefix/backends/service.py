@@ -40,8 +40,8 @@ from dynamic_prefix.backends.base import (
 )
 from dynamic_prefix.backends.service_addresses import (
     ServiceReference,
-    address_in,
     inferred_suffix,
+    pinned_addresses,
 )
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
@@ -374,7 +374,7 @@ def _serve(
     service: Mapping[str, Any], reference: ServiceReference, inputs: ServiceInputs, edit: _Edit
 ) -> None:
     suffix, inferred = service_suffix(reference, edit.annotations, service, inputs.placements)
-    addresses = [str(address_in(p, suffix)) for p in inputs.placements]
+    addresses = [str(a) for a in pinned_addresses(inputs.placements, suffix)]
     if inferred:
         edit.set(ANNOTATION_INFERRED_SUFFIX, str(IPv6Address(suffix)))
     elif reference.suffix is not None:

@@ -219,9 +219,6 @@ def validate_dynamic_prefix(obj: Mapping[str, Any]) -> DynamicPrefixSpec | Inval
     if problems:
         return InvalidSpec(tuple(problems))
     spec = schema.with_defaults(api.spec_schema(), obj["spec"])
-    pd_written = (obj["spec"].get("acquisition") or {}).get("dhcpv6pd") or {}
-    if "dhcpv6pd" in spec["acquisition"] and "requestedPrefixLength" not in pd_written:
-        spec["acquisition"]["dhcpv6pd"]["lengthGiven"] = False
     return _parse_spec(spec)
 
 
