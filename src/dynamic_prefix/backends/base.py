@@ -12,7 +12,7 @@ from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import compute
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
-from dynamic_prefix.model.status import prefixes_in_use
+from dynamic_prefix.model.status import prefixes_in_use, retired_prefixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +124,27 @@ def plan_pool(
     *,
     generated: Sequence[Mapping[str, Any]],
     placements_for: PlacementsFor = resolve_placements,
-    retired: Sequence[IPv6Network] = (),
+    retired_for: PlacementsFor | None = None,
 ) -> Plan:
     """What the operator would do to ``pool`` now: the one judgement of "in sync", used by
     the reconciler and by ``dynamic-prefix status`` alike. ``generated`` are the pools
-    made from it earlier (Calico); ``retired`` prefixes the DynamicPrefix held lately.
+    made from it earlier (Calico). ``placements_for`` and ``retired_for`` (default
+    `retired_placements`) may be cached per DynamicPrefix version by the caller.
     `ReferenceProblem` when it cannot be served."""
     placements = placements_for(reference, dynamic_prefix)
     if not placements:
         return Plan()  # no prefix yet: nothing is judged, nothing written
-    old = retired_placements(reference, dynamic_prefix, retired) if retired else ()
+    old = (retired_for or retired_placements)(reference, dynamic_prefix)
     return backend.plan(resource, pool, placements, generated=generated, retired=old)
 
 
 def retired_placements(
-    reference: PoolReference, dynamic_prefix: Mapping[str, Any], prefixes: Sequence[IPv6Network]
+    reference: PoolReference, dynamic_prefix: Mapping[str, Any]
 ) -> tuple[Placement, ...]:
-    """The placements ``reference`` had in ``prefixes`` (ones no longer in use)."""
+    """The placements ``reference`` had in the prefixes that left the history lately
+    (status.retiredPrefixes)."""
     found: list[Placement] = []
-    for prefix in prefixes:
+    for prefix in retired_prefixes(dynamic_prefix.get("status") or {}):
         held = {**dynamic_prefix, "status": {"currentPrefix": str(prefix)}}
         try:
             found += resolve_placements(reference, held)

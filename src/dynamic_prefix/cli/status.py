@@ -26,7 +26,7 @@ from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import ConfigError, load_config
 from dynamic_prefix.kube.errors import ApiError
 from dynamic_prefix.model import api
-from dynamic_prefix.model.status import READY, retired_prefixes
+from dynamic_prefix.model.status import READY
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
 from dynamic_prefix.operator.pool_index import is_generated
 from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
@@ -158,8 +158,7 @@ def _pool_state(
         "reference": reference.address_range or reference.subnet or "(whole prefix)",
     }
     try:
-        plan = plan_pool(backend, resource, pool, reference, dp, generated=generated,
-                         retired=retired_prefixes(dp.get("status") or {}))  # fmt: skip
+        plan = plan_pool(backend, resource, pool, reference, dp, generated=generated)
     except ReferenceProblem as error:
         return {**state, "inSync": False, "problem": str(error)}
     if plan.conflicts:  # as the operator counts it: out of sync although nothing to write

@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dynamic_prefix.backends.base import Placement, PoolReference, resolve_placements
+from dynamic_prefix.backends.base import (
+    Placement,
+    PlacementsFor,
+    PoolReference,
+    resolve_placements,
+    retired_placements,
+)
 from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, validate_dynamic_prefix
 
 
@@ -17,6 +23,7 @@ class PlacementCache:
 
     def __init__(self) -> None:
         self._held: dict[PoolReference, tuple[str, tuple[Placement, ...]]] = {}
+        self._retired: dict[PoolReference, tuple[str, tuple[Placement, ...]]] = {}
         self._specs: dict[str, tuple[str, DynamicPrefixSpec | InvalidSpec]] = {}
 
     def spec(self, dynamic_prefix: Mapping[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
@@ -34,16 +41,34 @@ class PlacementCache:
     def __call__(
         self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
     ) -> tuple[Placement, ...]:
-        version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
-        held = self._held.get(reference)
-        if held is not None and held[0] == version:
-            return held[1]
-        placements = resolve_placements(reference, dynamic_prefix)  # problems are not kept
-        self._held[reference] = (version, placements)
-        return placements
+        return _latest(self._held, resolve_placements, reference, dynamic_prefix)
+
+    def retired(
+        self, reference: PoolReference, dynamic_prefix: Mapping[str, Any]
+    ) -> tuple[Placement, ...]:
+        """`retired_placements`, kept the same way (asked for every pool of a change)."""
+        return _latest(self._retired, retired_placements, reference, dynamic_prefix)
 
     def forget(self, name: str) -> None:
         """The DynamicPrefix ``name`` is gone."""
-        for reference in [r for r in self._held if r.dynamic_prefix == name]:
-            del self._held[reference]
+        for table in (self._held, self._retired):
+            for reference in [r for r in table if r.dynamic_prefix == name]:
+                del table[reference]
         self._specs.pop(name, None)
+
+
+def _latest(
+    table: dict[PoolReference, tuple[str, tuple[Placement, ...]]],
+    compute: PlacementsFor,
+    reference: PoolReference,
+    dynamic_prefix: Mapping[str, Any],
+) -> tuple[Placement, ...]:
+    """``compute(reference, dynamic_prefix)`` for its latest version only; problems
+    (`ReferenceProblem`) are not kept."""
+    version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
+    held = table.get(reference)
+    if held is not None and held[0] == version:
+        return held[1]
+    placements = compute(reference, dynamic_prefix)
+    table[reference] = (version, placements)
+    return placements

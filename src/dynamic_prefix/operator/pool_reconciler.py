@@ -32,7 +32,7 @@ from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryEr
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model import api
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
-from dynamic_prefix.model.status import format_time, retired_prefixes
+from dynamic_prefix.model.status import format_time
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.outcomes import PoolOutcomes
@@ -212,7 +212,7 @@ class PoolReconciler:
         return plan_pool(
             pool.backend, pool.resource, pool.body, reference, dynamic_prefix,
             generated=generated, placements_for=self.placements,
-            retired=retired_prefixes(dynamic_prefix.get("status") or {}),
+            retired_for=self.placements.retired,
         )  # fmt: skip
 
     async def _apply(self, pool: Pool, plan: Plan, key: PoolKey, *, release: bool = False) -> None:
