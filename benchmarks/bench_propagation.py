@@ -47,7 +47,16 @@ class Api:
         self.session = session
         self.headers = {"Authorization": f"Bearer {plane.admin_token}"}
 
-    async def call(self, method: str, path: str, body: Any = None, *, merge: bool = False) -> Any:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        merge: bool = False,
+        missing: bool = False,
+    ) -> Any:
+        """One request; ``missing``: a 404 is an answer (None), not an error."""
         headers = dict(self.headers)
         if body is not None:
             headers["Content-Type"] = (
@@ -57,6 +66,8 @@ class Api:
             method, self.plane.server + path, json=body, headers=headers, ssl=False
         ) as response:
             text = await response.text()
+            if missing and response.status == 404:
+                return None
             if response.status >= 400:
                 raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
             return json.loads(text) if text else {}

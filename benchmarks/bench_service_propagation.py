@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bench_propagation import Api, api_path, percentile, process_stats
 
 from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
@@ -40,47 +41,6 @@ DNS_TARGET = "external-dns.alpha.kubernetes.io/target"
 LABEL = "dynamic-prefix-bench"
 STALL = 10.0
 SUFFIX_BASE = 0xFFFF << 48  # ::ffff:0:0:0, inside the "lb" range
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-class Api:
-    def __init__(self, plane: ControlPlane, session: aiohttp.ClientSession) -> None:
-        self.plane = plane
-        self.session = session
-        self.headers = {"Authorization": f"Bearer {plane.admin_token}"}
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        merge: bool = False,
-        missing: bool = False,
-    ) -> Any:
-        """One request; ``missing``: a 404 is an answer (None), not an error."""
-        headers = dict(self.headers)
-        if body is not None:
-            headers["Content-Type"] = (
-                "application/merge-patch+json" if merge else "application/json"
-            )
-        async with self.session.request(
-            method, self.plane.server + path, json=body, headers=headers, ssl=False
-        ) as response:
-            text = await response.text()
-            if missing and response.status == 404:
-                return None
-            if response.status >= 400:
-                raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
-            return json.loads(text) if text else {}
-
-
-def api_path() -> str:
-    return f"{api.API_VERSION}/{api.PLURAL}"
 
 
 def service_name(index: int) -> str:
@@ -218,18 +178,6 @@ async def measure_floor(kube: Api, names: list[str], rounds: int) -> list[float]
         await asyncio.gather(*(one(index, name) for index, name in enumerate(names)))
         latencies.append(time.monotonic() - started)
     return latencies
-
-
-def process_stats(pid: int) -> tuple[float, float]:
-    """Resident memory in MiB and CPU seconds used so far."""
-    rss_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return rss_kb / 1024, cpu
 
 
 def service_body(name: str, role: str, annotations: dict[str, str]) -> dict[str, Any]:

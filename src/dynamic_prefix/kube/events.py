@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from dynamic_prefix.kube.api import KubeApi
@@ -64,3 +64,26 @@ class EventRecorder:
             logger.warning("could not post event %s on %s: %s", reason, metadata.get("name"), error)
             return
         self.posted += 1
+
+
+class OncePerMessage:
+    """Events about objects, each posted once per distinct message of its reason: a
+    reconcile that finds the same problem again says nothing new (no event storms)."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self._recorder = recorder
+        self._said: dict[tuple[Hashable, str], str] = {}
+
+    async def post(
+        self, key: Hashable, obj: Mapping[str, Any], *, type: str, reason: str, message: str
+    ) -> None:
+        """Post unless this message of this reason was the last said about ``key``."""
+        if self._said.get((key, reason)) == message:
+            return
+        self._said[key, reason] = message
+        await self._recorder.record(obj, type=type, reason=reason, message=message)
+
+    def forget(self, key: Hashable) -> None:
+        """The object is gone: one of the same name later is told afresh."""
+        for said in [s for s in self._said if s[0] == key]:
+            del self._said[said]

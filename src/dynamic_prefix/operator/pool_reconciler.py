@@ -29,7 +29,7 @@ from dynamic_prefix.backends.base import (
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
-from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.kube.events import EventRecorder, OncePerMessage
 from dynamic_prefix.model import api
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import format_time
@@ -98,7 +98,7 @@ class PoolReconciler:
         )
         self._semaphore = asyncio.Semaphore(concurrency)
         self.placements = PlacementCache()
-        self._warned: dict[tuple[PoolKey, str], str] = {}
+        self._once = OncePerMessage(recorder)
         self._batches: collections.Counter[str] = collections.Counter()
         self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
 
@@ -284,17 +284,12 @@ class PoolReconciler:
                 await self.warn(key, pool, reason, "; ".join(found))
 
     async def warn(self, key: PoolKey, pool: Pool, reason: str, message: str) -> None:
-        """A Warning event on the pool, once per distinct message of each reason (no
-        event storms)."""
-        if self._warned.get((key, reason)) == message:
-            return
-        self._warned[key, reason] = message
-        await self.recorder.record(pool.body, type="Warning", reason=reason, message=message)
+        """A Warning event on the pool, once per distinct message of each reason."""
+        await self._once.post(key, pool.body, type="Warning", reason=reason, message=message)
 
     def forget_warnings(self, key: PoolKey) -> None:
         """The pool is gone: a pool of the same name later is warned afresh."""
-        for warned in [w for w in self._warned if w[0] == key]:
-            del self._warned[warned]
+        self._once.forget(key)
 
     # --- releasing -----------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from dynamic_prefix.backends.service import (
 from dynamic_prefix.backends.service_addresses import ServiceReference
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
-from dynamic_prefix.kube.events import EventRecorder
+from dynamic_prefix.kube.events import EventRecorder, OncePerMessage
 from dynamic_prefix.model.spec import InvalidSpec
 from dynamic_prefix.model.status import format_time
 from dynamic_prefix.operator import logs
@@ -96,7 +96,7 @@ class ServiceReconciler:
         )
         self._semaphore = asyncio.Semaphore(concurrency)
         self.placements = PlacementCache()
-        self._warned: dict[PoolKey, str] = {}
+        self._once = OncePerMessage(recorder)
         self.updated: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
         """Services written per DynamicPrefix since the caller last took them (one event
         on the DynamicPrefix for a whole prefix change)."""
@@ -240,21 +240,15 @@ class ServiceReconciler:
 
     async def warn(self, key: PoolKey, body: Mapping[str, Any], reason: str, message: str) -> None:
         """A Warning event on the Service, once per distinct message."""
-        if self._warned.get(key) == message:
-            return
-        self._warned[key] = message
-        await self.recorder.record(body, type="Warning", reason=reason, message=message)
+        await self._once.post(key, body, type="Warning", reason=reason, message=message)
 
     async def tell(self, key: PoolKey, body: Mapping[str, Any], reason: str, message: str) -> None:
         """A Normal event on the Service, once per distinct message."""
-        if self._warned.get(key) == message:
-            return
-        self._warned[key] = message
-        await self.recorder.record(body, type="Normal", reason=reason, message=message)
+        await self._once.post(key, body, type="Normal", reason=reason, message=message)
 
     def forget(self, key: PoolKey) -> None:
         """The Service is gone: a Service of the same name later is judged afresh."""
-        self._warned.pop(key, None)
+        self._once.forget(key)
         self.outcomes.forget_pool(key)
 
     async def release(self, key: PoolKey, why: str) -> None:
