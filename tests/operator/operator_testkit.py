@@ -12,6 +12,7 @@ import abc
 import asyncio
 import copy
 import dataclasses
+import ipaddress
 import itertools
 import json
 import secrets
@@ -168,11 +169,16 @@ def condition_message(cluster: Cluster, dp: str, kind: str) -> str | None:
 
 
 def wait_current(cluster: Cluster, dp: str, prefix: str) -> dict[str, Any]:
-    """Wait until the operator has written ``prefix`` as status.currentPrefix."""
+    """Wait until the operator has written ``prefix`` as status.currentPrefix.
+
+    The operator writes the canonical text (``2001:db8:259::/64``), so ``prefix`` is
+    compared in that form: a tag such as ``0259`` makes a non-canonical literal.
+    """
+    canonical = str(ipaddress.ip_network(prefix))
 
     def written() -> dict[str, Any] | None:
         status = status_of(cluster, dp)
-        return status if status.get("currentPrefix") == prefix else None
+        return status if status.get("currentPrefix") == canonical else None
 
     return wait_for(written, timeout=WAIT_SECONDS, what=f"{dp} currentPrefix {prefix}")
 
