@@ -13,6 +13,7 @@ import yaml
 from dynamic_prefix.model import api
 from dynamic_prefix.model.schema import Problem, check, with_defaults
 from dynamic_prefix.model.spec import (
+    Announce,
     Dhcpv6PdSpec,
     DynamicPrefixSpec,
     InvalidSpec,
@@ -52,7 +53,7 @@ MAXIMAL: dict[str, Any] = {
                 "name": "bgp-lb",
                 "offset": 0,
                 "prefixLength": 80,
-                "bgp": {"advertise": True, "community": "65001:100"},
+                "bgp": {"advertise": True, "community": "65001:100", "announce": "subnet"},
             }
         ],
         "transition": {"mode": "ha", "maxPrefixHistory": 5},
@@ -128,6 +129,7 @@ def test_every_schema_field_reaches_the_model() -> None:
     assert (subnet.name, subnet.offset, subnet.prefix_length) == ("bgp-lb", 0, 80)
     assert subnet.bgp is not None
     assert (subnet.bgp.advertise, subnet.bgp.community) == (True, "65001:100")
+    assert subnet.bgp.announce is Announce.SUBNET
     assert spec.transition.mode is TransitionMode.HA
     assert spec.transition.max_prefix_history == 5
 
@@ -262,6 +264,28 @@ def test_validation_does_not_modify_its_input() -> None:
                 "subnets": [{"name": "s", "prefixLength": 64, "bgp": {"community": "65001"}}],
             },
             "spec.subnets[0].bgp.community: '65001' does not match",
+        ),
+        (
+            {
+                "acquisition": RA,
+                "subnets": [{"name": "s", "prefixLength": 64, "bgp": {"community": "65536:1"}}],
+            },
+            "spec.subnets[0].bgp.community: 65536:1 is not a standard community: each half "
+            "is a 16-bit number (0-65535)",
+        ),
+        (
+            {
+                "acquisition": RA,
+                "subnets": [{"name": "s", "prefixLength": 64, "bgp": {"community": "65535:65536"}}],
+            },
+            "spec.subnets[0].bgp.community: 65535:65536 is not a standard community",
+        ),
+        (
+            {
+                "acquisition": RA,
+                "subnets": [{"name": "s", "prefixLength": 64, "bgp": {"announce": "routes"}}],
+            },
+            "spec.subnets[0].bgp.announce: unsupported value 'routes': must be one of",
         ),
         (
             {"acquisition": {"dhcpv6pd": {"interface": "eth0", "requestedPrefixLength": 47}}},

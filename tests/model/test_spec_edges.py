@@ -19,7 +19,6 @@ from dynamic_prefix.model.spec import (
     NetlinkSpec,
     StaticSpec,
     expected_prefix_length,
-    settings_not_acted_on,
     source_name,
     validate_dynamic_prefix,
 )
@@ -216,18 +215,3 @@ def test_source_name_and_expected_length(
 ) -> None:
     assert source_name(source) == name
     assert expected_prefix_length(source) == length
-
-
-def test_bgp_advertise_is_a_setting_not_acted_on_and_says_who_must_announce() -> None:
-    subnets = [
-        {"name": "quiet", "offset": 0, "prefixLength": 80, "bgp": {"advertise": False}},
-        {"name": "plain", "offset": 1, "prefixLength": 80},
-        {"name": "loud", "offset": 2, "prefixLength": 80, "bgp": {"advertise": True}},
-    ]
-    spec = valid(dynamic_prefix({"routerAdvertisement": {"interface": "eth0"}}, subnets=subnets))
-
-    assert settings_not_acted_on(spec) == (
-        "spec.subnets[loud].bgp.advertise: this operator announces nothing over BGP; the "
-        "subnet is written to the pools, and a BGP speaker (e.g. Cilium's BGP control plane "
-        "advertising the pool) must announce it",
-    )

@@ -23,6 +23,7 @@ from dynamic_prefix.model.status import (
     POOLS_SYNCED,
     PREFIX_ACQUIRED,
     READY,
+    BgpSummary,
     PoolSummary,
     StatusEvent,
     StatusUpdate,
@@ -586,34 +587,55 @@ def test_no_report_keeps_a_previous_prefix_acquired_condition_as_it_was() -> Non
     assert condition(status, PREFIX_ACQUIRED) == condition(before, PREFIX_ACQUIRED)
 
 
-# --- settings accepted for compatibility but not acted on ---------------------------------
+# --- BGP announcements ----------------------------------------------------------------------
 
 
-def test_settings_not_acted_on_are_said_once_per_generation() -> None:
+def test_bgp_advertise_is_acted_on_and_named_in_status_without_a_warning() -> None:
     spec = validate_dynamic_prefix(
         {
             "spec": {
                 "acquisition": {"static": {"prefix": "2001:db8:1::/48"}},
-                "subnets": [{"name": "bgp", "prefixLength": 64, "bgp": {"advertise": True}}],
-                "transition": {"mode": "ha"},
+                "subnets": [
+                    {"name": "bgp", "prefixLength": 72, "bgp": {"advertise": True}},
+                    {"name": "quiet", "prefixLength": 72, "offset": 1},
+                ],
             }
         }
     )
     assert isinstance(spec, DynamicPrefixSpec)
-
-    first = step(source=ra(A), spec=spec, generation=1)
-    same = step(source=ra(A), previous=first.status, spec=spec, generation=1)
-    edited = step(source=ra(A), previous=same.status, spec=spec, generation=2)
-
-    notes = [e for e in first.events if e.reason == "SettingNotActedOn"]
-    assert [n.type for n in notes] == ["Warning"]  # mode ha is acted on: Services move
-    assert "spec.subnets[bgp].bgp.advertise" in notes[0].message
-    assert not [e for e in same.events if e.reason == "SettingNotActedOn"]
-    assert len([e for e in edited.events if e.reason == "SettingNotActedOn"]) == 1
+    update = next_status(spec=spec, previous={}, source=ra(A), pools=None, generation=1,
+                         now=T0, name="home")  # fmt: skip
+    assert not [e for e in update.events if e.reason == "SettingNotActedOn"]
+    by_name = {s["name"]: s for s in update.status["subnets"]}
+    assert by_name["bgp"]["bgpAdvertisement"] == "dp-home-bgp"  # the Go operator's name
+    assert "bgpAdvertisement" not in by_name["quiet"]
 
 
-def test_a_plain_spec_has_no_setting_notes() -> None:
-    assert not [e for e in step(source=ra(A)).events if e.reason == "SettingNotActedOn"]
+def test_bgp_advertisement_ready_follows_the_summary_and_ready_with_it() -> None:
+    def conditions(bgp: BgpSummary | None, previous: Mapping[str, Any] | None = None) -> Any:
+        update = next_status(spec=SPEC, previous=previous or {}, source=ra(A),
+                             pools=PoolSummary(1, 1), generation=1, now=T0, bgp=bgp)  # fmt: skip
+        return update, {c["type"]: c for c in update.status["conditions"]}
+
+    ready, by_type = conditions(BgpSummary(("CiliumBGPAdvertisement dp-x-lb",)))
+    assert by_type["BGPAdvertisementReady"]["status"] == "True"
+    assert by_type["BGPAdvertisementReady"]["reason"] == "AdvertisementsReady"
+    assert "1 BGP advertisement(s) configured" in by_type["BGPAdvertisementReady"]["message"]
+    assert by_type["Ready"]["status"] == "True"
+
+    pending, by_type = conditions(BgpSummary((), ("subnet lb: no selector",)), ready.status)
+    assert by_type["BGPAdvertisementReady"]["status"] == "False"
+    assert by_type["BGPAdvertisementReady"]["reason"] == "AdvertisementsPending"
+    assert by_type["Ready"]["reason"] == "BGPNotReady"
+    assert [e.reason for e in pending.events if e.type == "Warning"] == ["AdvertisementsPending"]
+    again, _ = conditions(BgpSummary((), ("subnet lb: no selector",)), pending.status)
+    assert not [e for e in again.events if e.reason == "AdvertisementsPending"]  # said once
+
+    _, by_type = conditions(BgpSummary(wanted=False), pending.status)
+    assert "BGPAdvertisementReady" not in by_type  # nothing asks to be announced
+    assert by_type["Ready"]["status"] == "True"
+    _, by_type = conditions(None, pending.status)
+    assert by_type["BGPAdvertisementReady"]["status"] == "False"  # not judged: kept
 
 
 # --- invalid spec --------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from dynamic_prefix.model.compute import (
 from dynamic_prefix.model.spec import (
     InvalidSpec,
     StaticSpec,
-    settings_not_acted_on,
     validate_dynamic_prefix,
 )
 
@@ -78,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if not spec.acquisition.accepts(prefix):
         print(f"error: --prefix: {prefix} would be refused by the prefix filter", file=sys.stderr)
         return EXIT_INVALID
-    for note in settings_not_acted_on(spec):
-        print(f"note: {note}", file=sys.stderr)
     computed = compute(spec, prefix)
     if computed.problems:
         print(f"error: DynamicPrefix {name} does not fit {prefix}:", file=sys.stderr)

@@ -28,8 +28,9 @@ from dynamic_prefix.kube.errors import ApiError
 from dynamic_prefix.model import api
 from dynamic_prefix.model.status import READY
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES
+from dynamic_prefix.operator.kinds import served_resource
 from dynamic_prefix.operator.pool_index import is_generated
-from dynamic_prefix.operator.pool_watch import is_relevant, served_resource
+from dynamic_prefix.operator.pool_watch import is_relevant
 from dynamic_prefix.operator.service_index import named_prefix
 from dynamic_prefix.operator.service_reconciler import named_reference
 

@@ -9,6 +9,7 @@ users can switch without editing their YAML.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 GROUP = "dynamic-prefix.io"
@@ -33,6 +34,18 @@ ANNOTATION_MANAGED_ADDRESSES = f"{GROUP}/managed-addresses"
 LABEL_GENERATED_FROM = f"{GROUP}/generated-from"
 ANNOTATION_GENERATED_FROM = f"{GROUP}/generated-from"
 FINALIZER = f"{GROUP}/release-pools"
+MAX_NAME = 253
+
+
+def advertisement_name(dynamic_prefix: str, subnet: str) -> str:
+    """``dp-<dynamicprefix>-<subnet>``: the BGP advertisement of a subnet, named as the Go
+    operator names it (names too long for an object are shortened with a hash)."""
+    name = f"dp-{dynamic_prefix}-{subnet}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: MAX_NAME - 17].rstrip('.-')}-{digest}"
+
 
 # Prefix sources, as reported in status.prefixSource.
 SOURCE_ROUTER_ADVERTISEMENT = "router-advertisement"
@@ -217,16 +230,28 @@ def spec_schema() -> dict[str, Any]:
                 maximum=128,
             ),
             "bgp": _object(
-                "BGP announcement of this subnet. Accepted for compatibility: this operator "
-                "announces nothing itself (a Warning event says so); a BGP speaker such as "
-                "Cilium's BGP control plane announces the pool it writes the subnet to.",
+                "BGP announcement of this subnet through the cluster's BGP speaker: the "
+                "operator keeps a CiliumBGPAdvertisement, a MetalLB BGPAdvertisement or "
+                "Calico's BGPConfiguration serviceLoadBalancerIPs in step with the prefix, "
+                "for each of them whose pools the subnet feeds.",
                 {
                     "advertise": _boolean(
-                        "Whether the subnet is meant to be announced over BGP.", default=False
+                        "Whether the subnet is announced over BGP.", default=False
                     ),
                     "community": _string(
-                        "BGP community attached to the announcement, 'ASN:VALUE'.",
-                        pattern=r"^\d+:\d+$",
+                        "Standard BGP community attached to the announcement, 'ASN:VALUE' "
+                        "(two 16-bit numbers); the upstream router can accept only routes "
+                        "carrying it.",
+                        pattern=r"^\d{1,5}:\d{1,5}$",
+                    ),
+                    "announce": _string(
+                        "What a speaker that can aggregate (MetalLB) announces: 'addresses' "
+                        "(each LoadBalancer address as a /128; nothing unused is attracted) "
+                        "or 'subnet' (one route for the whole subnet). Cilium always "
+                        "announces addresses; Calico announces the subnet. Not in the Go "
+                        "operator's API.",
+                        enum=["addresses", "subnet"],
+                        default="addresses",
                     ),
                 },
             ),
@@ -304,7 +329,16 @@ def status_schema() -> dict[str, Any]:
     )
     computed_subnet = _object(
         "A subnet computed for the current prefix.",
-        {"name": _string("The subnet's name in spec."), "cidr": _string("The subnet.")},
+        {
+            "name": _string("The subnet's name in spec."),
+            "cidr": _string("The subnet."),
+            "bgpAdvertisement": _string(
+                "Name of the BGP advertisement objects the operator keeps for this subnet "
+                "(CiliumBGPAdvertisement, MetalLB BGPAdvertisement); set when "
+                "bgp.advertise is true. Whether they are in place: condition "
+                "BGPAdvertisementReady."
+            ),
+        },
         required=("name", "cidr"),
     )
     history_entry = _object(

@@ -142,12 +142,20 @@ class AddressRangeSpec:
     end: str
 
 
+class Announce(enum.StrEnum):
+    """What a BGP speaker that can aggregate (MetalLB) announces for a subnet."""
+
+    ADDRESSES = "addresses"  # each LoadBalancer address, as a /128: nothing unused attracted
+    SUBNET = "subnet"  # one route for the whole subnet
+
+
 @dataclass(frozen=True, slots=True)
 class BgpSpec:
     """BGP announcement settings of a subnet."""
 
     advertise: bool
     community: str | None
+    announce: Announce = Announce.ADDRESSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +184,6 @@ class DynamicPrefixSpec:
     address_ranges: tuple[AddressRangeSpec, ...]
     subnets: tuple[SubnetSpec, ...]
     transition: TransitionSpec
-
-
-def settings_not_acted_on(spec: DynamicPrefixSpec) -> tuple[str, ...]:
-    """Valid settings (kept for compatibility with the Go operator's API) this operator
-    does not act on yet: said in a Warning event, so that nobody relies on them unaware."""
-    notes = []
-    for subnet in spec.subnets:
-        if subnet.bgp is not None and subnet.bgp.advertise:
-            notes.append(
-                f"spec.subnets[{subnet.name}].bgp.advertise: this operator announces nothing "
-                "over BGP; the subnet is written to the pools, and a BGP speaker (e.g. "
-                "Cilium's BGP control plane advertising the pool) must announce it"
-            )
-    return tuple(notes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +224,7 @@ def _parse_spec(spec: dict[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
         for index, item in enumerate(spec.get("addressRanges", []))
     )
     subnets = tuple(
-        _parse_subnet(item, f"spec.subnets[{index}]") for index, item in enumerate(
+        _parse_subnet(item, f"spec.subnets[{index}]", problems) for index, item in enumerate(
             spec.get("subnets", []))
     )  # fmt: skip
     transition_spec = spec.get("transition", {})
@@ -344,13 +338,19 @@ def _parse_range(
     )
 
 
-def _parse_subnet(item: dict[str, Any], path: str) -> SubnetSpec:
+def _parse_subnet(item: dict[str, Any], path: str, problems: list[Problem]) -> SubnetSpec:
     bgp = item.get("bgp")
+    community = None if bgp is None else bgp.get("community")
+    if community is not None and any(int(part) > 0xFFFF for part in community.split(":")):
+        problems.append(Problem(f"{path}.bgp.community", f"{community} is not a standard "
+                                "community: each half is a 16-bit number (0-65535)"))  # fmt: skip
     return SubnetSpec(
         name=item["name"],
         offset=item["offset"],
         prefix_length=item["prefixLength"],
-        bgp=BgpSpec(bgp["advertise"], bgp.get("community")) if bgp is not None else None,
+        bgp=None
+        if bgp is None
+        else BgpSpec(bgp["advertise"], community, Announce(bgp.get("announce", "addresses"))),
     )
 
 

@@ -29,12 +29,13 @@ from dynamic_prefix.addressing import AddressError, parse_prefix
 from dynamic_prefix.model import api
 from dynamic_prefix.model.compute import compute
 from dynamic_prefix.model.source_state import SourceState
-from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, settings_not_acted_on
+from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec
 
 READY = "Ready"
 PREFIX_ACQUIRED = "PrefixAcquired"
 POOLS_SYNCED = "PoolsSynced"
 SERVICES_SYNCED = "ServicesSynced"
+BGP_ADVERTISEMENT_READY = "BGPAdvertisementReady"  # the Go operator's name
 DEGRADED = "Degraded"
 
 ROUTINE_REASONS = frozenset({"Starting", "Soliciting", "LeaseReleased"})
@@ -64,6 +65,15 @@ class PoolSummary:
     total: int
     in_sync: int
     failing: tuple[str, ...] = ()  # "kind/name: why", for the condition message
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSummary:
+    """How the BGP announcements of a DynamicPrefix stand after their last reconcile."""
+
+    advertised: tuple[str, ...] = ()  # one line per object in place
+    problems: tuple[str, ...] = ()  # what is not announced, and why
+    wanted: bool = True  # whether any subnet asks to be announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +216,11 @@ def next_status(
     generation: int | None,
     now: dt.datetime,
     services: PoolSummary | None = None,
+    bgp: BgpSummary | None = None,
+    name: str = "",
 ) -> StatusUpdate:
-    """The whole new status (see the module docstring for the rules)."""
+    """The whole new status (see the module docstring for the rules). ``name`` is the
+    DynamicPrefix's, for the names of its BGP advertisements."""
     status: dict[str, Any] = {key: value for key, value in previous.items() if key != "conditions"}
     events: list[StatusEvent] = []
     conditions = _Conditions(previous.get("conditions") or [], generation, now)
@@ -218,10 +231,6 @@ def next_status(
         status["observedGeneration"] = generation
         status["conditions"] = conditions.result()
         return StatusUpdate(_without_none(status), tuple(events))
-
-    if previous.get("observedGeneration") != generation:
-        for note in settings_not_acted_on(spec):
-            events.append(StatusEvent("Warning", "SettingNotActedOn", note))
 
     history = read_history(previous)
     source = _filtered(spec, source, conditions, events,
@@ -254,7 +263,8 @@ def next_status(
     released = source.released if source is not None else frozenset()
     events += _completed(previous, status, released)
 
-    events += _fit(spec, current, status, conditions)
+    events += _fit(spec, current, status, conditions, name)
+    events += _set_bgp(conditions, bgp)
     _set_pools_and_ready(conditions, pools, current, services)
     status["observedGeneration"] = generation
     status["conditions"] = conditions.result()
@@ -307,6 +317,7 @@ def _fit(
     current: IPv6Network | None,
     status: dict[str, Any],
     conditions: _Conditions,
+    name: str,
 ) -> list[StatusEvent]:
     """The computed ranges and subnets of the current prefix, and Degraded if parts of the
     spec do not fit it."""
@@ -314,7 +325,13 @@ def _fit(
     if current is not None:
         computed = compute(spec, current)
         status["addressRanges"] = [r.to_status() for r in computed.address_ranges]
-        status["subnets"] = [s.to_status() for s in computed.subnets]
+        announced = {s.name for s in spec.subnets if s.bgp is not None and s.bgp.advertise}
+        status["subnets"] = [
+            s.to_status()
+            | ({"bgpAdvertisement": api.advertisement_name(name, s.name)}
+               if s.name in announced else {})
+            for s in computed.subnets
+        ]  # fmt: skip
         fit_problems = [str(problem) for problem in computed.problems]
     if not fit_problems:
         conditions.set(DEGRADED, False, "AsExpected", "the spec is valid and fits the prefix")
@@ -520,8 +537,9 @@ def _set_pools_and_ready(
     acquired = conditions.status_of(PREFIX_ACQUIRED) == "True"
     synced = conditions.status_of(POOLS_SYNCED) != "False"
     services_synced = conditions.status_of(SERVICES_SYNCED) != "False"
+    announced = conditions.status_of(BGP_ADVERTISEMENT_READY) != "False"
     healthy = conditions.status_of(DEGRADED) == "False"
-    if acquired and synced and services_synced and healthy:
+    if acquired and synced and services_synced and announced and healthy:
         conditions.set(READY, True, "Ready", f"prefix {current} in use")
     elif not acquired:
         conditions.set(READY, False, "NoPrefix", "no prefix is confirmed by the source")
@@ -529,8 +547,36 @@ def _set_pools_and_ready(
         conditions.set(READY, False, "Degraded", "the spec does not fit the prefix")
     elif not synced:
         conditions.set(READY, False, "PoolsNotSynced", "some pools are not in sync")
-    else:
+    elif not services_synced:
         conditions.set(READY, False, "ServicesNotSynced", "some Services are not in sync")
+    else:
+        conditions.set(READY, False, "BGPNotReady", "some subnets are not announced over BGP")
+
+
+def _set_bgp(conditions: _Conditions, bgp: BgpSummary | None) -> list[StatusEvent]:
+    """BGPAdvertisementReady (the Go operator's reasons), absent when no subnet asks to be
+    announced; a Warning when it turns False or its problems change."""
+    if bgp is None:
+        return []  # not judged yet (no prefix, pools not listed): kept as it was
+    if not bgp.wanted:
+        conditions.remove(BGP_ADVERTISEMENT_READY)
+        return []
+    if bgp.problems:
+        message = "; ".join(bgp.problems[:5])
+        if bgp.advertised:
+            message += f" ({len(bgp.advertised)} advertisement(s) in place)"
+        conditions.set(BGP_ADVERTISEMENT_READY, False, "AdvertisementsPending", message)
+        if conditions.flipped(BGP_ADVERTISEMENT_READY) or conditions.message_changed(
+            BGP_ADVERTISEMENT_READY
+        ):
+            return [StatusEvent("Warning", "AdvertisementsPending", message)]
+        return []
+    listed = "; ".join(bgp.advertised[:5]) + ("; ..." if len(bgp.advertised) > 5 else "")
+    message = f"{len(bgp.advertised)} BGP advertisement(s) configured: {listed}"
+    conditions.set(BGP_ADVERTISEMENT_READY, True, "AdvertisementsReady", message)
+    if conditions.flipped(BGP_ADVERTISEMENT_READY):
+        return [StatusEvent("Normal", "AdvertisementsReady", message)]
+    return []
 
 
 def _set_synced(conditions: _Conditions, kind: str, summary: PoolSummary, what: str) -> None:
@@ -602,12 +648,17 @@ class _Conditions:
         old, new = self._previous.get(kind), self._current.get(kind)
         return new is not None and (old is None or old.get("status") != new.get("status"))
 
+    def message_changed(self, kind: str) -> bool:
+        old, new = self._previous.get(kind), self._current.get(kind)
+        return new is not None and (old is None or old.get("message") != new.get("message"))
+
     def reason_changed(self, kind: str) -> bool:
         old, new = self._previous.get(kind), self._current.get(kind)
         return new is not None and (old is None or old.get("reason") != new.get("reason"))
 
     def result(self) -> list[dict[str, Any]]:
-        order = [READY, PREFIX_ACQUIRED, POOLS_SYNCED, SERVICES_SYNCED, DEGRADED]
+        order = [READY, PREFIX_ACQUIRED, POOLS_SYNCED, SERVICES_SYNCED, BGP_ADVERTISEMENT_READY,
+                 DEGRADED]  # fmt: skip
         return sorted(
             self._current.values(),
             key=lambda c: order.index(c["type"]) if c["type"] in order else len(order),

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from dynamic_prefix.backends.base import PoolBackend, PoolReference
+from dynamic_prefix.backends.bgp import BgpKind, FedPool
 from dynamic_prefix.backends.service import pool_kinds_for
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.client import Resource
@@ -37,8 +38,9 @@ from dynamic_prefix.kube.objects import is_older
 from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
-from dynamic_prefix.model.status import PoolSummary, next_deadline, prefixes_in_use
+from dynamic_prefix.model.status import BgpSummary, PoolSummary, next_deadline, prefixes_in_use
 from dynamic_prefix.operator import logs
+from dynamic_prefix.operator.announcer import Announcer
 from dynamic_prefix.operator.counters import ControllerCounters
 from dynamic_prefix.operator.link_sources import StatusIdentityStore
 from dynamic_prefix.operator.outcomes import PoolOutcomes
@@ -138,6 +140,13 @@ class Controller:
             concurrency=concurrency,
             clock=clock,
         )
+        self.announcer = Announcer(
+            client,
+            dynamic_prefixes=self.dynamic_prefixes,
+            live=self.live,
+            pools_of=self._fed_pools,
+        )
+        self._announce_pending: set[str] = set()
         self._pool_kinds_held: dict[PoolReference, set[str]] = {}
         self._finalize_pending: set[str] = set()
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}
@@ -297,6 +306,9 @@ class Controller:
         if event_type == "DELETED":
             self._forget(name)
             self._judge_pools_of(name)  # now "does not exist"
+            if self.leading():
+                # normally released by the finalizer already; this catches a forced delete
+                self.spawn(self._release_announcements(name), f"unannounce:{name}")
             return
         if is_older(body, self.dynamic_prefixes.get(name)):
             return  # we already hold a newer version (the answer to our own write)
@@ -355,6 +367,7 @@ class Controller:
         self.service_outcomes.forget_prefix(name)
         self.reconciler.placements.forget(name)
         self.services.placements.forget(name)
+        self.announcer.outcomes.pop(name, None)
         self.counters.forget(name)  # a deleted object's series end with it
         timer = self._timers.pop(name, None)
         if timer is not None:
@@ -392,9 +405,10 @@ class Controller:
         results = await asyncio.gather(
             *(self.reconciler.release(k) for k in keys),
             *(self.services.release(k, f"DynamicPrefix {name} is being deleted") for k in services),
+            self.announcer.release(name),
             return_exceptions=True,
         )
-        keys = [*keys, *services]
+        keys = [*keys, *services, PoolKey("bgp", "", "announcements")]
         failed = [
             f"{k}: {r}" for k, r in zip(keys, results, strict=True) if isinstance(r, Exception)
         ]
@@ -413,8 +427,9 @@ class Controller:
             body,
             type="Normal",
             reason="PoolsReleased",
-            message=f"released {len(keys) - len(services)} pool(s) and {len(services)} "
-            "Service(s): the operator's entries were removed, entries written by users were kept",
+            message=f"released {len(keys) - len(services) - 1} pool(s), {len(services)} "
+            "Service(s) and the BGP announcements: the operator's entries were removed, "
+            "entries written by users were kept",
         )
         await self._remove_finalizer(name)
 
@@ -441,7 +456,12 @@ class Controller:
             state = self.sources.state(name)
             try:
                 written = await self.status_writer.update(
-                    name, body, state, self._pool_summary(name), self._service_summary(name)
+                    name,
+                    body,
+                    state,
+                    self._pool_summary(name),
+                    self._service_summary(name),
+                    bgp=self._bgp_summary(name),
                 )
             except ApiError as error:
                 # a status that could not be written is computed again a bit later:
@@ -487,6 +507,11 @@ class Controller:
         if name not in self.live or not self.pools_listed or not self.services_listed:
             return None
         return self.service_outcomes.summary(name, self.service_index.count_of(name))
+
+    def _bgp_summary(self, name: str) -> BgpSummary | None:
+        if name not in self.live or not self.pools_listed:
+            return None
+        return self.announcer.outcomes.get(name)
 
     def request_refresh(self, name: str) -> None:
         """Recompute the status of ``name`` soon; requests made meanwhile are served by one run."""
@@ -546,14 +571,17 @@ class Controller:
             return
         changed = await self.reconcile_pool(key)
         reference = PoolReference.from_annotations(body["metadata"].get("annotations"))
-        if reference is not None and changed:
-            self._refresh_pools_synced(reference.dynamic_prefix)
+        if reference is not None:
+            self.request_announce(reference.dynamic_prefix)  # its selector or pools may differ
+            if changed:
+                self._refresh_pools_synced(reference.dynamic_prefix)
 
     def _left(self, name: str | None, key: PoolKey) -> None:
         """A pool no longer references the DynamicPrefix ``name``: it counts no more."""
         if name is not None:
             self.outcomes.forget(name, key)
             self._refresh_pools_synced(name)
+            self.request_announce(name)
 
     async def _on_generated(
         self, template: PoolKey, event_type: str | None, body: Mapping[str, Any]
@@ -573,6 +601,7 @@ class Controller:
             await asyncio.gather(
                 *(self.reconcile_pool(key) for key in keys),
                 *(self.reconcile_service(key) for key in services),
+                self.reconcile_announcements(name),
             )
         finally:
             updated = self.reconciler.end_batch(name)
@@ -585,6 +614,8 @@ class Controller:
         if body is not None:
             await self._announce(body, "PoolsUpdated", "pool(s)", updated)
             await self._announce(body, "ServicesUpdated", "Service(s)", moved)
+            await self._announce(body, "AdvertisementsUpdated", "BGP object(s)",
+                                 self.announcer.written.pop(name, []))  # fmt: skip
         self._refresh_pools_synced(name)
 
     async def _announce(
@@ -657,6 +688,65 @@ class Controller:
             )
             self._pool_kinds_held[reference] = kinds
         return kinds
+
+    # --- BGP announcements ---------------------------------------------------------------
+
+    def bgp_kind_served(self, kind: BgpKind, resource: Resource | None) -> None:
+        """A BGP kind was listed once (``resource``) or is served no more (None): every
+        DynamicPrefix's announcements are decided again."""
+        self.announcer.kind_served(kind, resource)
+        for name in list(self.live):
+            self.request_announce(name)
+
+    def holds_bgp_object(self, kind: BgpKind, body: Mapping[str, Any]) -> bool:
+        """Whether this version of a BGP object is held already (our write's echo)."""
+        return self.announcer.holds(kind, body)
+
+    def on_bgp_object(self, kind: BgpKind, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event of a BGP kind: held, and the DynamicPrefixes concerned reconciled
+        (a user's edit or deletion of an object of ours is put right)."""
+        if event_type is not None and self.announcer.holds(kind, body):
+            return  # the echo of our own write
+        for name in self.announcer.observe(kind, event_type, body):
+            if kind.name in self.announcer.served:
+                self.request_announce(name)
+
+    def request_announce(self, name: str) -> None:
+        """Reconcile the announcements of ``name`` soon; requests made meanwhile are
+        served by one run."""
+        if name in self._announce_pending or not self.leading():
+            return
+        self._announce_pending.add(name)
+
+        async def announce() -> None:
+            self._announce_pending.discard(name)
+            await self.reconcile_announcements(name)
+            body = self.dynamic_prefixes.get(name)
+            if body is not None:
+                await self._announce(body, "AdvertisementsUpdated", "BGP object(s)",
+                                     self.announcer.written.pop(name, []))  # fmt: skip
+
+        self.spawn(announce(), f"announce:{name}", concerning=name)
+
+    async def reconcile_announcements(self, name: str) -> None:
+        """Make the BGP announcements of ``name`` right; a changed outcome refreshes the
+        status (BGPAdvertisementReady)."""
+        if not self.leading() or not self.pools_listed:
+            return
+        if await self.announcer.reconcile(name):
+            self._refresh_pools_synced(name)
+
+    async def _release_announcements(self, name: str) -> None:
+        try:
+            await self.announcer.release(name)
+        except Exception as error:
+            logger.warning("BGP announcements of %s not released: %s", name, error)
+
+    def _fed_pools(self, name: str) -> list[FedPool]:
+        """The pools that reference ``name``, as far as announcing them matters."""
+        pools = (self.index.get(key) for key in self.index.keys_of(name))
+        fed = (FedPool.of(p.backend.name, p.body) for p in pools if p is not None)
+        return [p for p in fed if p is not None]
 
     def _retry_service_later(self, key: PoolKey) -> None:
         self._later(

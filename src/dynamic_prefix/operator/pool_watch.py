@@ -1,37 +1,28 @@
-"""Watching pools: one list+watch per pool kind, started when the kind is served.
+"""Watching pools: one list+watch per pool kind, started when the kind is served
+(`operator.kinds`).
 
 A prefix change makes the operator write every referencing pool, and each write comes
 back as a watch event: here an event costs a JSON decode and a dictionary lookup, and
 the echo of our own write is recognised by its resourceVersion and dropped: by the
 client on the raw line, before any decoding, or (when it overtook the write's answer)
 by `Controller.holds`.
-
-Kinds whose CRD is installed after start are picked up by watching
-CustomResourceDefinitions; for each kind the cluster's preferred version among the ones
-the backend understands is used (Cilium serves v2, older releases v2alpha1).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from dynamic_prefix.backends.base import PoolBackend
 from dynamic_prefix.kube.client import KubeClient, Resource
-from dynamic_prefix.kube.errors import ApiError
 from dynamic_prefix.kube.informer import Informer
 from dynamic_prefix.model import api
 from dynamic_prefix.operator.controller import Controller
 
 logger = logging.getLogger(__name__)
 
-CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
-LISTING_PATIENCE = 30.0  # seconds to wait for every kind's first list before going on
-# seconds between discovery attempts while a new CRD is not served yet
-DISCOVERY_RETRIES = (0.2, 0.5, 1.0, 2.0, 5.0)
 RECORD_ANNOTATIONS = (
     api.ANNOTATION_NAME,
     api.ANNOTATION_MANAGED_BLOCKS,
@@ -50,24 +41,6 @@ def is_relevant(backend: PoolBackend, obj: Mapping[str, Any]) -> bool:
         return True
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     return any(name in annotations for name in RECORD_ANNOTATIONS)
-
-
-async def served_resource(client: KubeClient, backend: PoolBackend) -> Resource | None:
-    """The version of ``backend``'s kind to use, or None if the cluster does not serve it."""
-    for version in await client.discover_group(backend.group):
-        name = version.get("version")
-        if name not in backend.versions:
-            continue
-        for resource in await client.discover_resources(backend.group, name):
-            if resource.get("name") == backend.plural:
-                return Resource(
-                    backend.group,
-                    name,
-                    backend.plural,
-                    namespaced=bool(resource.get("namespaced")),
-                    kind=str(resource.get("kind", backend.kind)),
-                )
-    return None
 
 
 class PoolWatcher:
@@ -106,110 +79,3 @@ class PoolWatcher:
             self.controller.on_pool(self.backend, self.resource, event_type, obj),
             f"pool-event:{self.backend.name}",
         )
-
-
-class PoolKinds:
-    """Runs a `PoolWatcher` for every backend kind the cluster serves, now or later."""
-
-    def __init__(
-        self,
-        client: KubeClient,
-        controller: Controller,
-        backends: tuple[PoolBackend, ...],
-        *,
-        on_change: Callable[[str, Resource | None], None] | None = None,
-    ) -> None:
-        self.client = client
-        self.controller = controller
-        self.backends = backends
-        self.watchers: dict[str, tuple[Resource, asyncio.Task[None]]] = {}
-        self._listed: dict[str, asyncio.Event] = {}
-        self._retries: set[asyncio.Task[None]] = set()
-        self._on_change = on_change
-
-    async def run(self) -> None:
-        """Discover, start watchers, then follow CRD changes until cancelled."""
-        try:
-            await self._rediscover(self.backends)
-            # PoolsSynced is judged only once every served kind was listed, so that a
-            # restart does not report "0/0 pools in sync" before the pools are known
-            try:
-                await asyncio.wait_for(
-                    asyncio.gather(*(event.wait() for event in self._listed.values())),
-                    LISTING_PATIENCE,
-                )
-            except TimeoutError:
-                logger.warning("some pool kinds could not be listed; judging PoolsSynced anyway")
-            self.controller.mark_pools_listed()
-            await Informer(self.client, CRDS, self._on_crd).run()
-        finally:
-            for retry in list(self._retries):
-                retry.cancel()
-            for _, task in self.watchers.values():
-                task.cancel()
-            await asyncio.gather(
-                *(task for _, task in self.watchers.values()), return_exceptions=True
-            )
-
-    async def _on_crd(self, event_type: str | None, crd: dict[str, Any]) -> None:
-        """A CRD appeared, changed or went: (re)discover the pool kinds it defines."""
-        spec = crd.get("spec") or {}
-        plural = (spec.get("names") or {}).get("plural")
-        affected = tuple(
-            b for b in self.backends if b.group == spec.get("group") and b.plural == plural
-        )
-        if affected:
-            missing = await self._rediscover(affected)
-            if missing and event_type != "DELETED":
-                self._retry_discovery(missing)
-
-    def _retry_discovery(self, backends: tuple[PoolBackend, ...]) -> None:
-        """A CRD exists but discovery does not serve it yet: API discovery lags behind
-        the CRD's Established condition by a moment; ask again a few times."""
-
-        async def retry() -> None:
-            pending = backends
-            for delay in DISCOVERY_RETRIES:
-                await asyncio.sleep(delay)
-                pending = await self._rediscover(pending)
-                if not pending:
-                    return
-            logger.warning(
-                "CRDs of %s exist but are not served; they are watched when they change",
-                ", ".join(b.kind for b in pending),
-            )
-
-        task = asyncio.create_task(retry(), name="rediscover")
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-
-    async def _rediscover(self, backends: tuple[PoolBackend, ...]) -> tuple[PoolBackend, ...]:
-        """Start, switch or stop watchers; returns the backends the cluster does not serve."""
-        missing: list[PoolBackend] = []
-        for backend in backends:
-            try:
-                resource = await served_resource(self.client, backend)
-            except ApiError as error:
-                logger.warning("discovering %s: %s", backend.kind, error)
-                continue
-            if resource is None:
-                missing.append(backend)
-            running = self.watchers.get(backend.name)
-            if running is not None and running[0] == resource:
-                continue
-            if running is not None:
-                running[1].cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running[1]
-                del self.watchers[backend.name]
-            if resource is not None:
-                listed = self._listed.setdefault(backend.name, asyncio.Event())
-                watcher = PoolWatcher(
-                    self.client, self.controller, backend, resource, listed=listed
-                )
-                task = asyncio.create_task(watcher.run(), name=f"watch:{resource}")
-                self.watchers[backend.name] = (resource, task)
-                logger.info("watching %s (%s)", backend.kind, resource.api_version)
-            if self._on_change is not None:
-                self._on_change(backend.name, resource)
-        return tuple(missing)

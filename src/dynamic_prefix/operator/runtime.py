@@ -2,7 +2,7 @@
 
 Started in this order: the API clients (one for the work, one for the Lease, so that a
 standby's only write is its Lease), the controller, the health and metrics endpoint,
-leader election, the pool kinds (`PoolKinds`) and the DynamicPrefix informer. Stopped in
+leader election, the pool and BGP kinds (`KindWatchers`) and the DynamicPrefix informer. Stopped in
 reverse on SIGTERM or SIGINT: the endpoint, the watches, the controller (sources stop
 without releasing anything), then the Lease is given up for a standby.
 
@@ -18,19 +18,23 @@ import collections
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from dynamic_prefix.backends.bgp import BGP_KINDS, BgpKind
 from dynamic_prefix.backends.registry import BACKENDS
-from dynamic_prefix.kube.client import KubeClient
+from dynamic_prefix.kube.client import KubeClient, Resource
 from dynamic_prefix.kube.config import ClusterConfig
 from dynamic_prefix.kube.informer import Informer
 from dynamic_prefix.kube.leader import LeaderElector, LeaseSettings
+from dynamic_prefix.operator.bgp_watch import BgpWatcher
 from dynamic_prefix.operator.controller import DYNAMIC_PREFIXES, Controller, utc_now
+from dynamic_prefix.operator.kinds import KindWatchers, WatchedKind
 from dynamic_prefix.operator.metrics_auth import MetricsAuthorizer
 from dynamic_prefix.operator.observability import Endpoint, ObservabilityServer
-from dynamic_prefix.operator.pool_watch import PoolKinds
+from dynamic_prefix.operator.pool_watch import PoolWatcher
 from dynamic_prefix.operator.service_watch import ServiceWatcher
 from dynamic_prefix.operator.tls import server_context
 
@@ -114,7 +118,7 @@ async def run_operator(
                               on_stopped=controller.stop_leading)
             )  # fmt: skip
         watches = [
-            asyncio.create_task(PoolKinds(client, controller, BACKENDS).run(), name="pool-kinds"),
+            asyncio.create_task(_kinds(client, controller).run(), name="kinds"),
             asyncio.create_task(ServiceWatcher(client, controller).run(), name="services"),
             asyncio.create_task(
                 Informer(client, DYNAMIC_PREFIXES, PerObject(controller)).run(),
@@ -129,6 +133,22 @@ async def run_operator(
         await _cancel(watches)
         await controller.close()
         await _cancel(election)  # the elector gives the Lease up for a standby
+
+
+def _kinds(client: KubeClient, controller: Controller) -> KindWatchers:
+    """The pool kinds and the BGP kinds, each followed whenever the cluster serves it."""
+
+    def start(kind: Any, resource: Resource, listed: asyncio.Event) -> Coroutine[Any, Any, None]:
+        if isinstance(kind, BgpKind):
+            return BgpWatcher(client, controller, kind, resource, listed=listed).run()
+        return PoolWatcher(client, controller, kind, resource, listed=listed).run()
+
+    def changed(kind: WatchedKind, resource: Resource | None) -> None:
+        if isinstance(kind, BgpKind) and resource is None:
+            controller.bgp_kind_served(kind, None)
+
+    return KindWatchers(client, (*BACKENDS, *BGP_KINDS), start,
+                        on_listed=controller.mark_pools_listed, on_change=changed)  # fmt: skip
 
 
 def _observability(

@@ -17,7 +17,7 @@ from dynamic_prefix.kube.errors import ApiError, NotFound
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import validate_dynamic_prefix
-from dynamic_prefix.model.status import PoolSummary, next_status
+from dynamic_prefix.model.status import BgpSummary, PoolSummary, next_status
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
 
@@ -53,6 +53,8 @@ class StatusWriter:
         source: SourceState | None,
         pools: PoolSummary | None,
         services: PoolSummary | None = None,
+        *,
+        bgp: BgpSummary | None = None,
     ) -> Mapping[str, Any] | None:
         """The object with the status it should have now (written if it differed), after
         posting the events of the change; None if the object is gone. An `ApiError` from
@@ -64,6 +66,8 @@ class StatusWriter:
             source=source,
             pools=pools,
             services=services,
+            bgp=bgp,
+            name=name,
             generation=body["metadata"].get("generation"),
             now=self.clock(),
         )

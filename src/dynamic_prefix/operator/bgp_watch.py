@@ -1,0 +1,54 @@
+"""Watching the BGP kinds: one list+watch per kind the cluster serves (`operator.kinds`).
+
+What is seen is held by the `Announcer`, so that writes happen only where the cluster
+differs, and an object of ours that a user edits or deletes is put right at once. A kind
+counts as served once it was listed: before that the operator could not tell an object
+of its own from a missing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from dynamic_prefix.backends.bgp import CALICO_BGP_CONFIGURATION, CALICO_CONFIGURATION_NAME, BgpKind
+from dynamic_prefix.kube.client import KubeClient, Resource
+from dynamic_prefix.kube.informer import Informer
+from dynamic_prefix.operator.controller import Controller
+
+
+class BgpWatcher:
+    """Follows one BGP kind; hands events to the controller."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        controller: Controller,
+        kind: BgpKind,
+        resource: Resource,
+        *,
+        listed: asyncio.Event | None = None,
+    ) -> None:
+        self.controller = controller
+        self.kind = kind
+        self.resource = resource
+        self.informer = Informer(client, resource, self._dispatch, own_writes=True, listed=listed)
+
+    async def run(self) -> None:
+        """Until cancelled; tells the controller once the kind was listed."""
+        listing = asyncio.create_task(self._listed())
+        try:
+            await self.informer.run()
+        finally:
+            listing.cancel()
+
+    async def _listed(self) -> None:
+        await self.informer.listed.wait()
+        self.controller.bgp_kind_served(self.kind, self.resource)
+
+    def _dispatch(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        if self.kind is CALICO_BGP_CONFIGURATION and (
+            (obj.get("metadata") or {}).get("name") != CALICO_CONFIGURATION_NAME
+        ):
+            return  # Calico reads its cluster-wide settings from "default" only
+        self.controller.on_bgp_object(self.kind, event_type, obj)
