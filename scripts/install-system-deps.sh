@@ -10,6 +10,9 @@ PACKAGES=(
   iproute2 radvd kea-dhcp6-server ndisc6
   # a second RA sender and a second delegating server (dnsmasq-base has no service)
   dnsmasq-base isc-dhcp-server
+  # BGP routers on the other end of the cluster's speaker: the documented router configs
+  # (docs/router/) run against real FRR (zebra + bgpd) and BIRD 2 (tests/bgp)
+  frr bird2
   # python tooling
   python3-venv
 )
@@ -34,7 +37,7 @@ if ((${#missing[@]})); then
   fi
 fi
 # Debian starts these daemons on install; the tests run their own instances.
-for svc in etcd radvd kea-dhcp6-server isc-dhcp-server; do
+for svc in etcd radvd kea-dhcp6-server isc-dhcp-server frr bird; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
   pkill -x "$svc" >/dev/null 2>&1 || true
 done
