@@ -631,6 +631,10 @@ def test_bgp_advertisement_ready_follows_the_summary_and_ready_with_it() -> None
     again, _ = conditions(BgpSummary((), ("subnet lb: no selector",)), pending.status)
     assert not [e for e in again.events if e.reason == "AdvertisementsPending"]  # said once
 
+    waiting, by_type = conditions(BgpSummary(waiting=("subnet lb feeds no pool",)))
+    assert by_type["BGPAdvertisementReady"]["status"] == "False"  # said in the condition,
+    assert not [e for e in waiting.events if e.type == "Warning"]  # not warned about
+
     _, by_type = conditions(BgpSummary(wanted=False), pending.status)
     assert "BGPAdvertisementReady" not in by_type  # nothing asks to be announced
     assert by_type["Ready"]["status"] == "True"

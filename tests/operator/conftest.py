@@ -12,12 +12,18 @@ from testbed.harness import Cluster, OperatorProcess
 from tests.operator.operator_testkit import running
 
 CRDS = Path(__file__).parents[2] / "testbed/crds"
+POOL_CRD_FILES = ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml")
+BGP_CRD_FILES = ("cilium-bgp-v2.yaml", "metallb-bgp.yaml", "calico-bgp.yaml")
+"""The BGP kinds of the default versions; cilium-bgp-v2alpha1.yaml (Cilium 1.16/1.17) is for
+a control plane of a test's own, like cilium-v2alpha1.yaml."""
 
 
 @pytest.fixture(scope="session")
 def pool_crds(control_plane: ControlPlane, dynamic_prefix_crd: str) -> None:
-    """Test CRDs of the Cilium (v2 + v2alpha1), MetalLB and Calico pool kinds, installed."""
-    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml"):
+    """Test CRDs of the Cilium (v2 + v2alpha1), MetalLB and Calico pool kinds, and of the
+    BGP kinds the operator writes for them (CiliumBGPAdvertisement, MetalLB BGPAdvertisement,
+    Calico BGPConfiguration), installed."""
+    for name in (*POOL_CRD_FILES, *BGP_CRD_FILES):
         control_plane.kubectl("apply", "-f", str(CRDS / name))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
 

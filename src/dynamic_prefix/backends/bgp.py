@@ -157,6 +157,9 @@ class Announcements:
     problems: tuple[str, ...] = ()
     advertised: tuple[str, ...] = ()
     """One line per announcement, for the condition message."""
+    waiting: tuple[str, ...] = ()
+    """Subnets with nothing to announce yet (no pool references them): said in the
+    condition, not warned about (pools are often created just after)."""
     wanted: bool = False
     """Whether any subnet asks to be announced at all."""
 
@@ -192,6 +195,7 @@ def plan_announcements(
     retired: list[str] = []
     problems: list[str] = []
     advertised: list[str] = []
+    waiting: list[str] = []
     for subnet in wanted:
         reference = PoolReference(name, subnet=subnet.name)
         try:
@@ -205,7 +209,7 @@ def plan_announcements(
             continue  # the subnet does not fit the current prefix (Degraded says so)
         mine = [p for p in fed if p.reference.subnet == subnet.name and p.backend in POOL_SPEAKERS]
         if not mine:
-            problems.append(
+            waiting.append(
                 f"subnet {subnet.name} feeds no pool of Cilium, MetalLB or Calico (annotate "
                 f"one with {api.ANNOTATION_SUBNET}: {subnet.name}): nothing to announce"
             )
@@ -242,6 +246,7 @@ def plan_announcements(
         tuple(c for c in retired if c not in calico),
         tuple(problems),
         tuple(advertised),
+        tuple(waiting),
         wanted=True,
     )
 
@@ -426,7 +431,10 @@ def merge_diff(observed: Any, desired: Any) -> Any:
 def object_patch(observed: Mapping[str, Any], desired: OwnedObject) -> dict[str, Any] | None:
     """The merge patch making ``observed`` what the operator keeps (None: it is already).
 
-    Labels and annotations users added are left; ours, the owner and the spec are set.
+    The operator owns the spec fields it writes, its labels and annotations, and the owner
+    reference; other fields are left as they are: what the API server defaults (MetalLB's
+    aggregationLength) and what a user adds (MetalLB ``peers``, Cilium's
+    ``localPreference`` beside ours), so that neither is fought over.
     """
     metadata = observed.get("metadata") or {}
     wanted = desired.body["metadata"]
@@ -439,8 +447,13 @@ def object_patch(observed: Mapping[str, Any], desired: OwnedObject) -> dict[str,
     if metadata.get("ownerReferences") != wanted["ownerReferences"]:
         patch.setdefault("metadata", {})["ownerReferences"] = wanted["ownerReferences"]
     spec = observed.get("spec") or {}
-    if spec != desired.body["spec"]:
-        patch["spec"] = merge_diff(spec, desired.body["spec"])
+    changed_spec = {
+        key: merge_diff(spec.get(key), value)
+        for key, value in desired.body["spec"].items()
+        if spec.get(key) != value
+    }
+    if changed_spec:
+        patch["spec"] = changed_spec
     if not patch:
         return None
     patch.setdefault("metadata", {})["resourceVersion"] = metadata.get("resourceVersion")
@@ -536,14 +549,11 @@ def calico_change(
                          "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text}},
             "spec": {"serviceLoadBalancerIPs": new_entries},
         })  # fmt: skip
-    annotations = (config.get("metadata") or {}).get("annotations") or {}
-    old_text = annotations.get(ANNOTATION_ADVERTISED_CIDRS)
-    new_text = record_text if new_record else None
-    if new_entries == entries and old_text == new_text:
+    if new_entries == entries and new_record == record:
         return CalicoChange()
     patch: dict[str, Any] = {
         "metadata": {
-            "annotations": {ANNOTATION_ADVERTISED_CIDRS: new_text},
+            "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text if new_record else None},
             "resourceVersion": (config.get("metadata") or {}).get("resourceVersion"),
         }
     }

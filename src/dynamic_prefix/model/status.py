@@ -72,8 +72,9 @@ class BgpSummary:
     """How the BGP announcements of a DynamicPrefix stand after their last reconcile."""
 
     advertised: tuple[str, ...] = ()  # one line per object in place
-    problems: tuple[str, ...] = ()  # what is not announced, and why
+    problems: tuple[str, ...] = ()  # what is not announced, and why (warned about)
     wanted: bool = True  # whether any subnet asks to be announced
+    waiting: tuple[str, ...] = ()  # subnets no pool references yet (said, not warned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,14 +562,15 @@ def _set_bgp(conditions: _Conditions, bgp: BgpSummary | None) -> list[StatusEven
     if not bgp.wanted:
         conditions.remove(BGP_ADVERTISEMENT_READY)
         return []
-    if bgp.problems:
-        message = "; ".join(bgp.problems[:5])
+    if bgp.problems or bgp.waiting:
+        message = "; ".join((*bgp.problems, *bgp.waiting)[:5])
         if bgp.advertised:
             message += f" ({len(bgp.advertised)} advertisement(s) in place)"
         conditions.set(BGP_ADVERTISEMENT_READY, False, "AdvertisementsPending", message)
-        if conditions.flipped(BGP_ADVERTISEMENT_READY) or conditions.message_changed(
+        changed = conditions.flipped(BGP_ADVERTISEMENT_READY) or conditions.message_changed(
             BGP_ADVERTISEMENT_READY
-        ):
+        )
+        if bgp.problems and changed:
             return [StatusEvent("Warning", "AdvertisementsPending", message)]
         return []
     listed = "; ".join(bgp.advertised[:5]) + ("; ..." if len(bgp.advertised) > 5 else "")

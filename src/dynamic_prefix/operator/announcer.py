@@ -177,7 +177,7 @@ class Announcer:
                 line for line in plan.advertised
                 if line not in failed and not (line.startswith("Calico") and "calico" in failed)
             )  # fmt: skip
-            summary = BgpSummary(advertised, tuple(problems), plan.wanted)
+            summary = BgpSummary(advertised, tuple(problems), plan.wanted, plan.waiting)
             changed = self.outcomes.get(name) != summary
             self.outcomes[name] = summary
             return changed
