@@ -121,3 +121,43 @@ def test_a_converged_pool_of_every_kind_is_in_sync_in_status_and_after_a_rotatio
     ours_healthy = entry["ready"] == "True"
     assert ours_healthy
     del code  # other tests' objects on the shared control plane may be unhealthy
+
+
+def test_status_judges_the_bgp_announcements_as_the_operator_does(
+    cluster: Cluster, operator: OperatorProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag = secrets.token_hex(3)
+    dp, pool = f"bgp-status-{tag}", f"bgp-status-{tag}"
+    subnet = {"name": "lb", "offset": 1, "prefixLength": 64,
+              "bgp": {"advertise": True, "community": "65001:7"}}  # fmt: skip
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, "2001:db8:5900::/56", ranges=(),
+                                                  subnets=[subnet]))  # fmt: skip
+    manifest = CILIUM_LB_POOL.manifest(pool, dp=dp, address_range=None, subnet="lb", entries=[])
+    manifest["spec"]["serviceSelector"] = {"matchLabels": {"app": tag}}
+    cluster.apply(manifest)
+    kubeconfig = str(cluster.plane.kubeconfig)
+    advert = f"/apis/cilium.io/v2/ciliumbgpadvertisements/dp-{dp}-lb"
+
+    def ours() -> dict[str, object] | None:
+        main(["status", "--kubeconfig", kubeconfig, "-o", "json"])
+        report = json.loads(capsys.readouterr().out)
+        found = [e for e in report["dynamicPrefixes"] if e["name"] == dp]
+        return found[0] if found and found[0]["ready"] == "True" else None
+
+    try:
+        entry = wait_for(ours, what="the DynamicPrefix ready, its advertisement in place")
+        assert entry["bgp"] == [
+            {"kind": "CiliumBGPAdvertisement", "namespace": "", "name": f"dp-{dp}-lb",
+             "inSync": True, "problem": ""}
+        ]  # fmt: skip
+
+        # with the operator stopped, a deleted advertisement shows as missing
+        operator.stop()
+        cluster.delete(advert)
+        assert main(["status", "--kubeconfig", kubeconfig]) == 1
+        out = capsys.readouterr().out
+        assert "BGP KIND" in out
+        assert f"CiliumBGPAdvertisement   -           dp-{dp}-lb   NO        missing" in out
+    finally:
+        cluster.delete(f"/apis/dynamic-prefix.io/v1alpha1/dynamicprefixes/{dp}")
+        cluster.delete(CILIUM_LB_POOL.path(pool))

@@ -1,5 +1,5 @@
-"""`dynamic-prefix status`: every DynamicPrefix, what it believes, its pools' and Services'
-state (judged with the operator's own functions).
+"""`dynamic-prefix status`: every DynamicPrefix, what it believes, its pools', Services'
+and BGP announcements' state (judged with the operator's own functions).
 
 A pool is "in sync" when the operator would write nothing to it: its desired content is
 computed here exactly as the operator computes it (`backends`), read-only.
@@ -13,6 +13,17 @@ import sys
 from typing import Any
 
 from dynamic_prefix.backends.base import PoolReference, ReferenceProblem, plan_pool
+from dynamic_prefix.backends.bgp import (
+    BGP_KINDS,
+    CALICO_BGP_CONFIGURATION,
+    CALICO_CONFIGURATION_NAME,
+    FedPool,
+    calico_change,
+    is_ours,
+    object_patch,
+    owner_of,
+    plan_announcements,
+)
 from dynamic_prefix.backends.registry import BACKENDS
 from dynamic_prefix.backends.service import (
     SERVICES,
@@ -69,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             dp["ready"] == "True"
             and all(p["inSync"] for p in dp["pools"])
             and all(s["inSync"] for s in dp["services"])
+            and all(b["inSync"] for b in dp["bgp"])
             for dp in report["dynamicPrefixes"]
         )
         and not report["orphanPools"]
@@ -93,6 +105,17 @@ async def collect(client: KubeClient) -> dict[str, Any]:
             item for item in (await client.list_objects(SERVICES)).get("items") or []
             if named_prefix(item) in dynamic_prefixes
         ]  # fmt: skip
+        bgp_served: dict[str, Resource] = {}
+        bgp_objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind in BGP_KINDS:
+            resource = await served_resource(client, kind)
+            if resource is None:
+                continue
+            bgp_served[kind.name] = resource
+            for item in (await client.list_objects(resource)).get("items") or []:
+                metadata = item["metadata"]
+                key = (kind.name, metadata.get("namespace") or "", metadata["name"])
+                bgp_objects[key] = item
     # the Calico pools made from each template, as the operator holds them (`PoolIndex`)
     generated: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for backend, _, pool in pools:
@@ -126,6 +149,12 @@ async def collect(client: KubeClient) -> dict[str, Any]:
                 for service in services
                 if named_prefix(service) == name
             ],
+            "bgp": _bgp_state(
+                obj,
+                [f for f in (FedPool.of(b.name, p) for b, _, p in pools) if f is not None],
+                bgp_served,
+                bgp_objects,
+            ),
         }
         for backend, resource, pool in pools:
             reference = PoolReference.from_annotations(pool["metadata"].get("annotations"))
@@ -191,6 +220,57 @@ def _service_state(
     return {**state, "inSync": plan.in_sync, "problem": problem}
 
 
+def _bgp_state(
+    dp: dict[str, Any],
+    pools: list[FedPool],
+    served: dict[str, Resource],
+    observed: dict[tuple[str, str, str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each announcement the operator would keep, judged as it judges them (`Announcer`)."""
+    name = dp["metadata"]["name"]
+    plan = plan_announcements(dp, pools, served)
+    if plan is None:
+        return []
+    states: list[dict[str, Any]] = []
+    wanted = set()
+    for desired in plan.objects:
+        key = (desired.kind.name, desired.namespace or "", desired.name)
+        wanted.add(key)
+        state = {"kind": desired.kind.kind, "namespace": desired.namespace or "",
+                 "name": desired.name}  # fmt: skip
+        found = observed.get(key)
+        if found is None:
+            problem = "missing"
+        elif not is_ours(found, dp):
+            problem = "exists and was not made by the operator"
+        else:
+            problem = (
+                "" if object_patch(found, desired) is None else "differs from what it should be"
+            )
+        states.append({**state, "inSync": not problem, "problem": problem})
+    for key, found in observed.items():
+        if key not in wanted and owner_of(found) == name and is_ours(found, dp):
+            kind = next(k for k in BGP_KINDS if k.name == key[0])
+            states.append({"kind": kind.kind, "namespace": key[1], "name": key[2],
+                           "inSync": False,
+                           "problem": "no longer wanted, not deleted yet"})  # fmt: skip
+    calico = CALICO_BGP_CONFIGURATION.name
+    if calico in served:
+        config = observed.get((calico, "", CALICO_CONFIGURATION_NAME))
+        change = calico_change(config, name, plan.calico_cidrs, plan.calico_retired)
+        if plan.calico_cidrs or change.patch is not None or change.problem is not None:
+            problem = change.problem or (
+                "" if change.create is None and change.patch is None
+                else "serviceLoadBalancerIPs differs from what it should hold"
+            )  # fmt: skip
+            states.append({"kind": CALICO_BGP_CONFIGURATION.kind, "namespace": "",
+                           "name": CALICO_CONFIGURATION_NAME, "inSync": not problem,
+                           "problem": problem})  # fmt: skip
+    states += [{"kind": "-", "namespace": "", "name": "-", "inSync": False, "problem": p}
+               for p in plan.problems + plan.waiting]  # fmt: skip
+    return states
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The human-readable report."""
     entries = report["dynamicPrefixes"]
@@ -233,4 +313,12 @@ def format_report(report: dict[str, Any]) -> str:
             ]  # fmt: skip
             headers = ["KIND", "NAMESPACE", "NAME", "ADDRESSES", "IN SYNC", "PROBLEM"]
             parts.append("\n" + render_table(headers, service_rows))
+        if e["bgp"]:
+            bgp_rows = [
+                [b["kind"], b["namespace"] or "-", b["name"], "yes" if b["inSync"] else "NO",
+                 b.get("problem", "")]
+                for b in e["bgp"]
+            ]  # fmt: skip
+            headers = ["BGP KIND", "NAMESPACE", "NAME", "IN SYNC", "PROBLEM"]
+            parts.append("\n" + render_table(headers, bgp_rows))
     return "".join(parts) + tail
