@@ -262,3 +262,11 @@ def test_the_speaker_can_run_in_the_root_namespace(root_link: Link, kind: str) -
 
         assert router.wait_for_accepted(ACCEPTED) == ACCEPTED
     assert speaker.address not in {info.interface for info in root_link.node_addresses()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_readme_shows_the_tested_config_verbatim(kind: str) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"```\n{documented_config(kind)}```\n" in readme, (
+        f"README.md must embed docs/router/{CONFIG_FILES[kind]} unchanged"
+    )

@@ -294,10 +294,11 @@ def deployed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def pool_crds(control_plane: ControlPlane) -> None:
-    """The Cilium, MetalLB and Calico pool kinds, installed as admin before any operator starts
-    (the session's convention; tests/operator/test_crd_discovery.py covers kinds installed
-    later, on a control plane of its own)."""
-    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml"):
+    """The Cilium, MetalLB and Calico pool and BGP kinds, installed as admin before any
+    operator starts (the session's convention; tests/operator/test_crd_discovery.py covers
+    kinds installed later, on a control plane of its own)."""
+    for name in ("cilium-v2.yaml", "metallb.yaml", "calico.yaml", "calico-classic.yaml",
+                 "cilium-bgp-v2.yaml", "metallb-bgp.yaml", "calico-bgp.yaml"):  # fmt: skip
         control_plane.kubectl("apply", "-f", str(POOL_CRDS / name))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
 
@@ -373,12 +374,53 @@ def refusals(log: str) -> list[str]:
     ]  # fmt: skip
 
 
+BGP_SUBNET = {"name": "bgp", "offset": 1, "prefixLength": 80,
+              "bgp": {"advertise": True, "community": "65001:42"}}  # fmt: skip
+BGP_SUBNET_CIDR_B = "2001:db8:de2:0:1::/80"  # subnet bgp of B
+CALICO_BGP_DEFAULT = "/apis/projectcalico.org/v3/bgpconfigurations/default"
+
+
+def _has_spec(cluster: Cluster, path: str, spec: Any) -> bool | None:
+    return (cluster.get(path) or {}).get("spec") == spec or None
+
+
+def announce_subnet(cluster: Cluster, dp: str, namespace: str) -> list[str]:
+    """Pools of every speaker fed by an announced subnet; the operator's BGP objects made,
+    then edited by a user (the operator patches them back). Their paths."""
+    cilium = CILIUM_LB_POOL.manifest(f"{dp}-bgp", dp=dp, address_range=None, subnet="bgp",
+                                     entries=[])  # fmt: skip
+    cilium["spec"]["serviceSelector"] = {"matchLabels": {"app": dp}}
+    cluster.apply(cilium)
+    cluster.apply(METALLB_POOL.manifest(f"{dp}-bgp", dp=dp, address_range=None, subnet="bgp",
+                                        namespace=namespace, entries=[]))  # fmt: skip
+    cluster.apply(CALICO_POOL.manifest(f"{dp}-bgp", dp=dp, address_range=None, subnet="bgp"))
+    adverts = [
+        f"/apis/cilium.io/v2/ciliumbgpadvertisements/dp-{dp}-bgp",
+        f"/apis/metallb.io/v1beta1/namespaces/{namespace}/bgpadvertisements/dp-{dp}-bgp",
+    ]
+    for path in adverts:
+        made = wait_for(functools.partial(cluster.get, path), timeout=WAIT_SECONDS,
+                        what=f"{path} made")  # fmt: skip
+        # a user's edit of our field: the operator patches it back
+        if "cilium" in path:
+            cluster.patch(path, {"spec": {"advertisements": [{"advertisementType": "PodCIDR"}]}})
+        else:
+            cluster.patch(path, {"spec": {"ipAddressPools": ["someone-elses"]}})
+        wait_for(functools.partial(_has_spec, cluster, path, made["spec"]),
+                 timeout=WAIT_SECONDS, what=f"{path} patched back")  # fmt: skip
+    wait_for(lambda: cluster.get(CALICO_BGP_DEFAULT), timeout=WAIT_SECONDS,
+             what="Calico's BGPConfiguration created")  # fmt: skip
+    return adverts
+
+
 def fill_rotate_release(cluster: Cluster, dp: str, pools: Pools, namespace: str) -> None:
     """The operator's job end to end: pools and a Service filled, a new prefix, the
     DynamicPrefix deleted."""
-    obj = dynamic_prefix(dp, A, history=2)
+    obj = dynamic_prefix(dp, A, history=2, subnets=[BGP_SUBNET])
     obj["spec"]["transition"]["mode"] = "ha"  # Services are patched too
+    cluster.delete(CALICO_BGP_DEFAULT)  # so that the operator creates it
     create_dynamic_prefix(cluster, obj)
+    announced = announce_subnet(cluster, dp, namespace)
     service = f"{dp}-web"
     services = f"/api/v1/namespaces/{namespace}/services"
     create(cluster, services, {
@@ -396,12 +438,16 @@ def fill_rotate_release(cluster: Cluster, dp: str, pools: Pools, namespace: str)
         timeout=WAIT_SECONDS, what="the Service holds the new and the old address",
     )  # fmt: skip
 
+    wait_for(lambda: BGP_SUBNET_CIDR_B in json.dumps(cluster.get(CALICO_BGP_DEFAULT)) or None,
+             timeout=WAIT_SECONDS, what="Calico's BGPConfiguration patched")  # fmt: skip
     cluster.delete(f"{DP_PATH}/{dp}")
     wait_for(
         lambda: cluster.get(f"{DP_PATH}/{dp}") is None,
         timeout=WAIT_SECONDS,
         what=f"{dp} finalized and gone",
     )
+    for path in announced:
+        assert cluster.get(path) is None, f"{path} deleted with the DynamicPrefix"
     for kind, name, where in pools:
         wait_pool(cluster, kind, name, kind.released(), namespace=where, what="released")
     wait_for(
@@ -449,6 +495,9 @@ def test_the_operator_does_its_whole_job_as_the_service_account_using_every_writ
         sa_operator.stop()
         for kind, name, where in pools:
             cluster.delete(kind.path(name, where))
+        cluster.delete(CILIUM_LB_POOL.path(f"{dp}-bgp"))
+        cluster.delete(METALLB_POOL.path(f"{dp}-bgp", namespace))
+        cluster.delete(CALICO_POOL.path(f"{dp}-bgp"))
         cluster.delete(f"{DP_PATH}/{dp}")
 
     assert sa_operator.process is not None

@@ -167,6 +167,14 @@ def test_cilium_and_metallb_advertisements_follow_the_spec_and_repair_user_edits
         "aggregationLength": 32,  # the CRD's default (IPv4), left alone, not fought over
     }
     wait_ready_says(cluster, dp, "True", "2 BGP advertisement(s) configured")
+    _, metrics = shared_operator.http_get("/metrics")
+    assert (
+        f'dynamic_prefix_bgp_announcements{{dynamic_prefix="{dp}",state="configured"}} 2.0'
+        in metrics
+    )
+    assert (
+        f'dynamic_prefix_bgp_announcements{{dynamic_prefix="{dp}",state="pending"}} 0.0' in metrics
+    )
     assert status_of(cluster, dp)["subnets"] == [
         {"name": "lb", "cidr": subnet_of(prefix), "bgpAdvertisement": name}
     ]

@@ -41,6 +41,7 @@ class ControllerCollector:
         yield from self._prefixes()
         yield self._pools()
         yield self._services()
+        yield self._announcements()
         yield from self._counters()
         yield from self._go_operator_metrics()
         yield self._drops()
@@ -126,6 +127,21 @@ class ControllerCollector:
             services.add_metric([name, "in_sync"], len(results) - failing)
             services.add_metric([name, "failing"], failing)
         return services
+
+    def _announcements(self) -> Metric:
+        announcements = GaugeMetricFamily(
+            "dynamic_prefix_bgp_announcements",
+            "BGP announcements of each DynamicPrefix's subnets after their last reconcile: "
+            "objects in place (configured), and problems that keep a subnet from being "
+            "announced (pending).",
+            labels=["dynamic_prefix", "state"],
+        )
+        for name, summary in self.controller.announcer.outcomes.items():
+            if summary.wanted:
+                announcements.add_metric([name, "configured"], len(summary.advertised))
+                pending = len(summary.problems) + len(summary.waiting)
+                announcements.add_metric([name, "pending"], pending)
+        return announcements
 
     def _counters(self) -> Iterator[Metric]:
         counts = self.controller.counters
