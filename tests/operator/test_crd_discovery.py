@@ -17,7 +17,7 @@ import pytest
 import testbed
 from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
-from testbed.harness import Cluster, OperatorProcess
+from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CALICO_POOL,
     CILIUM_CIDR_GROUP,
@@ -106,3 +106,43 @@ def test_cilium_pools_served_only_as_v2alpha1_are_filled_and_follow_rotations(
         (V2ALPHA1_CIDR_GROUP, f"alpha-group-{tag}", None),
     ]
     fill_and_rotate(cluster, dp, pools, A, B)
+
+
+def test_bgp_kinds_installed_after_the_operator_started_are_announced_to_without_restart(
+    bare_plane: ControlPlane, bare_operator: OperatorProcess
+) -> None:
+    """A Cilium 1.17 cluster (v2alpha1 only) whose BGP CRDs come after the operator."""
+    cluster = Cluster(bare_plane)
+    for manifest in ("cilium-bgp-v2alpha1.yaml", "cilium-bgp-v2.yaml"):  # earlier tests'
+        bare_plane.kubectl("delete", "--ignore-not-found", "--wait", "-f", str(CRDS / manifest))
+    _install(bare_plane, "cilium-v2alpha1.yaml")
+    tag = new_tag()
+    dp = f"late-bgp-{tag}"
+    subnet = {"name": "lb", "offset": 1, "prefixLength": 64,
+              "bgp": {"advertise": True, "community": "65001:42"}}  # fmt: skip
+    bare_operator.start()
+    create_dynamic_prefix(cluster, dynamic_prefix(dp, "2001:db8:a100::/56", ranges=(),
+                                                  subnets=[subnet]))  # fmt: skip
+    pool = V2ALPHA1_LB_POOL.manifest(f"late-bgp-{tag}", dp=dp, address_range=None,
+                                     subnet="lb", entries=[])  # fmt: skip
+    pool["spec"]["serviceSelector"] = {"matchLabels": {"app": tag}}
+    cluster.apply(pool)
+
+    def ready_condition() -> dict[str, str] | None:
+        obj = cluster.get(f"/apis/{api.API_VERSION}/{api.PLURAL}/{dp}") or {}
+        found = [c for c in (obj.get("status") or {}).get("conditions") or []
+                 if c["type"] == "BGPAdvertisementReady"]  # fmt: skip
+        return found[0] if found else None
+
+    wait_for(lambda: "does not serve CiliumBGPAdvertisement" in str(ready_condition()) or None,
+             timeout=10, what="the missing speaker CRD said")  # fmt: skip
+
+    _install(bare_plane, "cilium-bgp-v2alpha1.yaml")
+    advert = wait_for(
+        lambda: cluster.get(f"/apis/cilium.io/v2alpha1/ciliumbgpadvertisements/dp-{dp}-lb"),
+        timeout=10, what="the advertisement made once the CRD is served",
+    )  # fmt: skip
+    assert advert["apiVersion"] == "cilium.io/v2alpha1"
+    assert advert["spec"]["advertisements"][0]["selector"] == {"matchLabels": {"app": tag}}
+    wait_for(lambda: (ready_condition() or {}).get("status") == "True" or None, timeout=10,
+             what=f"BGPAdvertisementReady True: {ready_condition()}")  # fmt: skip
