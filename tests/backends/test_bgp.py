@@ -321,3 +321,29 @@ def test_an_unreadable_record_is_a_problem_and_nothing_is_written() -> None:
     assert (change.create, change.patch) == (None, None)
     assert change.problem is not None
     assert "unreadable" in change.problem
+
+
+def test_calico_routes_carry_the_community_through_prefix_advertisements() -> None:
+    plan = plan_announcements(dp(subnet(), history=("2001:db8:200::/56",)),
+                              [pool("calico-ip-pool", "t")], SERVED)  # fmt: skip
+    assert plan is not None
+    assert dict(plan.calico_communities) == {"2001:db8:100:ff::/64": "65001:42",
+                                             "2001:db8:200:ff::/64": "65001:42"}  # fmt: skip
+    before = config(["2001:db8:ffff::/64"])
+    users_advert = {"cidr": "2001:db8:ffff::/64", "communities": ["65000:1"]}
+    before["spec"]["prefixAdvertisements"] = [users_advert]
+    ours = dict(plan.calico_communities)
+    change = calico_change(before, "home", plan.calico_cidrs, communities=ours)
+    assert change.patch is not None
+    assert change.patch["spec"]["prefixAdvertisements"] == [
+        users_advert,
+        {"cidr": "2001:db8:100:ff::/64", "communities": ["65001:42"]},
+        {"cidr": "2001:db8:200:ff::/64", "communities": ["65001:42"]},
+    ]
+    after = config(["2001:db8:ffff::/64", *plan.calico_cidrs],
+                   {"home": list(plan.calico_cidrs)})  # fmt: skip
+    after["spec"]["prefixAdvertisements"] = change.patch["spec"]["prefixAdvertisements"]
+    assert calico_change(after, "home", plan.calico_cidrs, communities=ours).patch is None
+    released = calico_change(after, "home", [])
+    assert released.patch is not None
+    assert released.patch["spec"]["prefixAdvertisements"] == [users_advert]

@@ -443,6 +443,7 @@ CALICO_TEMPLATE_SPEC: dict[str, Any] = {
     "ipipMode": "Never",
     "vxlanMode": "Never",
     "nodeSelector": "all()",
+    "assignmentMode": "Automatic",  # Calico's default, filled in when left out
 }
 
 
@@ -533,7 +534,8 @@ CILIUM_LB_POOL = ListPoolKind(
         {"cidr": "192.0.2.0/24"},
         {"start": "2001:db8:ffff::1", "stop": "2001:db8:ffff::9"},
     ),
-    malformed_entry={"cidr": "192.0.2.0/33"},
+    # format: cidr in Cilium's CRD refuses a bad cidr; a bad start/stop gets through
+    malformed_entry={"start": "2001:db8::zz"},
     render=_cilium_block,
 )
 CILIUM_CIDR_GROUP = ListPoolKind(
@@ -545,7 +547,9 @@ CILIUM_CIDR_GROUP = ListPoolKind(
     record_annotation=api.ANNOTATION_MANAGED_CIDRS,
     namespaced=False,
     user_entries=("198.51.100.0/24", "2001:db8:ffff:1::/64"),
-    malformed_entry="not-a-cidr",
+    # externalCIDRs are format: cidr, checked by Go's net.ParseCIDR, which takes a 5-digit
+    # group that the operator's parser (Python's ipaddress) refuses
+    malformed_entry="2001:0db8:00000::/64",
     render=_cidr,
 )
 METALLB_POOL = ListPoolKind(

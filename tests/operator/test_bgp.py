@@ -317,8 +317,16 @@ def test_calico_cidrs_follow_three_renumberings_beside_the_users_and_another_pre
         holds(subnet_of(prefixes[index]), subnet_of(prefixes[index - 1]))
     assert record(cluster)[first] == [subnet_of(prefixes[3]), subnet_of(prefixes[2])]
     assert record(cluster)[other] == [theirs]
+    # the community rides on Calico's routes too, so the router's filter takes them
+    adverts = (cluster.get(CALICO_DEFAULT) or {})["spec"]["prefixAdvertisements"]
+    tagged = {a["cidr"]: a["communities"] for a in adverts}
+    for cidr in (subnet_of(prefixes[3]), subnet_of(prefixes[2]), theirs):
+        assert tagged[cidr] == [COMMUNITY]
+    assert subnet_of(prefixes[1]) not in tagged  # left the history with its CIDR
 
     cluster.delete(f"{DP_PATH}/{first}")
     wait_gone(cluster, f"{DP_PATH}/{first}", "the first DynamicPrefix finalized")
     holds()  # only the users' and the other DynamicPrefix's are left
     assert first not in record(cluster)
+    adverts = (cluster.get(CALICO_DEFAULT) or {})["spec"]["prefixAdvertisements"]
+    assert [a["cidr"] for a in adverts if a["cidr"] in universe] == [theirs]

@@ -157,6 +157,9 @@ class Announcements:
     problems: tuple[str, ...] = ()
     advertised: tuple[str, ...] = ()
     """One line per announcement, for the condition message."""
+    calico_communities: tuple[tuple[str, str], ...] = ()
+    """(CIDR, community) of this DynamicPrefix's CIDRs in Calico's list: attached with
+    ``prefixAdvertisements``, so that the router's filter accepts Calico's routes too."""
     waiting: tuple[str, ...] = ()
     """Subnets with nothing to announce yet (no pool references them): said in the
     condition, not warned about (pools are often created just after)."""
@@ -192,6 +195,7 @@ def plan_announcements(
     fed = [p for p in pools if p.reference.dynamic_prefix == name]
     objects: list[OwnedObject] = []
     calico: list[str] = []
+    calico_communities: list[tuple[str, str]] = []
     retired: list[str] = []
     problems: list[str] = []
     advertised: list[str] = []
@@ -232,6 +236,8 @@ def plan_announcements(
             else:
                 made, why = [], []
                 calico += [str(c) for c in cidrs if str(c) not in calico]
+                if community is not None:
+                    calico_communities += [(str(c), community) for c in cidrs]
                 retired += [str(c) for p in old for c in p.cidrs()]
                 advertised.append(
                     f"Calico BGPConfiguration {CALICO_CONFIGURATION_NAME}: "
@@ -246,6 +252,7 @@ def plan_announcements(
         tuple(c for c in retired if c not in calico),
         tuple(problems),
         tuple(advertised),
+        tuple(dict(calico_communities).items()),
         tuple(waiting),
         wanted=True,
     )
@@ -344,7 +351,7 @@ def _metallb(
                 for p in pools
                 if (p.namespace or "") == namespace
                 for entry in p.entries
-                if _longest_length(entry) > length
+                if _shortest_length(entry) > length
             ]
             if narrower:
                 problems.append(
@@ -368,14 +375,15 @@ def _metallb(
     return objects, problems
 
 
-def _longest_length(entry: str) -> int:
-    """The longest prefix length among the CIDRs of a MetalLB address entry (0 if it
-    cannot be read, so that a malformed entry, reported by the pool, blocks nothing)."""
+def _shortest_length(entry: str) -> int:
+    """The shortest prefix length among the CIDRs of a MetalLB address entry, as MetalLB's
+    aggregation check takes it (0 if it cannot be read or is IPv4, so that such an entry
+    blocks nothing: a malformed one is reported by the pool's own verdict)."""
     try:
         if "-" in entry:
             start, _, end = entry.partition("-")
             first, last = parse_address(start.strip()), parse_address(end.strip())
-            return max((c.prefixlen for c in AddressRange(first, last).cidrs()), default=0)
+            return min((c.prefixlen for c in AddressRange(first, last).cidrs()), default=0)
         network = ip_network(entry.strip(), strict=False)
     except (ValueError, AddressError):
         return 0
@@ -505,6 +513,7 @@ def calico_change(
     cidrs: Sequence[str],
     retired: Sequence[str] = (),
     *,
+    communities: Mapping[str, str] | None = None,
     api_version: str = "projectcalico.org/v3",
 ) -> CalicoChange:
     """Make serviceLoadBalancerIPs hold ``cidrs`` for ``dynamic_prefix`` (empty: none).
@@ -512,6 +521,8 @@ def calico_change(
     A user's CIDR is never removed, even where it equals one of ours (then it is not
     recorded as ours); the CIDRs of other DynamicPrefixes are left as they are; ours that
     are no longer wanted go, and so do ``retired`` ones that a stale copy brought back.
+    ``communities`` (by CIDR) go into ``prefixAdvertisements`` for the CIDRs that are ours;
+    the entries there for CIDRs that are not ours are the users'.
     """
     record = read_record(config)
     if record is None:
@@ -535,6 +546,16 @@ def calico_change(
     added = [{"cidr": c} for c in wanted if c not in kept_cidrs]
     new_entries = kept + added
     mine_now = [c for c in wanted if c not in users]
+    tagged = {_canonical(c): v for c, v in (communities or {}).items()}
+    adverts = list(spec.get("prefixAdvertisements") or [])
+    ours_anyhow = mine_before | set(mine_now) | drop
+    kept_adverts = [
+        a for a in adverts
+        if not isinstance(a, Mapping) or _canonical(a.get("cidr")) not in ours_anyhow
+    ]  # fmt: skip
+    new_adverts = kept_adverts + [
+        {"cidr": c, "communities": [tagged[c]]} for c in mine_now if c in tagged
+    ]
     new_record = {k: v for k, v in record.items() if k != dynamic_prefix}
     if mine_now:
         new_record[dynamic_prefix] = mine_now
@@ -547,9 +568,10 @@ def calico_change(
             "kind": CALICO_BGP_CONFIGURATION.kind,
             "metadata": {"name": CALICO_CONFIGURATION_NAME,
                          "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text}},
-            "spec": {"serviceLoadBalancerIPs": new_entries},
+            "spec": {"serviceLoadBalancerIPs": new_entries}
+            | ({"prefixAdvertisements": new_adverts} if new_adverts else {}),
         })  # fmt: skip
-    if new_entries == entries and new_record == record:
+    if new_entries == entries and new_adverts == adverts and new_record == record:
         return CalicoChange()
     patch: dict[str, Any] = {
         "metadata": {
@@ -558,5 +580,7 @@ def calico_change(
         }
     }
     if new_entries != entries:
-        patch["spec"] = {"serviceLoadBalancerIPs": new_entries or None}
+        patch.setdefault("spec", {})["serviceLoadBalancerIPs"] = new_entries or None
+    if new_adverts != adverts:
+        patch.setdefault("spec", {})["prefixAdvertisements"] = new_adverts or None
     return CalicoChange(patch=patch)

@@ -257,7 +257,8 @@ def _bgp_state(
     calico = CALICO_BGP_CONFIGURATION.name
     if calico in served:
         config = observed.get((calico, "", CALICO_CONFIGURATION_NAME))
-        change = calico_change(config, name, plan.calico_cidrs, plan.calico_retired)
+        change = calico_change(config, name, plan.calico_cidrs, plan.calico_retired,
+                               communities=dict(plan.calico_communities))  # fmt: skip
         if plan.calico_cidrs or change.patch is not None or change.problem is not None:
             problem = change.problem or (
                 "" if change.create is None and change.patch is None

@@ -169,7 +169,9 @@ class Announcer:
                     failed.add(desired.describe())
             problems += await self._delete_unwanted(name, body, wanted)
             if CALICO_BGP_CONFIGURATION.name in self.served:
-                problem = await self._calico(name, plan.calico_cidrs, plan.calico_retired)
+                problem = await self._calico(
+                    name, plan.calico_cidrs, plan.calico_retired, dict(plan.calico_communities)
+                )
                 if problem is not None:
                     problems.append(problem)
                     failed.add("calico")
@@ -208,7 +210,7 @@ class Announcer:
             body = self.dynamic_prefixes.get(name)
             problems = await self._delete_unwanted(name, body, set())
             if CALICO_BGP_CONFIGURATION.name in self.served:
-                problem = await self._calico(name, (), ())
+                problem = await self._calico(name, (), (), {})
                 if problem is not None:
                     problems.append(problem)
             self.outcomes.pop(name, None)
@@ -284,14 +286,23 @@ class Announcer:
         return problems
 
     async def _calico(
-        self, name: str, cidrs: tuple[str, ...], retired: tuple[str, ...]
+        self,
+        name: str,
+        cidrs: tuple[str, ...],
+        retired: tuple[str, ...],
+        communities: dict[str, str],
     ) -> str | None:
         """Make Calico's BGPConfiguration list ``cidrs`` for ``name``; a problem or None."""
         resource = self.served[CALICO_BGP_CONFIGURATION.name]
         async with self._calico_lock:
             for _ in range(MAX_ATTEMPTS):
                 change = calico_change(
-                    self.calico_config, name, cidrs, retired, api_version=resource.api_version
+                    self.calico_config,
+                    name,
+                    cidrs,
+                    retired,
+                    communities=communities,
+                    api_version=resource.api_version,
                 )
                 if change.problem is not None:
                     return change.problem
