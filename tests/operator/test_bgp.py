@@ -330,3 +330,54 @@ def test_calico_cidrs_follow_three_renumberings_beside_the_users_and_another_pre
     assert first not in record(cluster)
     adverts = (cluster.get(CALICO_DEFAULT) or {})["spec"]["prefixAdvertisements"]
     assert [a["cidr"] for a in adverts if a["cidr"] in universe] == [theirs]
+
+
+def test_the_go_operators_advertisement_is_taken_over_and_a_users_namesake_left_alone(
+    cluster: Cluster, shared_operator: OperatorProcess, cleanup: list[str]
+) -> None:
+    tag = new_tag()
+    dp, taken = f"bgp-go-{tag}", f"bgp-taken-{tag}"
+    created = create_dynamic_prefix(cluster, dynamic_prefix(dp, "2001:db8:500::/56", ranges=(),
+                                                            subnets=[announced()]))  # fmt: skip
+    create_dynamic_prefix(cluster, dynamic_prefix(taken, "2001:db8:600::/56", ranges=(),
+                                                  subnets=[announced()]))  # fmt: skip
+    cleanup += [f"{DP_PATH}/{dp}", f"{DP_PATH}/{taken}"]
+    # what the Go operator left: its labels and controller reference, no selector
+    go_made = {
+        "apiVersion": "cilium.io/v2alpha1", "kind": "CiliumBGPAdvertisement",
+        "metadata": {"name": f"dp-{dp}-lb", "labels": {
+            "app.kubernetes.io/managed-by": "dynamic-prefix-operator",
+            api.ANNOTATION_NAME: dp, "dynamic-prefix.io/subnet": "lb"},
+            "ownerReferences": [{"apiVersion": api.API_VERSION, "kind": api.KIND, "name": dp,
+                                 "uid": created["metadata"]["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]},
+        "spec": {"advertisements": [{"advertisementType": "Service",
+                                     "service": {"addresses": ["LoadBalancerIP"]}}]},
+    }  # fmt: skip
+    cluster.apply(go_made)
+    users = {
+        "apiVersion": "cilium.io/v2", "kind": "CiliumBGPAdvertisement",
+        "metadata": {"name": f"dp-{taken}-lb", "labels": {"team": "net"}},
+        "spec": {"advertisements": [{"advertisementType": "PodCIDR"}]},
+    }  # fmt: skip
+    cluster.apply(users)
+    cleanup.append(f"{CILIUM_ADVERTS}/dp-{taken}-lb")
+    for name in (dp, taken):
+        pool = CILIUM_LB_POOL.manifest(f"{name}-pool", dp=name, address_range=None,
+                                       subnet="lb", entries=[])  # fmt: skip
+        cluster.apply(with_selector(pool, {"app": name}))
+        cleanup.append(CILIUM_LB_POOL.path(f"{name}-pool"))
+
+    adopted = wait_object(
+        cluster, f"{CILIUM_ADVERTS}/dp-{dp}-lb",
+        lambda o: o["spec"]["advertisements"][0].get("selector") == {"matchLabels": {"app": dp}},
+        "the Go operator's advertisement taken over and given the pool's selector",
+    )  # fmt: skip
+    assert adopted["metadata"]["annotations"][api.ANNOTATION_NAME] == dp
+    assert adopted["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    wait_ready_says(cluster, dp, "True", f"CiliumBGPAdvertisement dp-{dp}-lb")
+
+    wait_ready_says(cluster, taken, "False", "was not made by the operator")
+    left = cluster.get(f"{CILIUM_ADVERTS}/dp-{taken}-lb") or {}
+    assert left["spec"] == users["spec"]
+    assert left["metadata"]["labels"] == {"team": "net"}
