@@ -153,10 +153,10 @@ def _demo(
     narrator.say(f"control plane ready at {plane.server}")
     plane.kubectl("apply", "-f", "-", input=crd_manifest_text())
     for crd in sorted(CRDS.glob("*.yaml")):
-        if crd.name != "cilium-v2alpha1.yaml":
+        if not crd.name.endswith("-v2alpha1.yaml"):  # the older Cilium, installed instead
             plane.kubectl("apply", "-f", str(crd))
     plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
-    narrator.say("CRDs installed: DynamicPrefix, and the pool kinds of Cilium, MetalLB, Calico")
+    narrator.say("CRDs installed: DynamicPrefix; pool and BGP kinds of Cilium, MetalLB, Calico")
 
     with contextlib.ExitStack() as stack:
         router = _router(stack, narrator, static=args.static)
