@@ -197,7 +197,7 @@ def owned(spec: dict[str, Any]) -> OwnedObject:
                               SERVED)  # fmt: skip
     assert plan is not None
     body = dict(plan.objects[0].body, spec=spec)
-    return OwnedObject(CILIUM_ADVERTISEMENT, None, "dp-home-lb", body)
+    return OwnedObject(METALLB_ADVERTISEMENT, "x", "dp-home-lb", body)
 
 
 def test_object_patch_sets_our_fields_and_leaves_defaults_and_users_additions() -> None:
@@ -211,9 +211,10 @@ def test_object_patch_sets_our_fields_and_leaves_defaults_and_users_additions() 
     assert object_patch(observed, desired) is None  # nothing of ours differs
     observed["spec"]["ipAddressPools"] = ["a", "b"]
     del observed["metadata"]["labels"]["dynamic-prefix.io/subnet"]
+    observed["spec"]["communities"] = ["65001:9"]  # ours, from a community since removed
     assert object_patch(observed, desired) == {
         "metadata": {"labels": {"dynamic-prefix.io/subnet": "lb"}, "resourceVersion": "5"},
-        "spec": {"ipAddressPools": ["a"]},
+        "spec": {"ipAddressPools": ["a"], "communities": None},
     }
 
 
@@ -323,27 +324,77 @@ def test_an_unreadable_record_is_a_problem_and_nothing_is_written() -> None:
     assert "unreadable" in change.problem
 
 
+def patched(config_before: dict[str, Any], change: Any) -> dict[str, Any]:
+    """The object after a create or merge patch (annotations and spec, one level deep)."""
+    if change.create is not None:
+        return {**change.create, "metadata": {**change.create["metadata"],
+                                              "resourceVersion": "1"}}  # fmt: skip
+    if change.patch is None:
+        return config_before
+    after: dict[str, Any] = json.loads(json.dumps(config_before))
+    for key, value in change.patch["metadata"]["annotations"].items():
+        if value is None:
+            after["metadata"]["annotations"].pop(key, None)
+        else:
+            after["metadata"]["annotations"][key] = value
+    for key, value in (change.patch.get("spec") or {}).items():
+        if value is None:
+            after["spec"].pop(key, None)
+        else:
+            after["spec"][key] = value
+    return after
+
+
+def adverts_of(config_now: dict[str, Any]) -> list[Any]:
+    return list(config_now["spec"].get("prefixAdvertisements") or [])
+
+
 def test_calico_routes_carry_the_community_through_prefix_advertisements() -> None:
     plan = plan_announcements(dp(subnet(), history=("2001:db8:200::/56",)),
                               [pool("calico-ip-pool", "t")], SERVED)  # fmt: skip
     assert plan is not None
-    assert dict(plan.calico_communities) == {"2001:db8:100:ff::/64": "65001:42",
-                                             "2001:db8:200:ff::/64": "65001:42"}  # fmt: skip
+    ours = dict(plan.calico_communities)
+    assert ours == {"2001:db8:100:ff::/64": "65001:42", "2001:db8:200:ff::/64": "65001:42"}
     before = config(["2001:db8:ffff::/64"])
     users_advert = {"cidr": "2001:db8:ffff::/64", "communities": ["65000:1"]}
     before["spec"]["prefixAdvertisements"] = [users_advert]
-    ours = dict(plan.calico_communities)
-    change = calico_change(before, "home", plan.calico_cidrs, communities=ours)
-    assert change.patch is not None
-    assert change.patch["spec"]["prefixAdvertisements"] == [
+    after = patched(before, calico_change(before, "home", plan.calico_cidrs, communities=ours))
+    assert adverts_of(after) == [
         users_advert,
         {"cidr": "2001:db8:100:ff::/64", "communities": ["65001:42"]},
         {"cidr": "2001:db8:200:ff::/64", "communities": ["65001:42"]},
     ]
-    after = config(["2001:db8:ffff::/64", *plan.calico_cidrs],
-                   {"home": list(plan.calico_cidrs)})  # fmt: skip
-    after["spec"]["prefixAdvertisements"] = change.patch["spec"]["prefixAdvertisements"]
     assert calico_change(after, "home", plan.calico_cidrs, communities=ours).patch is None
-    released = calico_change(after, "home", [])
-    assert released.patch is not None
-    assert released.patch["spec"]["prefixAdvertisements"] == [users_advert]
+    released = patched(after, calico_change(after, "home", []))
+    assert adverts_of(released) == [users_advert]
+    assert "dynamic-prefix.io/tagged-cidrs" not in released["metadata"]["annotations"]
+
+
+def test_two_prefixes_tagging_calico_do_not_reorder_each_other_and_a_users_entry_stays() -> None:
+    state = config([])
+    users_advert = {"cidr": "2001:db8:300:ff::/64", "communities": ["no-export"]}
+    state["spec"]["prefixAdvertisements"] = [users_advert]
+    wants = {"a": "2001:db8:100:ff::/64", "b": "2001:db8:200:ff::/64"}
+    for _ in range(2):
+        for name, cidr in wants.items():
+            state = patched(state, calico_change(state, name, [cidr],
+                                                 communities={cidr: "65001:42"}))  # fmt: skip
+    for name, cidr in wants.items():  # converged: no pass writes any more
+        assert calico_change(state, name, [cidr], communities={cidr: "65001:42"}).patch is None
+    # a CIDR of ours that the user tagged first: their entry stays, ours is not added
+    mine = "2001:db8:300:ff::/64"
+    state = patched(state, calico_change(state, "c", [mine], communities={mine: "65001:42"}))
+    assert [a for a in adverts_of(state) if a["cidr"] == mine] == [users_advert]
+    state = patched(state, calico_change(state, "c", []))
+    assert users_advert in adverts_of(state)
+
+
+def test_an_out_of_range_community_is_said_and_the_rest_still_served() -> None:
+    body = dp(subnet(community="65536:1"), subnet("ok", offset=1))
+    pools = [pool("cilium-lb-ip-pool", "a", selector=SELECTOR),
+             pool("cilium-lb-ip-pool", "b", "ok", selector=SELECTOR)]  # fmt: skip
+    plan = plan_announcements(body, pools, SERVED)  # the spec itself stays valid
+    assert plan is not None
+    assert [o.name for o in plan.objects] == ["dp-home-ok"]
+    assert plan.problems == ("subnet lb: bgp.community 65536:1 is not a standard community "
+                             "(each half is a 16-bit number, 0-65535): not announced",)  # fmt: skip

@@ -67,6 +67,13 @@ CALICO_BGP_CONFIGURATION: Final = BgpKind(
     "BGPConfiguration", ("v3",),
 )  # fmt: skip
 BGP_KINDS: Final = (CILIUM_ADVERTISEMENT, METALLB_ADVERTISEMENT, CALICO_BGP_CONFIGURATION)
+OWNED_SPEC_FIELDS: Final = {
+    CILIUM_ADVERTISEMENT.name: ("advertisements",),
+    METALLB_ADVERTISEMENT.name: ("ipAddressPools", "aggregationLengthV6", "communities"),
+}
+"""The spec fields of the objects it keeps that the operator owns: set when wanted,
+removed when not (a community taken off the spec); the others are left to the API
+server's defaults and to users (MetalLB ``peers``, ``nodeSelectors``)."""
 
 POOL_SPEAKERS: Final = {
     "cilium-lb-ip-pool": CILIUM_ADVERTISEMENT,
@@ -84,6 +91,8 @@ LABEL_SUBNET: Final = f"{api.GROUP}/subnet"
 ANNOTATION_ADVERTISED_CIDRS: Final = f"{api.GROUP}/advertised-cidrs"
 """On Calico's BGPConfiguration: ``{dynamicprefix: [cidr, ...]}``, what the operator
 put in serviceLoadBalancerIPs for each DynamicPrefix (the rest is the users')."""
+ANNOTATION_TAGGED_CIDRS: Final = f"{api.GROUP}/tagged-cidrs"
+"""The same for the entries of prefixAdvertisements (the community on our CIDRs)."""
 MAX_LABEL_VALUE: Final = 63
 
 
@@ -212,40 +221,33 @@ def plan_announcements(
         if not cidrs:
             continue  # the subnet does not fit the current prefix (Degraded says so)
         mine = [p for p in fed if p.reference.subnet == subnet.name and p.backend in POOL_SPEAKERS]
-        if not mine:
-            waiting.append(
-                f"subnet {subnet.name} feeds no pool of Cilium, MetalLB or Calico (annotate "
-                f"one with {api.ANNOTATION_SUBNET}: {subnet.name}): nothing to announce"
-            )
-            continue
         community = subnet.bgp.community if subnet.bgp is not None else None
+        if not mine or (why_not := _community_problem(subnet.name, community)) is not None:
+            if mine:
+                problems.append(why_not or "")
+            else:
+                waiting.append(
+                    f"subnet {subnet.name} feeds no pool of Cilium, MetalLB or Calico (annotate "
+                    f"one with {api.ANNOTATION_SUBNET}: {subnet.name}): nothing to announce"
+                )
+            continue
         speakers = {POOL_SPEAKERS[p.backend] for p in mine}
         for kind in sorted(speakers, key=BGP_KINDS.index):
             resource = served.get(kind.name)
-            if resource is None:
-                problems.append(
-                    f"subnet {subnet.name}: the cluster does not serve {kind.kind} "
-                    f"({kind.group}); its {kind.speaker} pools are not announced until it does"
-                )
-                continue
             of_kind = [p for p in mine if POOL_SPEAKERS[p.backend] is kind]
-            if kind is CILIUM_ADVERTISEMENT:
-                made, why = _cilium(dynamic_prefix, subnet, community, of_kind, resource)
-            elif kind is METALLB_ADVERTISEMENT:
-                made, why = _metallb(dynamic_prefix, subnet, community, of_kind, resource)
-            else:
-                made, why = [], []
-                calico += [str(c) for c in cidrs if str(c) not in calico]
-                if community is not None:
-                    calico_communities += [(str(c), community) for c in cidrs]
-                retired += [str(c) for p in old for c in p.cidrs()]
-                advertised.append(
-                    f"Calico BGPConfiguration {CALICO_CONFIGURATION_NAME}: "
-                    + ", ".join(str(c) for c in cidrs)
-                )
-            objects += made
-            problems += why
-            advertised += [o.describe() for o in made]
+            if resource is None or kind is not CALICO_BGP_CONFIGURATION:
+                made, why = _owned(kind, resource, dynamic_prefix, subnet=subnet,
+                                    community=community, pools=of_kind)  # fmt: skip
+                objects += made
+                problems += why
+                advertised += [o.describe() for o in made]
+                continue
+            texts = [str(c) for c in cidrs]
+            calico += [c for c in texts if c not in calico]
+            calico_communities += [(c, community) for c in texts if community is not None]
+            retired += [str(c) for p in old for c in p.cidrs()]
+            advertised.append(f"Calico BGPConfiguration {CALICO_CONFIGURATION_NAME}: "
+                              + ", ".join(texts))  # fmt: skip
     return Announcements(
         tuple(objects),
         tuple(calico),
@@ -256,6 +258,35 @@ def plan_announcements(
         tuple(waiting),
         wanted=True,
     )
+
+
+def _owned(
+    kind: BgpKind,
+    resource: Resource | None,
+    dynamic_prefix: Mapping[str, Any],
+    *,
+    subnet: SubnetSpec,
+    community: str | None,
+    pools: Sequence[FedPool],
+) -> tuple[list[OwnedObject], list[str]]:
+    """The objects of ``kind`` for one subnet, or why there are none."""
+    if resource is None:
+        return [], [
+            f"subnet {subnet.name}: the cluster does not serve {kind.kind} ({kind.group}); "
+            f"its {kind.speaker} pools are not announced until it does"
+        ]
+    if kind is CILIUM_ADVERTISEMENT:
+        return _cilium(dynamic_prefix, subnet, community, pools, resource)
+    return _metallb(dynamic_prefix, subnet, community, pools, resource)
+
+
+def _community_problem(subnet: str, community: str | None) -> str | None:
+    """Why ``community`` cannot be sent (the Go operator's CRD admits any digits; every
+    speaker takes only two 16-bit halves), or None."""
+    if community is None or all(int(part) <= 0xFFFF for part in community.split(":")):
+        return None
+    return (f"subnet {subnet}: bgp.community {community} is not a standard community (each "
+            "half is a 16-bit number, 0-65535): not announced")  # fmt: skip
 
 
 def _metadata(
@@ -439,10 +470,10 @@ def merge_diff(observed: Any, desired: Any) -> Any:
 def object_patch(observed: Mapping[str, Any], desired: OwnedObject) -> dict[str, Any] | None:
     """The merge patch making ``observed`` what the operator keeps (None: it is already).
 
-    The operator owns the spec fields it writes, its labels and annotations, and the owner
+    The operator owns `OWNED_SPEC_FIELDS`, its labels and annotations, and the owner
     reference; other fields are left as they are: what the API server defaults (MetalLB's
-    aggregationLength) and what a user adds (MetalLB ``peers``, Cilium's
-    ``localPreference`` beside ours), so that neither is fought over.
+    aggregationLength) and what a user adds (MetalLB ``peers``), so that neither is fought
+    over. Cilium's ``advertisements`` list is the operator's whole.
     """
     metadata = observed.get("metadata") or {}
     wanted = desired.body["metadata"]
@@ -455,10 +486,11 @@ def object_patch(observed: Mapping[str, Any], desired: OwnedObject) -> dict[str,
     if metadata.get("ownerReferences") != wanted["ownerReferences"]:
         patch.setdefault("metadata", {})["ownerReferences"] = wanted["ownerReferences"]
     spec = observed.get("spec") or {}
+    wanted_spec = desired.body["spec"]
     changed_spec = {
-        key: merge_diff(spec.get(key), value)
-        for key, value in desired.body["spec"].items()
-        if spec.get(key) != value
+        key: merge_diff(spec.get(key), wanted_spec.get(key))
+        for key in OWNED_SPEC_FIELDS[desired.kind.name]
+        if spec.get(key) != wanted_spec.get(key)
     }
     if changed_spec:
         patch["spec"] = changed_spec
@@ -471,13 +503,13 @@ def object_patch(observed: Mapping[str, Any], desired: OwnedObject) -> dict[str,
 # --- Calico's shared BGPConfiguration --------------------------------------------------
 
 
-def read_record(config: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
-    """The per-DynamicPrefix record on the BGPConfiguration; None if it is unreadable."""
+def read_record(
+    config: Mapping[str, Any] | None, annotation: str = ANNOTATION_ADVERTISED_CIDRS
+) -> dict[str, list[str]] | None:
+    """A per-DynamicPrefix record on the BGPConfiguration; None if it is unreadable."""
     if config is None:
         return {}
-    text = ((config.get("metadata") or {}).get("annotations") or {}).get(
-        ANNOTATION_ADVERTISED_CIDRS
-    )
+    text = ((config.get("metadata") or {}).get("annotations") or {}).get(annotation)
     if text is None:
         return {}
     try:
@@ -525,10 +557,12 @@ def calico_change(
     the entries there for CIDRs that are not ours are the users'.
     """
     record = read_record(config)
-    if record is None:
+    tag_record = read_record(config, ANNOTATION_TAGGED_CIDRS)
+    if record is None or tag_record is None:
         return CalicoChange(
             problem=f"BGPConfiguration {CALICO_CONFIGURATION_NAME}: annotation "
-            f"{ANNOTATION_ADVERTISED_CIDRS} is unreadable; fix or remove it"
+            f"{ANNOTATION_ADVERTISED_CIDRS if record is None else ANNOTATION_TAGGED_CIDRS} "
+            "is unreadable; fix or remove it"
         )
     spec = (config or {}).get("spec") or {}
     entries = list(spec.get("serviceLoadBalancerIPs") or [])
@@ -546,20 +580,16 @@ def calico_change(
     added = [{"cidr": c} for c in wanted if c not in kept_cidrs]
     new_entries = kept + added
     mine_now = [c for c in wanted if c not in users]
-    tagged = {_canonical(c): v for c, v in (communities or {}).items()}
-    adverts = list(spec.get("prefixAdvertisements") or [])
-    ours_anyhow = mine_before | set(mine_now) | drop
-    kept_adverts = [
-        a for a in adverts
-        if not isinstance(a, Mapping) or _canonical(a.get("cidr")) not in ours_anyhow
-    ]  # fmt: skip
-    new_adverts = kept_adverts + [
-        {"cidr": c, "communities": [tagged[c]]} for c in mine_now if c in tagged
-    ]
+    new_adverts, tagged_now = _tag(spec, dynamic_prefix, tag_record, mine_now, communities)
     new_record = {k: v for k, v in record.items() if k != dynamic_prefix}
     if mine_now:
         new_record[dynamic_prefix] = mine_now
+    new_tags = {k: v for k, v in tag_record.items() if k != dynamic_prefix}
+    if tagged_now:
+        new_tags[dynamic_prefix] = tagged_now
+    adverts = list(spec.get("prefixAdvertisements") or [])
     record_text = json.dumps(dict(sorted(new_record.items())), separators=(",", ":"))
+    tags_text = json.dumps(dict(sorted(new_tags.items())), separators=(",", ":"))
     if config is None:
         if not wanted:
             return CalicoChange()
@@ -567,15 +597,20 @@ def calico_change(
             "apiVersion": api_version,
             "kind": CALICO_BGP_CONFIGURATION.kind,
             "metadata": {"name": CALICO_CONFIGURATION_NAME,
-                         "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text}},
+                         "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text}
+                         | ({ANNOTATION_TAGGED_CIDRS: tags_text} if new_tags else {})},
             "spec": {"serviceLoadBalancerIPs": new_entries}
             | ({"prefixAdvertisements": new_adverts} if new_adverts else {}),
         })  # fmt: skip
-    if new_entries == entries and new_adverts == adverts and new_record == record:
+    unchanged = new_record == record and new_tags == tag_record
+    if new_entries == entries and new_adverts == adverts and unchanged:
         return CalicoChange()
     patch: dict[str, Any] = {
         "metadata": {
-            "annotations": {ANNOTATION_ADVERTISED_CIDRS: record_text if new_record else None},
+            "annotations": {
+                ANNOTATION_ADVERTISED_CIDRS: record_text if new_record else None,
+                ANNOTATION_TAGGED_CIDRS: tags_text if new_tags else None,
+            },
             "resourceVersion": (config.get("metadata") or {}).get("resourceVersion"),
         }
     }
@@ -584,3 +619,41 @@ def calico_change(
     if new_adverts != adverts:
         patch.setdefault("spec", {})["prefixAdvertisements"] = new_adverts or None
     return CalicoChange(patch=patch)
+
+
+def _tag(
+    spec: Mapping[str, Any],
+    dynamic_prefix: str,
+    tag_record: Mapping[str, list[str]],
+    mine: Sequence[str],
+    communities: Mapping[str, str] | None,
+) -> tuple[list[Any], list[str]]:
+    """prefixAdvertisements with the community on each CIDR of ours that has one, and the
+    CIDRs tagged by us now. Entries keep their places (another DynamicPrefix's pass must
+    not reorder ours); an entry we did not write (a user's, another DynamicPrefix's) is
+    never changed, and ours is not added beside one for the same CIDR."""
+    wanted = {
+        c: v for c, v in ((_canonical(c), v) for c, v in (communities or {}).items())
+        if c in mine
+    }  # fmt: skip
+    before = set(tag_record.get(dynamic_prefix, []))
+    adverts = list(spec.get("prefixAdvertisements") or [])
+
+    def cidr_of(entry: Any) -> str | None:
+        return _canonical(entry.get("cidr")) if isinstance(entry, Mapping) else None
+
+    foreign = {c for c in map(cidr_of, adverts) if c is not None and c not in before}
+    result: list[Any] = []
+    tagged: list[str] = []
+    for entry in adverts:
+        cidr = cidr_of(entry)
+        if cidr is None or cidr not in before:
+            result.append(entry)  # not ours
+        elif cidr in wanted and cidr not in tagged:
+            result.append({"cidr": cidr, "communities": [wanted[cidr]]})
+            tagged.append(cidr)
+    for cidr, community in wanted.items():
+        if cidr not in tagged and cidr not in foreign:
+            result.append({"cidr": cidr, "communities": [community]})
+            tagged.append(cidr)
+    return result, tagged

@@ -242,7 +242,7 @@ def spec_schema() -> dict[str, Any]:
                         "Standard BGP community attached to the announcement, 'ASN:VALUE' "
                         "(two 16-bit numbers); the upstream router can accept only routes "
                         "carrying it.",
-                        pattern=r"^\d{1,5}:\d{1,5}$",
+                        pattern=r"^\d+:\d+$",
                     ),
                     "announce": _string(
                         "What a speaker that can aggregate (MetalLB) announces: 'addresses' "

@@ -53,7 +53,9 @@ def object_key(kind: BgpKind, body: Mapping[str, Any]) -> ObjectKey:
 
 
 class NotOurs(Exception):
-    """An object by the name the operator would use exists and was made by someone else."""
+    """An object by the name the operator would use exists and was made by someone else
+    (a user, or the operator for another DynamicPrefix whose name and subnet join into the
+    same ``dp-...`` name), or its kind is no longer served."""
 
 
 class NotReleased(Exception):
@@ -220,9 +222,11 @@ class Announcer:
                 raise NotReleased("; ".join(problems))
 
     async def _put(self, desired: OwnedObject, dynamic_prefix: Mapping[str, Any]) -> None:
-        resource = self.served[desired.kind.name]
-        key = (desired.kind.name, desired.namespace or "", desired.name)
         name = str(dynamic_prefix["metadata"]["name"])
+        resource = self.served.get(desired.kind.name)
+        if resource is None:  # its CRD went while this pass ran
+            raise NotOurs(f"{desired.describe()}: {desired.kind.kind} is no longer served")
+        key = (desired.kind.name, desired.namespace or "", desired.name)
         for _ in range(MAX_ATTEMPTS):
             observed = self.objects.get(key)
             if observed is None:
@@ -235,7 +239,8 @@ class Announcer:
                         resource, desired.name, namespace=desired.namespace
                     )
                     self.objects[key] = observed
-            if not is_ours(observed, dynamic_prefix):
+            owner = owner_of(observed)
+            if not is_ours(observed, dynamic_prefix) or owner not in (None, name):
                 raise NotOurs(
                     f"{desired.describe()} exists and was not made by the operator for {name}: "
                     "left alone (delete or rename it to have the subnet announced)"
@@ -267,7 +272,8 @@ class Announcer:
         for key, observed in list(self.objects.items()):
             if key in wanted or owner_of(observed) != name:
                 continue
-            if not is_ours(observed, dynamic_prefix):
+            owner = owner_of(observed)
+            if not is_ours(observed, dynamic_prefix) or owner not in (None, name):
                 continue
             kind = next(k for k in BGP_KINDS if k.name == key[0])
             resource = self.served.get(kind.name)
@@ -293,7 +299,9 @@ class Announcer:
         communities: dict[str, str],
     ) -> str | None:
         """Make Calico's BGPConfiguration list ``cidrs`` for ``name``; a problem or None."""
-        resource = self.served[CALICO_BGP_CONFIGURATION.name]
+        resource = self.served.get(CALICO_BGP_CONFIGURATION.name)
+        if resource is None:
+            return f"{CALICO_BGP_CONFIGURATION.kind} is no longer served"
         async with self._calico_lock:
             for _ in range(MAX_ATTEMPTS):
                 change = calico_change(
