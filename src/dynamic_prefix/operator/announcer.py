@@ -270,10 +270,7 @@ class Announcer:
         """Delete the objects of ours made for ``name`` that are not ``wanted``."""
         problems: list[str] = []
         for key, observed in list(self.objects.items()):
-            if key in wanted or owner_of(observed) != name:
-                continue
-            owner = owner_of(observed)
-            if not is_ours(observed, dynamic_prefix) or owner not in (None, name):
+            if key in wanted or owner_of(observed) != name or not is_ours(observed, dynamic_prefix):
                 continue
             kind = next(k for k in BGP_KINDS if k.name == key[0])
             resource = self.served.get(kind.name)
