@@ -34,9 +34,11 @@ def test_status_shows_the_prefix_and_whether_each_pool_is_in_sync(
         main(["status", "--kubeconfig", kubeconfig, "-o", "json"])
         report = json.loads(capsys.readouterr().out)
         found = [e for e in report["dynamicPrefixes"] if e["name"] == dp]
-        return found[0] if found and found[0]["ready"] == "True" else None
+        # Ready alone can come first, from "0/0 pools" before the pool is seen
+        in_sync = found and found[0]["pools"] and found[0]["pools"][0]["inSync"]
+        return found[0] if found and found[0]["ready"] == "True" and in_sync else None
 
-    entry = wait_for(ours, what="the DynamicPrefix ready in status")
+    entry = wait_for(ours, what="the DynamicPrefix ready and its pool in sync in status")
     assert entry["currentPrefix"] == "2001:db8:57::/64"
     assert entry["source"] == "static"
     assert entry["pools"] == [
