@@ -141,6 +141,8 @@ def test_cilium_and_metallb_advertisements_follow_the_spec_and_repair_user_edits
     cleanup.append(CILIUM_LB_POOL.path(f"lb-{tag}"))
     cluster.apply(METALLB_POOL.manifest(f"mlb-{tag}", dp=dp, address_range=None, subnet="lb",
                                         namespace=namespace, entries=[]))  # fmt: skip
+    # deleted, not left in a namespace that stays Terminating (no controller-manager here)
+    cleanup.append(METALLB_POOL.path(f"mlb-{tag}", namespace))
 
     cilium = wait_object(cluster, f"{CILIUM_ADVERTS}/{name}", what="the CiliumBGPAdvertisement")
     assert cilium["spec"] == {
@@ -260,6 +262,7 @@ def test_metallb_announces_the_whole_subnet_when_asked_and_refuses_narrower_entr
     pool_name = f"agg-{tag}"
     cluster.apply(METALLB_POOL.manifest(pool_name, dp=dp, address_range=None, subnet="lb",
                                         namespace=namespace, entries=[]))  # fmt: skip
+    cleanup.append(METALLB_POOL.path(pool_name, namespace))
     advert = wait_object(cluster, f"{metallb_adverts(namespace)}/{name}", what="MetalLB's")
     assert advert["spec"]["aggregationLengthV6"] == 64
 

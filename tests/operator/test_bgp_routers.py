@@ -151,6 +151,7 @@ def announced_by_the_cluster(
     finally:
         cluster.delete(f"{DP_PATH}/{dp}")
         cluster.delete(CILIUM_LB_POOL.path(f"web-{tag}"))
+        cluster.delete(METALLB_POOL.path(metallb_pool, namespace))
 
 
 @pytest.mark.parametrize("router_kind", ["frr", "bird"])
