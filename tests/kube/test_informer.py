@@ -92,6 +92,28 @@ async def test_a_relist_after_gone_reports_what_vanished_meanwhile() -> None:
     assert script.watched_from == ["7", "21"]
 
 
+async def test_on_listed_is_called_once_after_the_first_list_even_with_listed_set() -> None:
+    script = Script(
+        [[thing("a", 5)], [thing("a", 20)]],
+        [[Gone(410, "too old")]],
+    )
+    seen: list[tuple[str | None, str]] = []
+    told: list[int] = []
+    already = asyncio.Event()
+    already.set()  # an earlier informer of the kind (a CRD removed and installed again)
+    informer = Informer(
+        script,
+        THINGS,
+        lambda t, o: seen.append((t, o["metadata"]["name"])),
+        listed=already,
+        on_listed=lambda: told.append(len(seen)),
+    )
+
+    await run_until(informer, seen, 2)  # the first list, then the relist after 410
+
+    assert told == [1]  # after the first list was handed over, and not again
+
+
 async def test_an_api_error_is_retried_from_the_same_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -71,6 +71,7 @@ class Informer:
         own_writes: bool = False,
         listed: asyncio.Event | None = None,
         keep_line: Callable[[bytes], bool] | None = None,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.keep_line = keep_line
@@ -80,6 +81,9 @@ class Informer:
         self.own_writes = own_writes
         self.listed = listed or asyncio.Event()
         """Set once the first list was handed over."""
+        self.on_listed = on_listed
+        """Called once, when this informer's first list was handed over (even when
+        ``listed`` was set already by an earlier informer of the kind)."""
         self.events = 0
         self.echoes = 0
         """Watch events that were our own writes coming back, dropped by the client."""
@@ -96,6 +100,9 @@ class Informer:
                 if version is None:
                     version = await self._list()
                     self.listed.set()
+                    if self.on_listed is not None:
+                        self.on_listed()
+                        self.on_listed = None  # once: a relist after 410 Gone says nothing new
                     self._resumed(failing_since)
                     failing_since = None
                 async for event in self.client.watch(

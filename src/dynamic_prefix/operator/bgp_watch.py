@@ -32,19 +32,18 @@ class BgpWatcher:
         self.controller = controller
         self.kind = kind
         self.resource = resource
-        self.informer = Informer(client, resource, self._dispatch, own_writes=True, listed=listed)
+        self.informer = Informer(
+            client,
+            resource,
+            self._dispatch,
+            own_writes=True,
+            listed=listed,
+            on_listed=lambda: controller.bgp_kind_served(kind, resource),
+        )
 
     async def run(self) -> None:
-        """Until cancelled; tells the controller once the kind was listed."""
-        listing = asyncio.create_task(self._listed())
-        try:
-            await self.informer.run()
-        finally:
-            listing.cancel()
-
-    async def _listed(self) -> None:
-        await self.informer.listed.wait()
-        self.controller.bgp_kind_served(self.kind, self.resource)
+        """Until cancelled; the controller is told once the kind was listed."""
+        await self.informer.run()
 
     def _dispatch(self, event_type: str | None, obj: dict[str, Any]) -> None:
         if self.kind is CALICO_BGP_CONFIGURATION and (

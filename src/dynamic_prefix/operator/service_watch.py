@@ -8,7 +8,6 @@ write is dropped undecoded too, as for pools.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from dynamic_prefix.backends.service import SERVICES
@@ -29,19 +28,12 @@ class ServiceWatcher:
             self._dispatch,
             own_writes=True,
             keep_line=controller.service_index.is_candidate_line,
+            on_listed=controller.mark_services_listed,
         )
 
     async def run(self) -> None:
-        """Until cancelled; tells the controller once the Services were listed."""
-        listing = asyncio.create_task(self._listed())
-        try:
-            await self.informer.run()
-        finally:
-            listing.cancel()
-
-    async def _listed(self) -> None:
-        await self.informer.listed.wait()
-        self.controller.mark_services_listed()
+        """Until cancelled; the controller is told once the Services were listed."""
+        await self.informer.run()
 
     def _dispatch(self, event_type: str | None, obj: dict[str, Any]) -> None:
         held = service_key(obj) in self.controller.service_index.services
