@@ -35,7 +35,7 @@ from dynamic_prefix.backends.bgp import (
 from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound
-from dynamic_prefix.model.spec import InvalidSpec, validate_dynamic_prefix
+from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec
 from dynamic_prefix.model.status import BgpSummary
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,14 @@ class Announcer:
         dynamic_prefixes: Mapping[str, Mapping[str, Any]],
         live: set[str],
         pools_of: Callable[[str], list[FedPool]],
+        spec_of: Callable[[Mapping[str, Any]], DynamicPrefixSpec | InvalidSpec],
     ) -> None:
         self.client = client
         self.dynamic_prefixes = dynamic_prefixes
         self.live = live
         self.pools_of = pools_of
+        self.spec_of = spec_of
+        """The validated spec, once per DynamicPrefix version (the pools' `PlacementCache`)."""
         self.served: dict[str, Resource] = {}
         """BGP kinds the cluster serves and that were listed once, by kind name."""
         self.objects: dict[ObjectKey, dict[str, Any]] = {}
@@ -88,7 +91,6 @@ class Announcer:
             asyncio.Lock
         )
         self._calico_lock = asyncio.Lock()
-        self._wants: dict[str, tuple[str, bool]] = {}
 
     # --- what the watches show -----------------------------------------------------------
 
@@ -188,15 +190,10 @@ class Announcer:
 
     def _concerns(self, name: str, body: Mapping[str, Any]) -> bool:
         """Whether ``name`` asks for announcements, or has some to undo."""
-        version = str(body["metadata"].get("resourceVersion", ""))
-        held = self._wants.get(name)
-        if held is None or held[0] != version:
-            spec = validate_dynamic_prefix(body)
-            wants = not isinstance(spec, InvalidSpec) and any(
-                s.bgp is not None and s.bgp.advertise for s in spec.subnets
-            )
-            held = self._wants[name] = (version, wants)
-        if held[1]:
+        spec = self.spec_of(body)
+        if not isinstance(spec, InvalidSpec) and any(
+            s.bgp is not None and s.bgp.advertise for s in spec.subnets
+        ):
             return True
         summary = self.outcomes.get(name)
         return (
@@ -217,7 +214,6 @@ class Announcer:
                     problems.append(problem)
             self.outcomes.pop(name, None)
             self.written.pop(name, None)
-            self._wants.pop(name, None)
             if problems:
                 raise NotReleased("; ".join(problems))
 

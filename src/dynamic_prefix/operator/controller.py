@@ -145,6 +145,7 @@ class Controller:
             dynamic_prefixes=self.dynamic_prefixes,
             live=self.live,
             pools_of=self._fed_pools,
+            spec_of=self.reconciler.placements.spec,
         )
         self._announce_pending: set[str] = set()
         self._pool_kinds_held: dict[PoolReference, set[str]] = {}
