@@ -4,8 +4,11 @@ For N = 1, 100, 1000 Cilium pools referencing one DynamicPrefix (static source, 
 change is a spec patch), the time from the patch to the moment the last pool shows the
 new block, seen through a watch on the pools. The floor: the same N updates issued
 directly by a minimal concurrent PATCH loop (same concurrency as the operator, 64), no
-operator involved. Also the operator's CPU time per change (steadier than latency on a
-shared machine), and its resident memory and idle CPU with 1000 pools.
+operator involved, writing what the operator writes (the user's block, three ranges, the
+ownership record and last-sync: the API server's CPU per write follows the object's
+size). The floor of the older tables, one block and no annotations, is printed too.
+Also the operator's CPU time per change (steadier than latency on a shared machine), the
+API server's and etcd's, and the operator's resident memory and idle CPU.
 
 Run: .venv/bin/python benchmarks/bench_propagation.py [--sizes 1,100,1000] [--rounds 10]
 Prints a Markdown table; results go to docs/benchmarks.md by hand, with machine and date.
@@ -22,6 +25,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +115,11 @@ async def wait_all_updated(api: Api, names: set[str], marker: str, since_version
 
 async def measure_operator(
     api: Api, dp: str, names: set[str], rounds: int, *, offset: int, pid: int
-) -> tuple[list[float], list[float]]:
-    """Latency of each round, and the operator's CPU seconds for it (less noisy on a
-    shared machine: what our code costs, whatever the API server's share of the cores)."""
-    latencies, cpu = [], []
+) -> tuple[list[float], list[float], list[float]]:
+    """Latency of each round, the operator's CPU seconds for it (less noisy on a shared
+    machine: what our code costs, whatever the API server's share of the cores), and the
+    API server's and etcd's."""
+    latencies, cpu, control = [], [], []
     for round_number in range(rounds):
         head = f"2001:db8:{offset + round_number + 1:x}:0"
         listing = await api.call("GET", POOLS + "?limit=1")
@@ -122,6 +127,7 @@ async def measure_operator(
         waiter = asyncio.create_task(wait_all_updated(api, names, f"{head}:f000", version))
         await asyncio.sleep(0.05)  # the watch is established
         cpu_before = process_stats(pid)[1]
+        plane_before = plane_cpu(api.plane)
         started = time.monotonic()
         await api.call(
             "PATCH",
@@ -133,33 +139,65 @@ async def measure_operator(
         latencies.append(finished - started)
         await asyncio.sleep(0.5)  # the batch's status update and event
         cpu.append(process_stats(pid)[1] - cpu_before)
-    return latencies, cpu
+        control.append(plane_cpu(api.plane) - plane_before)
+    return latencies, cpu, control
 
 
 def api_path() -> str:
     return f"{api.API_VERSION}/{api.PLURAL}"
 
 
-async def measure_floor(api: Api, names: list[str], rounds: int) -> list[float]:
-    """N merge patches of pool blocks, 64 at a time, straight to the API server."""
+def operator_like_patch(round_number: int) -> dict[str, Any]:
+    """What the operator writes to a pool on a prefix change: the user's block, the
+    current prefix's range and the history's two (the default maxPrefixHistory), and the
+    ownership record and last-sync annotations."""
+    heads = [f"2001:db8:ffff:{r:x}" for r in range(round_number + 2, round_number - 1, -1)]
+    ranges = [{"start": f"{head}:f000::", "stop": f"{head}:ffff:ffff:ffff:ffff"}
+              for head in heads]  # fmt: skip
+    # the same bytes under other annotation names: a pool carrying the operator's record
+    # without a reference to a DynamicPrefix is released by the operator, which would
+    # then write each floor pool too
+    return {
+        "metadata": {"annotations": {"floor.example/managed-blocks": json.dumps(ranges),
+                                     "floor.example/last-sync": "2026-12-05T00:00:00Z"}},
+        "spec": {"blocks": [{"cidr": "192.0.2.0/24"}, *ranges]},
+    }  # fmt: skip
+
+
+def one_block_patch(round_number: int) -> dict[str, Any]:
+    """The floor of the issue 5 to 15 tables: one block, no annotations (a quarter of the
+    bytes the operator writes to each pool)."""
+    block = {"start": f"2001:db8:ffff:{round_number:x}::1",
+             "stop": f"2001:db8:ffff:{round_number:x}::9"}  # fmt: skip
+    return {"spec": {"blocks": [block]}}
+
+
+async def measure_floor(
+    api: Api, names: list[str], rounds: int, body: Callable[[int], dict[str, Any]]
+) -> tuple[list[float], list[float]]:
+    """N merge patches of ``body(round)``, 64 at a time, straight to the API server; the
+    latency of each round and the API server's and etcd's CPU seconds for it."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
-    latencies = []
+    latencies, control = [], []
     for round_number in range(rounds):
-        block = {
-            "start": f"2001:db8:ffff:{round_number:x}::1",
-            "stop": f"2001:db8:ffff:{round_number:x}::9",
-        }
+        patch = body(round_number)
 
-        async def one(name: str, block: dict[str, str] = block) -> None:
+        async def one(name: str, patch: dict[str, Any] = patch) -> None:
             async with semaphore:
-                await api.call(
-                    "PATCH", f"{POOLS}/{name}", {"spec": {"blocks": [block]}}, merge=True
-                )
+                await api.call("PATCH", f"{POOLS}/{name}", patch, merge=True)
 
+        plane_before = plane_cpu(api.plane)
         started = time.monotonic()
         await asyncio.gather(*(one(name) for name in names))
         latencies.append(time.monotonic() - started)
-    return latencies
+        await asyncio.sleep(0.5)  # the operator's watch sees the floor's writes too
+        control.append(plane_cpu(api.plane) - plane_before)
+    return latencies, control
+
+
+def plane_cpu(plane: ControlPlane) -> float:
+    """CPU seconds the API server and etcd have used so far."""
+    return sum(process_stats(pid)[1] for pid in plane.pids.values())
 
 
 def process_stats(pid: int) -> tuple[float, float]:
@@ -198,19 +236,49 @@ async def run_size(
 
         await asyncio.gather(*(create(name) for name in names))
         # one unmeasured rotation: every pool is filled and indexed before measuring
-        latencies, cpu = await measure_operator(
-            api, dp, set(names), rounds + 1, offset=offset, pid=pid
+        await measure_operator(api, dp, set(names), 1, offset=offset, pid=pid)
+        profiler = start_profiler(pid, n)
+        latencies, cpu, control = await measure_operator(
+            api, dp, set(names), rounds, offset=offset + 1, pid=pid
         )
-        latencies, cpu = latencies[1:], cpu[1:]
+        stop_profiler(profiler)
         floor_names = [f"floor-{n}-{i}" for i in range(n)]
-        empty_pool = {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
-                      "spec": {"blocks": []}}  # fmt: skip
+        user_pool = {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+                     "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}}  # fmt: skip
         await asyncio.gather(
-            *(api.call("POST", POOLS, {**empty_pool, "metadata": {"name": name}})
+            *(api.call("POST", POOLS, {**user_pool, "metadata": {"name": name}})
               for name in floor_names)
         )  # fmt: skip
-        floor = await measure_floor(api, floor_names, rounds)
-        return {"n": n, "operator": latencies, "floor": floor, "cpu": cpu}
+        await measure_floor(api, floor_names, 1, operator_like_patch)  # the same warm-up
+        floor, floor_control = await measure_floor(api, floor_names, rounds, operator_like_patch)
+        small_names = [f"small-{n}-{i}" for i in range(n)]
+        await asyncio.gather(
+            *(api.call("POST", POOLS, {**user_pool, "metadata": {"name": name}})
+              for name in small_names)
+        )  # fmt: skip
+        small, _ = await measure_floor(api, small_names, rounds, one_block_patch)
+        return {"n": n, "operator": latencies, "floor": floor, "cpu": cpu, "control": control,
+                "floor_control": floor_control, "small": small}  # fmt: skip
+
+
+def start_profiler(pid: int, n: int) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PYSPY=PREFIX, sample the operator during the measured changes of each
+    size into PREFIX-N.txt (py-spy's raw format; a developer aid, py-spy is not a
+    dependency)."""
+    prefix = os.environ.get("BENCH_PYSPY")
+    if not prefix:
+        return None
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-r", "250",
+         "-o", f"{prefix}-{n}.txt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait()
 
 
 def api_name() -> str:
@@ -236,23 +304,11 @@ def main() -> None:
         ).start()
         try:
             results = []
-            profiler = None
-            if os.environ.get("BENCH_PYSPY") and operator.process is not None:
-                # developer aid: sample the operator while it works (py-spy, not a dependency)
-                profiler = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(operator.process.pid), "--format", "raw",
-                     "-r", "200", "-o", os.environ["BENCH_PYSPY"]],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
             assert operator.process is not None
             for index, n in enumerate(sizes):
                 results.append(asyncio.run(run_size(
                     plane, n, args.rounds, 0x100 * (index + 1), operator.process.pid
                 )))  # fmt: skip
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait()
-            assert operator.process is not None
             pid = operator.process.pid
             time.sleep(2)
             rss, cpu_before = process_stats(pid)
@@ -263,8 +319,9 @@ def main() -> None:
             operator.stop()
     print(f"rounds per size: {args.rounds}; concurrency {CONCURRENCY}; static source\n")
     print("| pools | operator p50 | operator p95 | floor p50 | floor p95 | p50 ratio "
-          "| operator CPU p50 |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| operator CPU p50 | per pool | API server + etcd CPU, operator / floor "
+          "| one-block floor p50 (ratio) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         op, fl = result["operator"], result["floor"]
         ratio = statistics.median(op) / statistics.median(fl)
@@ -272,7 +329,12 @@ def main() -> None:
             f"| {result['n']} | {statistics.median(op) * 1000:.0f} ms | "
             f"{percentile(op, 0.95) * 1000:.0f} ms | {statistics.median(fl) * 1000:.0f} ms | "
             f"{percentile(fl, 0.95) * 1000:.0f} ms | {ratio:.2f} | "
-            f"{statistics.median(result['cpu']) * 1000:.0f} ms |"
+            f"{statistics.median(result['cpu']) * 1000:.0f} ms | "
+            f"{statistics.median(result['cpu']) / result['n'] * 1000:.2f} ms | "
+            f"{statistics.median(result['control']) * 1000:.0f} / "
+            f"{statistics.median(result['floor_control']) * 1000:.0f} ms | "
+            f"{statistics.median(result['small']) * 1000:.0f} ms "
+            f"({statistics.median(op) / statistics.median(result['small']):.2f}) |"
         )
     idle = 100 * (cpu_after - cpu_before) / 30
     print(

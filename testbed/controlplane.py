@@ -376,6 +376,12 @@ class ControlPlane(Lifecycle):
     # -- access ----------------------------------------------------------------------
 
     @property
+    def pids(self) -> dict[str, int]:
+        """The process id of each daemon (etcd, kube-apiserver), for benchmarks that
+        measure what the control plane spends."""
+        return {daemon.name: daemon.process.pid for daemon in self._daemons}
+
+    @property
     def server(self) -> str:
         """The apiserver's URL, https://127.0.0.1:PORT."""
         if self._server is None:

@@ -144,9 +144,11 @@ def _overlapping(span: tuple[int, int], spans: tuple[tuple[int, int, str], ...])
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def address_span(text: str) -> tuple[int, int] | None:
     """``a-b`` or a CIDR as (first, last) address; None when unreadable or of IPv4 (the
-    operator writes IPv6 only, and an IPv4 entry never overlaps it)."""
+    operator writes IPv6 only, and an IPv4 entry never overlaps it). Cached: a prefix
+    change checks every user entry of every pool again, and parsing is most of the cost."""
     try:
         if "-" in text:
             first, _, last = text.partition("-")

@@ -6,6 +6,7 @@ MetalLB accepts.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -23,6 +24,12 @@ def _address(placement: Placement) -> list[Entry]:
 def _malformed(entry: Any) -> str | None:
     if not isinstance(entry, str):
         return "not a string"
+    return _malformed_text(entry)
+
+
+@functools.lru_cache(maxsize=4096)
+def _malformed_text(entry: str) -> str | None:
+    """Cached: a prefix change checks every user entry of every pool again."""
     try:
         if "-" in entry:
             start, _, end = entry.partition("-")

@@ -101,6 +101,7 @@ class PoolReconciler:
         self._once = OncePerMessage(recorder)
         self._batches: collections.Counter[str] = collections.Counter()
         self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+        self._formatted: tuple[int, str] = (-1, "")
 
     # --- batches: one event on the DynamicPrefix for a whole prefix change ---------------
 
@@ -272,7 +273,12 @@ class PoolReconciler:
         return fresh
 
     def _now(self) -> str:
-        return format_time(self._clock())
+        """``last-sync``: formatted once per second, not once per pool of a change."""
+        moment = self._clock()
+        second = int(moment.timestamp())
+        if self._formatted[0] != second:
+            self._formatted = (second, format_time(moment))
+        return self._formatted[1]
 
     async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
         for reason, found in (("MalformedEntries", plan.problems),
