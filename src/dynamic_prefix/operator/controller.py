@@ -151,6 +151,10 @@ class Controller:
         self._pool_kinds_held: dict[PoolReference, set[str]] = {}
         self._finalize_pending: set[str] = set()
         self._synced_inputs: dict[str, tuple[Any, ...]] = {}
+        self._unconfirmed: dict[str, Mapping[str, Any]] = {}
+        """The status the server holds, for each DynamicPrefix whose decided status (held
+        in `dynamic_prefixes`, rendered into pools) the server has not confirmed yet."""
+        self._event_tails: dict[str, asyncio.Task[None]] = {}
         self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
@@ -287,7 +291,7 @@ class Controller:
     def _identity_store(self, name: str) -> StatusIdentityStore:
         def store(body: dict[str, Any]) -> None:
             if not is_older(body, self.dynamic_prefixes.get(name)):
-                self.dynamic_prefixes[name] = body
+                self._hold(name, body)
 
         return StatusIdentityStore(
             self.client, DYNAMIC_PREFIXES, name, lambda: self.dynamic_prefixes.get(name), store
@@ -313,7 +317,7 @@ class Controller:
             return
         if is_older(body, self.dynamic_prefixes.get(name)):
             return  # we already hold a newer version (the answer to our own write)
-        self.dynamic_prefixes[name] = dict(body)
+        self._hold(name, body)
         if not self.leading():
             return
         if body["metadata"].get("deletionTimestamp"):
@@ -364,6 +368,7 @@ class Controller:
         self.dynamic_prefixes.pop(name, None)
         self.live.discard(name)
         self._synced_inputs.pop(name, None)
+        self._unconfirmed.pop(name, None)
         self.outcomes.forget_prefix(name)
         self.service_outcomes.forget_prefix(name)
         self.reconciler.placements.forget(name)
@@ -380,9 +385,8 @@ class Controller:
             return
         finalizers = [*_finalizers(body), api.FINALIZER]
         try:
-            self.dynamic_prefixes[name] = await self.client.patch(
-                DYNAMIC_PREFIXES, name, _finalizers_patch(body, finalizers)
-            )
+            patch = _finalizers_patch(body, finalizers)
+            self._hold(name, await self.client.patch(DYNAMIC_PREFIXES, name, patch))
         except Conflict:
             pass  # a newer version is on its way to us; its event adds the finalizer
         except NotFound:
@@ -444,43 +448,106 @@ class Controller:
             except NotFound:
                 return
             except Conflict:
-                self.dynamic_prefixes[name] = await self.client.get(DYNAMIC_PREFIXES, name)
+                self._hold(name, await self.client.get(DYNAMIC_PREFIXES, name))
 
     # --- status ----------------------------------------------------------------------
 
     async def refresh_status(self, name: str) -> None:
-        """Recompute the status of ``name``; write it and sync pools if anything changed."""
+        """Decide the status of ``name`` again; if it changed, write it and, at the same
+        time, bring the pools, Services and announcements to it.
+
+        The pools do not wait for the status write: they are rendered from the decided
+        status, which is held in memory while the server has not confirmed it
+        (`_unconfirmed` keeps the server's). The status remains the record of what was
+        decided: a write that fails is decided and written again from the server's
+        status, and a new leader relearns the prefix before it writes anything
+        (docs/design.md, "Order of writes").
+        """
+        sync: asyncio.Task[None] | None = None
         async with self._status_locks[name]:
             body: Mapping[str, Any] | None = self.dynamic_prefixes.get(name)
             if body is None or body["metadata"].get("deletionTimestamp") or not self.leading():
                 return
             state = self.sources.state(name)
-            try:
-                written = await self.status_writer.update(
-                    name,
-                    body,
-                    state,
-                    self._pool_summary(name),
-                    self._service_summary(name),
-                    bgp=self._bgp_summary(name),
-                )
-            except ApiError as error:
-                # a status that could not be written is computed again a bit later:
-                # a static source will not report again to trigger it
-                logger.warning("status not written: %s", error)
-                self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
-                return
-            if written is None:
-                return  # gone
-            if written is not body:
-                self.dynamic_prefixes[name] = dict(written)
-            body = written
-            self._arm_timer(name, body.get("status") or {}, state)
+            server_status = self._unconfirmed.get(name, body.get("status") or {})
+            update = self.status_writer.decide(
+                name,
+                {**body, "status": server_status},
+                state,
+                self._pool_summary(name),
+                self._service_summary(name),
+                bgp=self._bgp_summary(name),
+            )
+            if update.status != body.get("status"):
+                body = self.dynamic_prefixes[name] = {**body, "status": update.status}
+            self._arm_timer(name, update.status, state)
+            sync = self._start_sync(name, body)
+            if update.status == server_status:
+                self._unconfirmed.pop(name, None)
+            else:
+                self._unconfirmed[name] = server_status
+                try:
+                    written = await self.status_writer.write(name, server_status, update.status)
+                except ApiError as error:
+                    # decided and written again a bit later, from the server's status (a
+                    # static source will not report again to trigger it)
+                    logger.warning("status not written: %s", error)
+                    self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
+                else:
+                    if written is not None:
+                        self._unconfirmed.pop(name, None)
+                        self._hold(name, written)
+                        events = update.events
+                        self._post_in_order(
+                            name, lambda: self.status_writer.announce(name, written, events)
+                        )
+        if sync is not None:
+            await sync
+
+    def _start_sync(self, name: str, body: Mapping[str, Any]) -> asyncio.Task[None] | None:
+        """Start bringing pools, Services and announcements to ``body`` if the prefixes in
+        use or the spec changed since the last time (and the prefix was learnt here)."""
         inputs = (tuple(prefixes_in_use(body.get("status") or {})),
                   body["metadata"].get("generation"))  # fmt: skip
-        if name in self.live and self._synced_inputs.get(name) != inputs:
-            self._synced_inputs[name] = inputs
-            await self.sync_pools_of(name)
+        if name not in self.live or self._synced_inputs.get(name) == inputs:
+            return None
+        self._synced_inputs[name] = inputs
+        task = asyncio.create_task(self.sync_pools_of(name), name=f"sync:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _hold(self, name: str, body: Mapping[str, Any]) -> None:
+        """Keep ``body``, as the server sent it, as the DynamicPrefix ``name``. While a
+        decided status is not confirmed, the server's status is noted in `_unconfirmed`
+        and the decided one stays, so pools are never rendered back to the older one."""
+        if name in self._unconfirmed:
+            self._unconfirmed[name] = body.get("status") or {}
+            held = self.dynamic_prefixes.get(name)
+            if held is not None:
+                body = {**body, "status": held.get("status") or {}}
+        self.dynamic_prefixes[name] = dict(body)
+
+    def _post_in_order(self, name: str, posting: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Post events about the DynamicPrefix ``name`` in the background, each after the
+        ones before it: nothing the operator does next waits for an event."""
+        previous = self._event_tails.get(name)
+
+        async def post() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await posting()
+
+        task = asyncio.create_task(post(), name=f"events:{name}", context=logs.context_for(name))
+        self._event_tails[name] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._task_done(finished)
+            if self._event_tails.get(name) is finished:
+                del self._event_tails[name]
+
+        task.add_done_callback(done)
 
     def _arm_timer(self, name: str, status: Mapping[str, Any], state: SourceState | None) -> None:
         deadlines = [d for d in (next_deadline(status),) if d is not None]

@@ -22,8 +22,8 @@ class PlacementCache:
     resourceVersion of each DynamicPrefix and reference; callable like it."""
 
     def __init__(self) -> None:
-        self._held: dict[PoolReference, tuple[str, tuple[Placement, ...]]] = {}
-        self._retired: dict[PoolReference, tuple[str, tuple[Placement, ...]]] = {}
+        self._held: dict[PoolReference, tuple[str, object, tuple[Placement, ...]]] = {}
+        self._retired: dict[PoolReference, tuple[str, object, tuple[Placement, ...]]] = {}
         self._specs: dict[str, tuple[str, DynamicPrefixSpec | InvalidSpec]] = {}
 
     def spec(self, dynamic_prefix: Mapping[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
@@ -58,17 +58,23 @@ class PlacementCache:
 
 
 def _latest(
-    table: dict[PoolReference, tuple[str, tuple[Placement, ...]]],
+    table: dict[PoolReference, tuple[str, object, tuple[Placement, ...]]],
     compute: PlacementsFor,
     reference: PoolReference,
     dynamic_prefix: Mapping[str, Any],
 ) -> tuple[Placement, ...]:
     """``compute(reference, dynamic_prefix)`` for its latest version only; problems
-    (`ReferenceProblem`) are not kept."""
+    (`ReferenceProblem`) are not kept.
+
+    A version is its resourceVersion *and* its status object: the controller hands the
+    pools a decided status before the server has written it (same resourceVersion, new
+    status); the status object is kept with the entry, so its identity cannot be reused.
+    """
     version = str(dynamic_prefix["metadata"].get("resourceVersion", ""))
+    status = dynamic_prefix.get("status")
     held = table.get(reference)
-    if held is not None and held[0] == version:
-        return held[1]
+    if held is not None and held[0] == version and held[1] is status:
+        return held[2]
     placements = compute(reference, dynamic_prefix)
-    table[reference] = (version, placements)
+    table[reference] = (version, status, placements)
     return placements

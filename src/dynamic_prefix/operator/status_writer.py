@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dynamic_prefix.kube.api import KubeApi
@@ -17,7 +17,13 @@ from dynamic_prefix.kube.errors import ApiError, NotFound
 from dynamic_prefix.kube.events import EventRecorder
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import validate_dynamic_prefix
-from dynamic_prefix.model.status import BgpSummary, PoolSummary, next_status
+from dynamic_prefix.model.status import (
+    BgpSummary,
+    PoolSummary,
+    StatusEvent,
+    StatusUpdate,
+    next_status,
+)
 from dynamic_prefix.operator.counters import ControllerCounters, metric_label
 from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES
 
@@ -32,7 +38,8 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 
 class StatusWriter:
-    """Computes, writes and announces the status of one DynamicPrefix at a time."""
+    """Decides, writes and announces the status of a DynamicPrefix: three steps, so that
+    the pools of a change can be written while its status is (see `Controller.refresh_status`)."""
 
     def __init__(
         self,
@@ -46,7 +53,7 @@ class StatusWriter:
         self.counters = counters
         self.clock = clock
 
-    async def update(
+    def decide(
         self,
         name: str,
         body: Mapping[str, Any],
@@ -55,14 +62,11 @@ class StatusWriter:
         services: PoolSummary | None = None,
         *,
         bgp: BgpSummary | None = None,
-    ) -> Mapping[str, Any] | None:
-        """The object with the status it should have now (written if it differed), after
-        posting the events of the change; None if the object is gone. An `ApiError` from
-        the write is counted and raised: the caller computes the status again later."""
-        previous = body.get("status") or {}
-        update = next_status(
+    ) -> StatusUpdate:
+        """The status ``body`` should have now, and the events of the change (pure)."""
+        return next_status(
             spec=validate_dynamic_prefix(body),
-            previous=previous,
+            previous=body.get("status") or {},
             source=source,
             pools=pools,
             services=services,
@@ -71,25 +75,36 @@ class StatusWriter:
             generation=body["metadata"].get("generation"),
             now=self.clock(),
         )
-        if update.status != previous:
-            try:
-                body = await self.client.patch(
-                    DYNAMIC_PREFIXES,
-                    name,
-                    {"status": merge_patch(previous, update.status)},
-                    subresource="status",
-                )
-            except NotFound:
-                return None
-            except ApiError:
-                self.counters.events[name, "status_error"] += 1
-                self.counters.reconcile_errors[name, "status"] += 1
-                raise
-        for event in update.events:
+
+    async def write(
+        self, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """Write ``status`` over ``previous`` (the status the server holds) as a merge
+        patch; the object as written, or None if it is gone. An `ApiError` is counted and
+        raised: the caller decides again later."""
+        try:
+            written: Mapping[str, Any] = await self.client.patch(
+                DYNAMIC_PREFIXES,
+                name,
+                {"status": merge_patch(previous, status)},
+                subresource="status",
+            )
+        except NotFound:
+            return None
+        except ApiError:
+            self.counters.events[name, "status_error"] += 1
+            self.counters.reconcile_errors[name, "status"] += 1
+            raise
+        return written
+
+    async def announce(
+        self, name: str, body: Mapping[str, Any], events: Sequence[StatusEvent]
+    ) -> None:
+        """Post the events of a written change, in order, and count them."""
+        for event in events:
             self.counters.events[name, metric_label(event.reason)] += 1
             if event.reason in ("PrefixReceived", "PrefixChanged"):
                 source_name = (body.get("status") or {}).get("prefixSource", "")
                 self.counters.prefix_changes[name, str(source_name)] += 1
             await self.recorder.record(body, type=event.type, reason=event.reason,
                                        message=event.message)  # fmt: skip
-        return body
