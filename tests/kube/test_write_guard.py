@@ -1,4 +1,5 @@
-"""The leader's write guard, checked when a write is decided and again when it goes out.
+"""The leader's write guard, checked when a write is decided and again in the step that
+hands its bytes to a connection.
 
 Against the real API server.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dynamic_prefix.kube.client import KubeClient
+from dynamic_prefix.kube.client import REQUESTS_IN_FLIGHT, KubeClient
 from dynamic_prefix.kube.config import load_config
 from dynamic_prefix.kube.errors import NotLeader
 from testbed.controlplane import ControlPlane
@@ -41,24 +42,40 @@ def test_a_write_is_checked_again_once_it_has_its_connection(
     assert asyncio.run(scenario())["data"] == {"value": "0"}
 
 
-def test_a_write_is_checked_again_as_its_body_goes_out(
+def test_a_write_that_waits_for_a_connection_is_checked_when_it_gets_one(
     control_plane: ControlPlane, namespace: str
 ) -> None:
-    """aiohttp sends the headers with the body, from a task of its own: a pause just
-    before that task runs must not let a write decided earlier go out."""
+    """Every connection busy (64 slow reads), the write waits; the lease is lost
+    meanwhile: when a connection frees, the check made in the step that would send the
+    bytes refuses it, and nothing changes."""
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> tuple[dict[str, Any], float]:
         config = load_config(str(control_plane.kubeconfig))
-        # leading when decided and connected, no longer as the body goes out
-        answers = itertools.chain([True, True], itertools.repeat(False))
+        leading = True
         async with (
             KubeClient(config) as admin,
-            KubeClient(config, may_write=lambda: next(answers)) as leader,
+            KubeClient(config, may_write=lambda: leading) as leader,
         ):
             await admin.create(CONFIGMAPS, _configmap("c", namespace, "0"))
-            with pytest.raises(NotLeader):
-                await leader.patch(CONFIGMAPS, "c", {"data": {"value": "1"}}, namespace=namespace)
+            # each holds a connection for 2 s: a watch read as one answer
+            slow = CONFIGMAPS.path(namespace=namespace) + "?watch=true&timeoutSeconds=2"
+            busy = [asyncio.create_task(leader.request("list", "GET", slow))
+                    for _ in range(REQUESTS_IN_FLIGHT)]  # fmt: skip
+            await asyncio.sleep(0.5)
+            started = asyncio.get_running_loop().time()
+            write = asyncio.create_task(
+                leader.patch(CONFIGMAPS, "c", {"data": {"value": "1"}}, namespace=namespace)
+            )
+            await asyncio.sleep(0.2)
+            assert not write.done()  # waiting for a connection
+            leading = False
+            with pytest.raises(NotLeader, match="lost while the write waited"):
+                await write
+            waited = asyncio.get_running_loop().time() - started
+            await asyncio.gather(*busy)
             still: dict[str, Any] = await admin.get(CONFIGMAPS, "c", namespace=namespace)
-            return still
+            return still, waited
 
-    assert asyncio.run(scenario())["data"] == {"value": "0"}
+    still, waited = asyncio.run(scenario())
+    assert still["data"] == {"value": "0"}
+    assert waited > 1.0  # it was refused when a connection freed, not before

@@ -24,7 +24,7 @@ import collections
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any, Final
 
 from dynamic_prefix.backends.base import PoolBackend, PoolReference
@@ -94,6 +94,7 @@ class Controller:
         leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client = client
+        self.concurrency = concurrency
         self.leading = leading  # a standby keeps its caches warm and writes nothing
         self.recorder = recorder or EventRecorder(client)
         self.clock = clock
@@ -667,8 +668,8 @@ class Controller:
         started = time.monotonic()
         try:
             await asyncio.gather(
-                *(self.reconcile_pool(key) for key in keys),
-                *(self.reconcile_service(key) for key in services),
+                self._each(keys, self.reconcile_pool),
+                self._each(services, self.reconcile_service),
                 self.reconcile_announcements(name),
             )
         finally:
@@ -685,6 +686,19 @@ class Controller:
             await self._announce(body, "AdvertisementsUpdated", "BGP object(s)",
                                  self.announcer.written.pop(name, []))  # fmt: skip
         self._refresh_pools_synced(name)
+
+    async def _each(
+        self, keys: Collection[PoolKey], reconcile: Callable[[PoolKey], Awaitable[bool]]
+    ) -> None:
+        """``reconcile`` every key, as many at once as the reconcilers allow: a fixed set
+        of workers rather than a task per pool (a thousand pools, a thousand tasks)."""
+        pending = iter(keys)
+
+        async def worker() -> None:
+            for key in pending:
+                await reconcile(key)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(keys)))))
 
     async def _announce(
         self, body: Mapping[str, Any], reason: str, what: str, names: list[str]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynamic_prefix.backends.base import PoolBackend, PoolReference
@@ -44,11 +44,20 @@ class Pool:
     backend: PoolBackend
     resource: Resource
     body: dict[str, Any]
+    _read: tuple[object, PoolReference | None] = field(
+        default=(None, None), init=False, repr=False, compare=False
+    )
 
     @property
     def reference(self) -> PoolReference | None:
-        """What the pool's annotations ask for (None: not annotated)."""
-        return PoolReference.from_annotations(self.body["metadata"].get("annotations"))
+        """What the pool's annotations ask for (None: not annotated); read once per
+        version of the annotations (a prefix change asks for every pool several times)."""
+        annotations = self.body["metadata"].get("annotations")
+        if annotations is not None and self._read[0] is annotations:
+            return self._read[1]
+        reference = PoolReference.from_annotations(annotations)
+        self._read = (annotations, reference)
+        return reference
 
     @property
     def reference_name(self) -> str:
