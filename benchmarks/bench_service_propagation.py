@@ -5,8 +5,9 @@ For N = 1, 100, 1000 LoadBalancer Services opted in to one DynamicPrefix (static
 last Service's ``lbipam.cilium.io/ips`` starts with its address in the new prefix, seen
 through a watch on the Services. The floor: the same N Service annotation updates issued
 directly by a minimal concurrent PATCH loop (same concurrency as the operator, 64), no
-operator involved. Also the operator's CPU time per change (steadier than latency on a
-shared machine) and its resident memory while it holds the N Services.
+operator involved, writing as many bytes as the operator does. Also the operator's CPU
+time per change (steadier than latency on a shared machine), its resident memory while
+it holds the N Services, and then with 1000 pools and 1000 Services at once.
 
 Run: .venv/bin/python benchmarks/bench_service_propagation.py [--sizes 1,100,1000] [--rounds 5]
 Prints a Markdown table; results go to docs/benchmarks.md by hand, with machine and date.
@@ -27,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from bench_propagation import Api, api_path, percentile, process_stats
+from bench_propagation import (
+    Api,
+    api_path,
+    percentile,
+    process_stats,
+    start_profiler,
+    stop_profiler,
+)
 
 from dynamic_prefix.model import api
 from testbed.controlplane import ControlPlane
@@ -35,6 +43,7 @@ from testbed.harness import OperatorProcess
 
 ROOT = Path(__file__).parents[1]
 SERVICES = "/api/v1/namespaces/default/services"
+POOLS = "/apis/cilium.io/v2/ciliumloadbalancerippools"
 CONCURRENCY = 64
 IPS = "lbipam.cilium.io/ips"
 DNS_TARGET = "external-dns.alpha.kubernetes.io/target"
@@ -161,16 +170,22 @@ async def measure_operator(
 
 
 async def measure_floor(kube: Api, names: list[str], rounds: int) -> list[float]:
-    """N merge patches of Service annotations (the IPAM's and the DNS target, as the
-    operator writes), 64 at a time, straight to the API server."""
+    """N merge patches of Service annotations (the IPAM's, the DNS target and two records
+    of the same size as the operator's), 64 at a time, straight to the API server."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
     latencies = []
     for round_number in range(rounds):
 
         async def one(index: int, name: str, round_number: int = round_number) -> None:
-            new = f"2001:db8:ffff:{round_number + 1:x}::ffff:0:0:{index + 1:x}"
-            old = f"2001:db8:ffff:{round_number:x}::ffff:0:0:{index + 1:x}"
-            body = {"metadata": {"annotations": {IPS: f"{new},{old}", DNS_TARGET: new}}}
+            # what the operator writes with maxPrefixHistory 2: the new address and the
+            # two before it, the DNS target, and its two records (under other names: the
+            # operator would take its own records on a Service it does not serve back)
+            ips = ",".join(f"2001:db8:ffff:{r:x}::ffff:0:0:{index + 1:x}"
+                           for r in range(round_number + 2, round_number - 1, -1))  # fmt: skip
+            new = ips.split(",", 1)[0]
+            annotations = {IPS: ips, "floor.example/managed-ips": ips, DNS_TARGET: new,
+                           "floor.example/managed-targets": new}  # fmt: skip
+            body = {"metadata": {"annotations": annotations}}
             async with semaphore:
                 await kube.call("PATCH", f"{SERVICES}/{name}", body, merge=True)
 
@@ -242,8 +257,10 @@ async def run_size(
         create_seconds = time.monotonic() - created
         try:
             # one unmeasured rotation: every Service is served and indexed before measuring
-            latencies, cpu = await measure_operator(kube, dp, n, rounds + 1, offset=offset, pid=pid)
-            latencies, cpu = latencies[1:], cpu[1:]
+            await measure_operator(kube, dp, n, 1, offset=offset, pid=pid)
+            profiler = start_profiler(pid, n)
+            latencies, cpu = await measure_operator(kube, dp, n, rounds, offset=offset + 1, pid=pid)
+            stop_profiler(profiler)
             rss = process_stats(pid)[0]
         finally:
             await delete_services(kube, names)
@@ -259,10 +276,58 @@ async def run_size(
                 "create": create_seconds}  # fmt: skip
 
 
+async def measure_memory(plane: ControlPlane, pid: int, count: int) -> tuple[float, float]:
+    """The operator's resident memory holding ``count`` annotated pools and ``count``
+    ha Services of one DynamicPrefix, after two prefix changes (every object written
+    and held as written), and its CPU while idle then, in % of a core over 30 s."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+        kube = Api(plane, session)
+        dp = "bench-memory"
+        await kube.call("POST", f"/apis/{api_path()}", {
+            "apiVersion": api.API_VERSION, "kind": "DynamicPrefix", "metadata": {"name": dp},
+            "spec": {"acquisition": {"static": {"prefix": "2001:db8:f00::/64"}},
+                     "addressRanges": [{"name": "lb", "start": "::f000:0:0:0",
+                                        "end": "::ffff:ffff:ffff:ffff"}],
+                     "transition": {"mode": "ha", "maxPrefixHistory": 2}}})  # fmt: skip
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def pool(index: int) -> None:
+            async with semaphore:
+                await kube.call("POST", POOLS, {
+                    "apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+                    "metadata": {"name": f"memory-{index}", "annotations": {
+                        api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"}},
+                    "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}})  # fmt: skip
+
+        await asyncio.gather(*(pool(i) for i in range(count)))
+        names = [service_name(i) for i in range(count)]
+        await create_services(kube, [
+            service_body(name, "operator", {
+                api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
+                f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
+                f"{api.GROUP}/lb-provider": "cilium"})
+            for i, name in enumerate(names)
+        ])  # fmt: skip
+        await measure_operator(kube, dp, count, 2, offset=0xF00, pid=pid)
+        await asyncio.sleep(2)
+        rss, cpu_before = process_stats(pid)
+        await asyncio.sleep(30)
+        idle = 100 * (process_stats(pid)[1] - cpu_before) / 30
+        await delete_services(kube, names)
+        return rss, idle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1,100,1000")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="then hold N pools and N Services and measure (0: skip)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
@@ -284,6 +349,7 @@ def main() -> None:
                 results.append(
                     asyncio.run(run_size(plane, n, args.rounds, 0x100 * (index + 1), pid))
                 )
+            memory = asyncio.run(measure_memory(plane, pid, args.memory)) if args.memory else None
         finally:
             operator.stop()
     print(
@@ -303,6 +369,10 @@ def main() -> None:
             f"{statistics.median(result['cpu']) * 1000:.0f} ms | {result['rss']:.0f} MiB |"
         )
     print(f"\noperator resident memory before any Service: {idle_rss:.0f} MiB")
+    if memory is not None:
+        print(f"operator with {args.memory} pools and {args.memory} Services, after two "
+              f"changes: resident memory {memory[0]:.0f} MiB, idle CPU {memory[1]:.2f}% "
+              "of one core over 30 s")  # fmt: skip
     for result in results:
         print(
             f"creating {result['n']} Services ({CONCURRENCY} in flight): {result['create']:.1f} s"

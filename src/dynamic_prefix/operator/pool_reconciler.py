@@ -54,6 +54,22 @@ def with_last_sync(body: Mapping[str, Any], moment: str | None) -> dict[str, Any
     return {**body, "metadata": metadata}
 
 
+class LastSyncText:
+    """``last-sync`` for now: `format_time` of the clock, formatted once per second
+    rather than once per object of a change."""
+
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self._held: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        moment = self._clock()
+        second = int(moment.timestamp())
+        if self._held[0] != second:
+            self._held = (second, format_time(moment))
+        return self._held[1]
+
+
 DYNAMIC_PREFIXES: Final = Resource(
     api.GROUP, api.VERSION, api.PLURAL, namespaced=False, kind=api.KIND
 )
@@ -85,7 +101,6 @@ class PoolReconciler:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
-        self._clock = clock
         self.recorder = recorder
         self.index = index
         self.outcomes = outcomes
@@ -101,7 +116,7 @@ class PoolReconciler:
         self._once = OncePerMessage(recorder)
         self._batches: collections.Counter[str] = collections.Counter()
         self._batch_updates: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
-        self._formatted: tuple[int, str] = (-1, "")
+        self._last_sync = LastSyncText(clock)
 
     # --- batches: one event on the DynamicPrefix for a whole prefix change ---------------
 
@@ -273,12 +288,7 @@ class PoolReconciler:
         return fresh
 
     def _now(self) -> str:
-        """``last-sync``: formatted once per second, not once per pool of a change."""
-        moment = self._clock()
-        second = int(moment.timestamp())
-        if self._formatted[0] != second:
-            self._formatted = (second, format_time(moment))
-        return self._formatted[1]
+        return self._last_sync()
 
     async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
         for reason, found in (("MalformedEntries", plan.problems),

@@ -33,13 +33,16 @@ from dynamic_prefix.kube.api import KubeApi
 from dynamic_prefix.kube.errors import ApiError, Conflict, NotFound, TemporaryError
 from dynamic_prefix.kube.events import EventRecorder, OncePerMessage
 from dynamic_prefix.model.spec import InvalidSpec
-from dynamic_prefix.model.status import format_time
 from dynamic_prefix.operator import logs
 from dynamic_prefix.operator.counters import ControllerCounters
 from dynamic_prefix.operator.outcomes import PoolOutcomes
 from dynamic_prefix.operator.placements import PlacementCache
 from dynamic_prefix.operator.pool_index import PoolKey
-from dynamic_prefix.operator.pool_reconciler import DYNAMIC_PREFIXES, with_last_sync
+from dynamic_prefix.operator.pool_reconciler import (
+    DYNAMIC_PREFIXES,
+    LastSyncText,
+    with_last_sync,
+)
 from dynamic_prefix.operator.service_index import ServiceIndex, named_prefix
 
 logger = logging.getLogger(__name__)
@@ -82,7 +85,7 @@ class ServiceReconciler:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
-        self._clock = clock
+        self._last_sync = LastSyncText(clock)
         self.recorder = recorder
         self.index = index
         self.outcomes = outcomes
@@ -198,7 +201,7 @@ class ServiceReconciler:
             try:
                 for action in plan.actions:
                     if isinstance(action, Patch):
-                        moment = None if inputs is None else format_time(self._clock())
+                        moment = None if inputs is None else self._last_sync()
                         body = await self.client.patch(
                             SERVICES, action.name, with_last_sync(action.body, moment),
                             namespace=action.namespace, drop_echo=True,
