@@ -9,12 +9,13 @@ over). Malformed entries are kept and reported, never deleted.
 
 from __future__ import annotations
 
+import collections
 import functools
 import ipaddress
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from dynamic_prefix.backends.base import Patch, Placement, Plan
 from dynamic_prefix.kube.client import Resource
@@ -57,30 +58,29 @@ class _Desired:
     record: str | None
 
 
-def _same_as_last_time(function: Callable[..., _T]) -> Callable[..., _T]:
-    """Remember the last answer for arguments given again as the very same objects: a
-    prefix change asks for every pool with the one placements tuple the controller
-    holds, and even the `functools.lru_cache` lookup (hashing placements and their
-    addresses) cost more than the rest of planning. The arguments are kept, so their
-    identities cannot be reused."""
-    last: list[Any] = [(), None]
+def _same_as_lately(function: Callable[..., _T]) -> Callable[..., _T]:
+    """Remember the last few answers for arguments given again as the very same objects:
+    a prefix change asks for every pool with the same few placements tuples the
+    controller holds (current and retired), and even the `functools.lru_cache` lookup
+    (hashing and comparing placements and their addresses) cost more than the rest of
+    planning. The arguments are kept, so their identities cannot be reused."""
+    recent: collections.deque[tuple[tuple[Any, ...], _T]] = collections.deque(maxlen=4)
 
     @functools.wraps(function)
     def remembered(*args: Any) -> _T:
-        held_args, held = last
-        same = len(held_args) == len(args) and all(
-            a is b for a, b in zip(held_args, args, strict=True)
-        )
-        if same:
-            return cast(_T, held)
+        for held_args, held in recent:
+            if len(held_args) == len(args) and all(
+                a is b for a, b in zip(held_args, args, strict=True)
+            ):
+                return held
         answer = function(*args)
-        last[0], last[1] = args, answer
+        recent.append((args, answer))
         return answer
 
     return remembered
 
 
-@_same_as_last_time
+@_same_as_lately
 @functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _desired(
     render: Callable[[Placement], list[Entry]], placements: tuple[Placement, ...]
@@ -146,7 +146,7 @@ def _looks_like_addresses(item: str) -> bool:
 _NOTHING = _Desired((), frozenset(), None)
 
 
-@_same_as_last_time
+@_same_as_lately
 @functools.lru_cache(maxsize=RENDERINGS_KEPT)
 def _spans(placements: tuple[Placement, ...]) -> tuple[tuple[int, int, str], ...]:
     """The address intervals the operator writes for ``placements``, with their text."""
