@@ -247,13 +247,13 @@ class ListFieldBackend:
             key = _key(entry)
             if key in owned or key in desired_keys:
                 continue
-            where = f"spec.{self.field}[{index}] {json.dumps(entry)}"
             reason = self.malformed(entry)
             if reason is not None:
-                problems.append(f"{where}: {reason}; kept")
+                problems.append(f"{self._where(index, entry)}: {reason}; kept")
             elif key in retired_keys:
                 stale.append(
-                    f"{where} is the operator's entry for a prefix that left the history, "
+                    f"{self._where(index, entry)} is the operator's entry for a prefix that "
+                    "left the history, "
                     "written back without its record (a stale copy?); kept: remove it, or "
                     "it stays as yours"
                 )
@@ -261,7 +261,8 @@ class ListFieldBackend:
                 hit = _overlapping(span, spans)
                 if hit is not None:
                     overlaps.append(
-                        f"{where} overlaps {hit}, which the operator writes; kept: the pool "
+                        f"{self._where(index, entry)} overlaps {hit}, which the operator "
+                        "writes; kept: the pool "
                         "kind refuses overlapping entries or hands an address out twice"
                     )
             user_entries.append(entry)
@@ -279,6 +280,10 @@ class ListFieldBackend:
         }
         patch = Patch(resource, metadata.get("name", ""), metadata.get("namespace"), body)
         return Plan((patch,), tuple(problems), tuple(overlaps), tuple(stale))
+
+    def _where(self, index: int, entry: Entry) -> str:
+        """Where an entry is, for a message (written only when there is one to write)."""
+        return f"spec.{self.field}[{index}] {json.dumps(entry)}"
 
     def _read_record(self, annotations: Mapping[str, str]) -> tuple[frozenset[Any], str | None]:
         text = annotations.get(self.record_annotation)

@@ -487,6 +487,11 @@ class Controller:
                 self._unconfirmed.pop(name, None)
             else:
                 self._unconfirmed[name] = server_status
+                if sync is not None:
+                    # two turns of the loop: the sync task starts its workers, and they
+                    # send the first pool writes; what users wait for goes out first
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 try:
                     written = await self.status_writer.write(name, server_status, update.status)
                 except ApiError as error:
@@ -497,7 +502,8 @@ class Controller:
                 else:
                     if written is not None:
                         self._unconfirmed.pop(name, None)
-                        self._hold(name, written)
+                        if not is_older(written, self.dynamic_prefixes.get(name)):
+                            self._hold(name, written)  # else a newer one came meanwhile
                         events = update.events
                         self._post_in_order(
                             name, lambda: self.status_writer.announce(name, written, events)
@@ -668,8 +674,8 @@ class Controller:
         started = time.monotonic()
         try:
             await asyncio.gather(
-                self._each(keys, self.reconcile_pool),
-                self._each(services, self.reconcile_service),
+                *self._workers(keys, self.reconcile_pool),
+                *self._workers(services, self.reconcile_service),
                 self.reconcile_announcements(name),
             )
         finally:
@@ -687,18 +693,19 @@ class Controller:
                                  self.announcer.written.pop(name, []))  # fmt: skip
         self._refresh_pools_synced(name)
 
-    async def _each(
+    def _workers(
         self, keys: Collection[PoolKey], reconcile: Callable[[PoolKey], Awaitable[bool]]
-    ) -> None:
-        """``reconcile`` every key, as many at once as the reconcilers allow: a fixed set
-        of workers rather than a task per pool (a thousand pools, a thousand tasks)."""
+    ) -> list[Coroutine[Any, Any, None]]:
+        """Workers that ``reconcile`` every key between them, as many as the reconcilers
+        run at once: a fixed set rather than a task per pool (a thousand pools, a
+        thousand tasks)."""
         pending = iter(keys)
 
         async def worker() -> None:
             for key in pending:
                 await reconcile(key)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(keys)))))
+        return [worker() for _ in range(min(self.concurrency, len(keys)))]
 
     async def _announce(
         self, body: Mapping[str, Any], reason: str, what: str, names: list[str]
