@@ -465,51 +465,53 @@ class Controller:
         (docs/design.md, "Order of writes").
         """
         sync: asyncio.Task[None] | None = None
-        async with self._status_locks[name]:
-            body: Mapping[str, Any] | None = self.dynamic_prefixes.get(name)
-            if body is None or body["metadata"].get("deletionTimestamp") or not self.leading():
-                return
-            state = self.sources.state(name)
-            server_status = self._unconfirmed.get(name, body.get("status") or {})
-            update = self.status_writer.decide(
-                name,
-                {**body, "status": server_status},
-                state,
-                self._pool_summary(name),
-                self._service_summary(name),
-                bgp=self._bgp_summary(name),
-            )
-            if update.status != body.get("status"):
-                body = self.dynamic_prefixes[name] = {**body, "status": update.status}
-            self._arm_timer(name, update.status, state)
-            sync = self._start_sync(name, body)
-            if update.status == server_status:
-                self._unconfirmed.pop(name, None)
-            else:
-                self._unconfirmed[name] = server_status
-                if sync is not None:
-                    # two turns of the loop: the sync task starts its workers, and they
-                    # send the first pool writes; what users wait for goes out first
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
-                try:
-                    written = await self.status_writer.write(name, server_status, update.status)
-                except ApiError as error:
-                    # decided and written again a bit later, from the server's status (a
-                    # static source will not report again to trigger it)
-                    logger.warning("status not written: %s", error)
-                    self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
+        try:
+            async with self._status_locks[name]:
+                body: Mapping[str, Any] | None = self.dynamic_prefixes.get(name)
+                if body is None or body["metadata"].get("deletionTimestamp") or not self.leading():
+                    return
+                state = self.sources.state(name)
+                server_status = self._unconfirmed.get(name, body.get("status") or {})
+                update = self.status_writer.decide(
+                    name,
+                    {**body, "status": server_status},
+                    state,
+                    self._pool_summary(name),
+                    self._service_summary(name),
+                    bgp=self._bgp_summary(name),
+                )
+                if update.status != body.get("status"):
+                    body = self.dynamic_prefixes[name] = {**body, "status": update.status}
+                self._arm_timer(name, update.status, state)
+                sync = self._start_sync(name, body)
+                if update.status == server_status:
+                    self._unconfirmed.pop(name, None)
                 else:
-                    if written is not None:
-                        self._unconfirmed.pop(name, None)
-                        if not is_older(written, self.dynamic_prefixes.get(name)):
-                            self._hold(name, written)  # else a newer one came meanwhile
-                        events = update.events
-                        self._post_in_order(
-                            name, lambda: self.status_writer.announce(name, written, events)
-                        )
-        if sync is not None:
-            await sync
+                    self._unconfirmed[name] = server_status
+                    if sync is not None:
+                        # two turns of the loop: the sync task starts its workers, and they
+                        # send the first pool writes; what users wait for goes out first
+                        await asyncio.sleep(0)
+                        await asyncio.sleep(0)
+                    try:
+                        written = await self.status_writer.write(name, server_status, update.status)
+                    except ApiError as error:
+                        # decided and written again a bit later, from the server's status (a
+                        # static source will not report again to trigger it)
+                        logger.warning("status not written: %s", error)
+                        self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
+                    else:
+                        if written is not None:
+                            self._unconfirmed.pop(name, None)
+                            if not is_older(written, self.dynamic_prefixes.get(name)):
+                                self._hold(name, written)  # else a newer one came meanwhile
+                            events = update.events
+                            self._post_in_order(
+                                name, lambda: self.status_writer.announce(name, written, events)
+                            )
+        finally:
+            if sync is not None:
+                await sync  # its writes are part of this refresh, whatever happened
 
     def _start_sync(self, name: str, body: Mapping[str, Any]) -> asyncio.Task[None] | None:
         """Start bringing pools, Services and announcements to ``body`` if the prefixes in
