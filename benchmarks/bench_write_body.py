@@ -71,20 +71,20 @@ def blocks(round_number: int) -> list[dict[str, str]]:
     return [{"cidr": "192.0.2.0/24"}, *ours(round_number)]
 
 
-def annotations(round_number: int) -> dict[str, str]:
+def record_annotations(round_number: int) -> dict[str, str]:
     return {RECORD: json.dumps(ours(round_number)),
             LAST_SYNC: f"2026-12-05T00:00:{round_number % 60:02d}Z"}  # fmt: skip
 
 
 def merge_body(round_number: int) -> dict[str, Any]:
-    return {"metadata": {"annotations": annotations(round_number)},
+    return {"metadata": {"annotations": record_annotations(round_number)},
             "spec": {"blocks": blocks(round_number)}}  # fmt: skip
 
 
 def json_patch_body(round_number: int) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/metadata/annotations/" + key.replace("/", "~1"), "value": value}
-        for key, value in annotations(round_number).items()
+        for key, value in record_annotations(round_number).items()
     ]
     ops.append({"op": "replace", "path": "/spec/blocks", "value": blocks(round_number)})
     return ops
@@ -92,7 +92,7 @@ def json_patch_body(round_number: int) -> list[dict[str, Any]]:
 
 def apply_body(name: str, round_number: int) -> dict[str, Any]:
     return {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {"name": name, "annotations": annotations(round_number)},
+            "metadata": {"name": name, "annotations": record_annotations(round_number)},
             "spec": {"blocks": blocks(round_number)}}  # fmt: skip
 
 
