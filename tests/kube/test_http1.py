@@ -306,3 +306,22 @@ def test_objects_are_held_without_managed_fields(
     assert len(seen) >= 5
     assert all("managedFields" not in obj["metadata"] for obj in seen)
     assert seen[1]["data"] == {"value": "1"}
+
+
+def test_an_answer_without_a_body_by_its_status_ends_at_its_headers() -> None:
+    """204 and 304 have no body even without a Content-Length: the answer is complete at
+    the end of its headers, and the connection is kept for the next request."""
+
+    async def no_content(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async def scenario() -> tuple[Any, int]:
+        async with scripted(no_content) as (script, client):
+            first = await get(client, timeout=2)
+            await get(client, timeout=2)
+            return first, script.connections
+
+    first, connections = asyncio.run(scenario())
+    assert (first.status, first.body) == (204, b"")
+    assert connections == 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 512 * 1024 * 1024  # a guard against a runaway answer, not a limit on lists
 
 
 class HttpError(Exception):
@@ -162,6 +162,8 @@ class _Connection(asyncio.Protocol):
                 self._keep_alive = False
         if self._chunked:
             self._length = None
+        if self._status in (204, 304):
+            self._length, self._chunked = 0, False  # never a body (RFC 9112, 6.3)
 
     def _read_chunks(self) -> bool:
         """Move whole chunks from the buffer to the body; whether the last one came."""
