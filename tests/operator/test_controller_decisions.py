@@ -222,3 +222,27 @@ async def test_a_deletion_seen_before_the_listings_waits_for_them_then_releases(
         assert api.FINALIZER not in finalizers(kube)
     finally:
         await restarted.close()
+
+
+async def test_losing_the_lease_with_a_decision_unwritten_holds_the_servers_status(
+    world: tuple[FakeKube, Controller],
+) -> None:
+    """The pools were written from a decision whose status write kept failing; when the
+    lease is lost, the controller holds (and reports, as a standby) what the server has."""
+    kube, controller = world
+    patch = kube.patch
+
+    async def status_refused(resource: Any, name: str, body: Any, **kwargs: Any) -> Any:
+        if kwargs.get("subresource"):
+            raise TemporaryError(503, "etcd is away")
+        return await patch(resource, name, body, **kwargs)
+
+    setattr(kube, "patch", status_refused)  # noqa: B010  (a stand-in that refuses status)
+    await start(kube, controller)
+    assert blocks(kube) == CILIUM_LB_POOL.expected([A])  # the pools did not wait
+    assert controller.dynamic_prefixes["home"]["status"]["currentPrefix"] == A
+    assert "currentPrefix" not in status(kube)
+
+    await controller.stop_leading()
+
+    assert "currentPrefix" not in (controller.dynamic_prefixes["home"].get("status") or {})

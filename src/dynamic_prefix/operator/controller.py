@@ -214,6 +214,13 @@ class Controller:
         """Leadership lost: stop the sources; nothing is written (the client refuses too)."""
         self.live.clear()
         self._synced_inputs.clear()
+        # a decision whose status write did not go through is no longer ours to make:
+        # hold what the server has (a standby reports what is written)
+        for name, status in self._unconfirmed.items():
+            held = self.dynamic_prefixes.get(name)
+            if held is not None:
+                self.dynamic_prefixes[name] = {**held, "status": status}
+        self._unconfirmed.clear()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
