@@ -325,3 +325,71 @@ def test_an_answer_without_a_body_by_its_status_ends_at_its_headers() -> None:
     first, connections = asyncio.run(scenario())
     assert (first.status, first.body) == (204, b"")
     assert connections == 1
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"-64\r\nab\r\n0\r\n\r\n", b"0x2\r\nab\r\n0\r\n\r\n", b"2\r\nabXX0\r\n\r\n", b"\r\nab\r\n"],
+    ids=["negative", "0x prefix", "no CRLF after the data", "empty size"],
+)
+def test_a_malformed_chunked_answer_is_an_error_not_a_hang(chunks: bytes) -> None:
+    async def chunked(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        await writer.drain()
+
+    async def scenario() -> None:
+        async with scripted(chunked) as (_, client):
+            with pytest.raises(HttpError, match="chunk"):
+                await get(client, timeout=2)
+
+    asyncio.run(scenario())
+
+
+def test_a_write_is_not_sent_twice_and_a_closed_client_sends_nothing() -> None:
+    """The server reads a request on a kept-alive connection and drops it unanswered: a
+    GET is sent again on a new connection, a write is not (it may have been applied: its
+    caller decides). After close, nothing is sent."""
+    drop = {"next": False}
+
+    async def handler(request: bytes, writer: asyncio.StreamWriter) -> None:
+        if drop["next"]:
+            drop["next"] = False
+            writer.close()  # read, not answered
+            return
+        writer.write(answer(b"{}"))
+        await writer.drain()
+
+    async def scenario() -> list[int]:
+        counts = []
+        async with scripted(handler) as (script, client):
+            await get(client)
+            drop["next"] = True
+            await get(client)  # dropped once, sent again
+            counts.append(len(script.requests))
+            drop["next"] = True
+            with pytest.raises(HttpError, match="connection closed"):
+                await client.request("PATCH", "/x", b"", b"{}", timeout=2)
+            counts.append(len(script.requests))
+            client.close()
+            with pytest.raises(HttpError, match="closed"):
+                await get(client)
+            counts.append(len(script.requests))
+        return counts
+
+    assert asyncio.run(scenario()) == [3, 4, 4]
+
+
+def test_bytes_beyond_an_answer_retire_its_connection() -> None:
+    async def extra(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer(b"{}") + b"XTRA")
+        await writer.drain()
+
+    async def scenario() -> tuple[Any, int]:
+        async with scripted(extra) as (script, client):
+            first = await get(client)
+            await get(client)
+            return first, script.connections
+
+    first, connections = asyncio.run(scenario())
+    assert first.body == b"{}"
+    assert connections == 2

@@ -34,7 +34,7 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "strategic": "application/strategic-merge-patch+json",
 }
 WRITE_VERBS = frozenset({"create", "patch", "update", "delete"})
-REQUESTS_IN_FLIGHT = 64  # the reconcilers' own limit: a batch never waits for a connection
+REQUESTS_IN_FLIGHT = 64  # connections for requests: the reconcilers run 64 at a time each
 OWN_WRITES_REMEMBERED = 65536  # resourceVersions of our writes awaiting their watch echo
 _MODIFIED = b'"type":"MODIFIED"'
 _RESOURCE_VERSION_KEY = b'"resourceVersion":"'

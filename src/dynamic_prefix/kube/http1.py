@@ -11,10 +11,10 @@ Two rules make it safe for writes:
 - ``may_send`` is asked in the same step of the event loop as the bytes are handed to
   the connection: a process paused after deciding a write cannot send it after the pause
   (no await lies between the check and the send).
-- A request is sent a second time only when a kept-alive connection turned out to be
-  closed before any byte of the answer came (the server closes idle connections); the
-  writes the operator makes state their whole result (merge patches), so a repeat is
-  harmless where the first was in fact applied.
+- Only a GET is sent a second time, when a kept-alive connection turned out to be closed
+  before any byte of the answer came (the server closes idle connections): a write may
+  have been applied, so it fails and its caller decides (the reconcilers retry with the
+  object read again; a repeated event or lease renewal would not be harmless).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 MAX_BODY_BYTES = 512 * 1024 * 1024  # a guard against a runaway answer, not a limit on lists
 
 
@@ -70,8 +71,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._answer is not None and not self._answer.done():
-            if self._head_done and not self._chunked and self._length is None:
-                # no length given: the answer ends with the connection
+            if self._head_done and not self._chunked and self._length is None and exc is None:
+                # no length given: the answer ends with the connection (closed cleanly)
                 self._answer.set_result(Answer(self._status, bytes(self._body)))
             else:
                 error = _Lost(f"connection closed: {exc!r}", before_answer=not self._received_any)
@@ -81,10 +82,13 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._answer = answer
         self._received_any = False
-        self._status, self._length, self._chunked = 0, None, False
-        self._head_done = False
-        self._body = bytearray()
+        self._reset_answer()
         self.transport.write(data)
+
+    def _reset_answer(self) -> None:
+        self._status, self._length, self._chunked = 0, None, False
+        self._head_done, self._keep_alive = False, True
+        self._body = bytearray()
 
     def data_received(self, data: bytes) -> None:
         self._received_any = True
@@ -118,7 +122,7 @@ class _Connection(asyncio.Protocol):
             self._read_head(bytes(self._buffer[:end]))
             del self._buffer[: end + 4]
             if 100 <= self._status < 200:  # an interim answer: the real one follows
-                self._head_done = False
+                self._reset_answer()
                 self._parse()
                 return
         if self._chunked:
@@ -138,8 +142,8 @@ class _Connection(asyncio.Protocol):
         if done:
             answer, self._answer = self._answer, None
             answer.set_result(Answer(self._status, bytes(self._body)))
-            if not self._keep_alive:
-                self.abort()
+            if not self._keep_alive or self._buffer:
+                self.abort()  # closing, or bytes beyond the answer: not to be reused
 
     def _read_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
@@ -172,10 +176,9 @@ class _Connection(asyncio.Protocol):
             if end < 0:
                 return False
             size_text = bytes(self._buffer[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError as error:
-                raise HttpError(f"bad chunk size {size_text[:20]!r}") from error
+            if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
+                raise HttpError(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 # the last chunk: optional trailer lines, then an empty line
                 last = self._buffer.find(b"\r\n\r\n", end)
@@ -186,6 +189,8 @@ class _Connection(asyncio.Protocol):
             if len(self._buffer) < end + 2 + size + 2:
                 return False
             start = end + 2
+            if self._buffer[start + size : start + size + 2] != b"\r\n":
+                raise HttpError("a chunk is not followed by CRLF")
             self._body += self._buffer[start : start + size]
             del self._buffer[: start + size + 2]
 
@@ -217,6 +222,7 @@ class Http1Client:
         self._slots = asyncio.Semaphore(limit)
         self._connect_timeout = connect_timeout
         self._open: set[_Connection] = set()
+        self._closed = False
 
     async def request(
         self,
@@ -250,7 +256,8 @@ class Http1Client:
                     result = await asyncio.wait_for(answer, timeout)
                 except _Lost as error:
                     self._open.discard(connection)
-                    if reused and error.before_answer and attempt == 1:
+                    if (reused and error.before_answer and attempt == 1
+                            and method == "GET" and not self._closed):  # fmt: skip
                         continue  # a kept-alive connection the server had closed
                     raise
                 except BaseException:
@@ -262,6 +269,8 @@ class Http1Client:
         raise HttpError("unreachable")  # pragma: no cover
 
     async def _connection(self) -> tuple[_Connection, bool]:
+        if self._closed:
+            raise HttpError("the client is closed")
         while self._idle:
             connection = self._idle.pop()  # the most recently used: least likely closed
             if not connection.closed:
@@ -288,7 +297,8 @@ class Http1Client:
             self._idle.append(connection)
 
     def close(self) -> None:
-        """Close every connection."""
+        """Close every connection; requests after this fail."""
+        self._closed = True
         for connection in list(self._open):
             connection.abort()
         self._open.clear()

@@ -508,10 +508,15 @@ class Controller:
                         logger.warning("status not written: %s", error)
                         self._later(STATUS_RETRY_SECONDS, lambda: self.request_refresh(name))
                     else:
-                        if written is not None:
-                            self._unconfirmed.pop(name, None)
-                            if not is_older(written, self.dynamic_prefixes.get(name)):
-                                self._hold(name, written)  # else a newer one came meanwhile
+                        held = self.dynamic_prefixes.get(name)
+                        server_now = self._unconfirmed.pop(name, None)
+                        if written is not None and held is not None:  # (not deleted meanwhile)
+                            if not is_older(written, held):
+                                self._hold(name, written)
+                            elif server_now is not None:
+                                # a newer version came meanwhile: what the server has now
+                                # includes this write (and anything else written since)
+                                self.dynamic_prefixes[name] = {**held, "status": server_now}
                             events = update.events
                             self._post_in_order(
                                 name, lambda: self.status_writer.announce(name, written, events)
@@ -712,7 +717,10 @@ class Controller:
 
         async def worker() -> None:
             for key in pending:
-                await reconcile(key)
+                try:
+                    await reconcile(key)
+                except Exception:  # one object's failure must not stop the others
+                    logger.exception("reconciling %s failed", key)
 
         return [worker() for _ in range(min(self.concurrency, len(keys)))]
 
