@@ -202,6 +202,27 @@ def service_body(name: str, role: str, annotations: dict[str, str]) -> dict[str,
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
+async def create_ha_prefix(kube: Api, dp: str, prefix: str) -> None:
+    """A DynamicPrefix with a static source, the "lb" range and ``transition.mode: ha``."""
+    await kube.call("POST", f"/apis/{api_path()}", {
+        "apiVersion": api.API_VERSION, "kind": "DynamicPrefix", "metadata": {"name": dp},
+        "spec": {"acquisition": {"static": {"prefix": prefix}},
+                 "addressRanges": [{"name": "lb", "start": "::f000:0:0:0",
+                                    "end": "::ffff:ffff:ffff:ffff"}],
+                 "transition": {"mode": "ha", "maxPrefixHistory": 2}}})  # fmt: skip
+
+
+def opted_in_services(dp: str, names: list[str]) -> list[dict[str, Any]]:
+    """LoadBalancer Services opted in to ``dp``'s "lb" range, each with its own suffix."""
+    return [
+        service_body(name, "operator", {
+            api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
+            f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
+            f"{api.GROUP}/lb-provider": "cilium"})
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+
+
 async def create_services(kube: Api, bodies: list[dict[str, Any]]) -> None:
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -239,21 +260,10 @@ async def run_size(
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         kube = Api(plane, session)
         dp = f"bench-svc-{n}"
-        await kube.call("POST", f"/apis/{api_path()}", {
-            "apiVersion": api.API_VERSION, "kind": "DynamicPrefix", "metadata": {"name": dp},
-            "spec": {"acquisition": {"static": {"prefix": f"2001:db8:{offset:x}::/64"}},
-                     "addressRanges": [{"name": "lb", "start": "::f000:0:0:0",
-                                        "end": "::ffff:ffff:ffff:ffff"}],
-                     "transition": {"mode": "ha", "maxPrefixHistory": 2}}})  # fmt: skip
+        await create_ha_prefix(kube, dp, f"2001:db8:{offset:x}::/64")
         names = [service_name(i) for i in range(n)]
         created = time.monotonic()
-        await create_services(kube, [
-            service_body(name, "operator", {
-                api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
-                f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
-                f"{api.GROUP}/lb-provider": "cilium"})
-            for i, name in enumerate(names)
-        ])  # fmt: skip
+        await create_services(kube, opted_in_services(dp, names))
         create_seconds = time.monotonic() - created
         try:
             # one unmeasured rotation: every Service is served and indexed before measuring
@@ -283,12 +293,7 @@ async def measure_memory(plane: ControlPlane, pid: int, count: int) -> tuple[flo
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         kube = Api(plane, session)
         dp = "bench-memory"
-        await kube.call("POST", f"/apis/{api_path()}", {
-            "apiVersion": api.API_VERSION, "kind": "DynamicPrefix", "metadata": {"name": dp},
-            "spec": {"acquisition": {"static": {"prefix": "2001:db8:f00::/64"}},
-                     "addressRanges": [{"name": "lb", "start": "::f000:0:0:0",
-                                        "end": "::ffff:ffff:ffff:ffff"}],
-                     "transition": {"mode": "ha", "maxPrefixHistory": 2}}})  # fmt: skip
+        await create_ha_prefix(kube, dp, "2001:db8:f00::/64")
         semaphore = asyncio.Semaphore(CONCURRENCY)
 
         async def pool(index: int) -> None:
@@ -301,13 +306,7 @@ async def measure_memory(plane: ControlPlane, pid: int, count: int) -> tuple[flo
 
         await asyncio.gather(*(pool(i) for i in range(count)))
         names = [service_name(i) for i in range(count)]
-        await create_services(kube, [
-            service_body(name, "operator", {
-                api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
-                f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
-                f"{api.GROUP}/lb-provider": "cilium"})
-            for i, name in enumerate(names)
-        ])  # fmt: skip
+        await create_services(kube, opted_in_services(dp, names))
         await measure_operator(kube, dp, count, 2, offset=0xF00, pid=pid)
         await asyncio.sleep(2)
         rss, cpu_before = process_stats(pid)

@@ -167,24 +167,20 @@ def variants(plane: ControlPlane, client: Aiohttp) -> dict[str, Write]:
     lean_headers = (f"Authorization: Bearer {plane.admin_token}\r\nAccept: application/json\r\n"
                     f"Content-Type: {merge}\r\nUser-Agent: bench\r\n").encode()  # fmt: skip
 
-    async def http1(name: str, r: int) -> None:
-        answer = await lean.request("PATCH", f"{POOLS}/{name}", lean_headers,
-                                    json.dumps(merge_body(r)).encode(), timeout=30)  # fmt: skip
-        if answer.status >= 400:
-            raise RuntimeError(f"{name}: {answer.status} {answer.body[:300]!r}")
-        json.loads(answer.body)
+    def through_http1(decode: Callable[[bytes], object]) -> Write:
+        async def write(name: str, r: int) -> None:
+            answer = await lean.request("PATCH", f"{POOLS}/{name}", lean_headers,
+                                        json.dumps(merge_body(r)).encode(), timeout=30)  # fmt: skip
+            if answer.status >= 400:
+                raise RuntimeError(f"{name}: {answer.status} {answer.body[:300]!r}")
+            decode(answer.body)
 
-    async def http1_rv(name: str, r: int) -> None:
-        answer = await lean.request("PATCH", f"{POOLS}/{name}", lean_headers,
-                                    json.dumps(merge_body(r)).encode(), timeout=30)  # fmt: skip
-        if answer.status >= 400:
-            raise RuntimeError(f"{name}: {answer.status} {answer.body[:300]!r}")
-        only_version(answer.body)
+        return write
 
     found: dict[str, Write] = {
         "floor-body": floor_body, "merge": merge_streamed, "merge-bytes": merge_bytes,
         "merge-bytes-rv": merge_bytes_rv, "json-patch": json_patch, "apply": apply,
-        "http1": http1, "http1-rv": http1_rv,
+        "http1": through_http1(json.loads), "http1-rv": through_http1(only_version),
     }  # fmt: skip
     return {**found, **optional_variants(plane, client)}
 
