@@ -144,13 +144,9 @@ class KubeClient:
         return sum(count for verb, count in self.requests.items() if verb in WRITE_VERBS)
 
     def _header_lines(self, content_type: str | None) -> bytes:
-        lines = f"Accept: application/json\r\nUser-Agent: {self._user_agent}\r\n"
-        token = self._config.bearer_token()
-        if token:
-            lines += f"Authorization: Bearer {token}\r\n"
-        if content_type:
-            lines += f"Content-Type: {content_type}\r\n"
-        return lines.encode()
+        """`_headers` as the lines `Http1Client` sends."""
+        headers = self._headers(content_type)
+        return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}

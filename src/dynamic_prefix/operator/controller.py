@@ -155,7 +155,7 @@ class Controller:
         self._unconfirmed: dict[str, Mapping[str, Any]] = {}
         """The status the server holds, for each DynamicPrefix whose decided status (held
         in `dynamic_prefixes`, rendered into pools) the server has not confirmed yet."""
-        self._event_tails: dict[str, asyncio.Task[None]] = {}
+        self._event_tails: dict[str, asyncio.Task[Any]] = {}
         self._status_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
@@ -181,7 +181,7 @@ class Controller:
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], name: str, *, concerning: str | None = None
-    ) -> None:
+    ) -> asyncio.Task[Any]:
         """Run ``coroutine`` in the background; cancelled by `close`, errors logged.
 
         Its log lines are tagged with the DynamicPrefix ``concerning``, if given, else
@@ -191,6 +191,7 @@ class Controller:
         task = asyncio.create_task(coroutine, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -559,12 +560,10 @@ class Controller:
                 await asyncio.wait([previous])
             await posting()
 
-        task = asyncio.create_task(post(), name=f"events:{name}", context=logs.context_for(name))
+        task = self.spawn(post(), f"events:{name}", concerning=name)
         self._event_tails[name] = task
-        self._tasks.add(task)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._task_done(finished)
+        def done(finished: asyncio.Task[Any]) -> None:
             if self._event_tails.get(name) is finished:
                 del self._event_tails[name]
 
@@ -864,6 +863,6 @@ class Controller:
             WRITE_RETRY_SECONDS, lambda: self.spawn(self.reconcile_pool(key), f"retry:{key}")
         )
 
-    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+    def _later(self, delay: float, callback: Callable[[], object]) -> None:
         """Run ``callback`` after ``delay`` seconds (retries of failed API calls)."""
         asyncio.get_running_loop().call_later(delay, callback)

@@ -237,7 +237,7 @@ class PoolReconciler:
             match action:
                 case Patch(resource=resource, name=name, namespace=namespace, body=body):
                     if resource == pool.resource and name == pool.body["metadata"]["name"]:
-                        body = with_last_sync(body, None if release else self._now())
+                        body = with_last_sync(body, None if release else self._last_sync())
                     updated = await self.client.patch(
                         resource, name, body, namespace=namespace, drop_echo=True
                     )
@@ -286,9 +286,6 @@ class PoolReconciler:
         fresh = Pool(pool.backend, pool.resource, body)
         self.index.pools[key] = fresh
         return fresh
-
-    def _now(self) -> str:
-        return self._last_sync()
 
     async def _tell_problems(self, key: PoolKey, pool: Pool, plan: Plan) -> None:
         for reason, found in (("MalformedEntries", plan.problems),
