@@ -20,7 +20,7 @@ import pytest
 
 from dynamic_prefix.kube.client import KubeClient
 from dynamic_prefix.kube.config import load_config
-from dynamic_prefix.kube.http1 import Http1Client, HttpError, Refused
+from dynamic_prefix.kube.http1 import Http1Client, HttpError, Refused, _Connection
 from testbed.controlplane import ControlPlane
 from tests.kube.test_watch_own_writes import CONFIGMAPS, _configmap
 
@@ -393,3 +393,36 @@ def test_bytes_beyond_an_answer_retire_its_connection() -> None:
     first, connections = asyncio.run(scenario())
     assert first.body == b"{}"
     assert connections == 2
+
+
+def test_a_request_cancelled_in_the_step_its_answer_arrives_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM cancels requests in flight; one whose answer is read in that same step
+    must end cancelled. Python 3.11's ``wait_for`` returned the answer instead, and the
+    informer around it went on watching, so the operator never stopped (and never gave
+    its Lease up). The answer's arrival is made to cancel the request in the same step."""
+    requester: list[asyncio.Task[Any]] = []
+    receive = _Connection.data_received
+
+    def received_then_cancelled(connection: _Connection, data: bytes) -> None:
+        receive(connection, data)
+        requester[0].cancel()
+
+    monkeypatch.setattr(_Connection, "data_received", received_then_cancelled)
+
+    async def immediate(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer(b"{}"))
+        await writer.drain()
+
+    async def scenario() -> str:
+        async with scripted(immediate) as (_, client):
+            task = asyncio.create_task(get(client))
+            requester.append(task)
+            try:
+                result = await task
+            except asyncio.CancelledError:
+                return "cancelled"
+            return f"answered {result.status} despite the cancellation"
+
+    assert asyncio.run(scenario()) == "cancelled"

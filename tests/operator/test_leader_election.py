@@ -146,3 +146,26 @@ def test_a_stalled_leader_writes_nothing_after_a_standby_took_over(
     ]  # fmt: skip
     assert late == [], json.dumps(late, indent=1)[:2000]
     assert lease_holder(cluster, lease) == replicas.second_id
+
+
+def test_a_leader_stopped_amid_a_change_exits_and_gives_the_lease_up(
+    cluster: Cluster, replicas: Replicas
+) -> None:
+    """SIGTERM while a change's writes, events and watches are in flight: the leader
+    exits by itself (not killed at the end of its grace period) and releases the Lease,
+    so the standby leads without waiting for it to expire. A cancellation swallowed by
+    Python 3.11's ``wait_for`` used to keep the process up until it was killed."""
+    first = replicas.first
+    assert first.process is not None
+    patch_prefix(cluster, replicas.dp, "2001:db8:22::/64")
+    wait_for(
+        lambda: lb_block("2001:db8:22:0") in blocks(cluster, replicas.pool),
+        what="the change under way",
+    )
+    first.stop()  # SIGTERM; killed only after 15 s
+    assert first.process.returncode == 0, first.log()[-3000:]
+    assert f"lease {replicas.lease} released" in first.log()
+    wait_for(
+        lambda: lease_holder(cluster, replicas.lease) == replicas.second_id,
+        what="the standby leads",
+    )

@@ -253,7 +253,8 @@ class Http1Client:
                     raise Refused("not allowed to send")
                 connection.send(data, answer)
                 try:
-                    result = await asyncio.wait_for(answer, timeout)
+                    async with asyncio.timeout(timeout):
+                        result = await answer
                 except _Lost as error:
                     self._open.discard(connection)
                     if (reused and error.before_answer and attempt == 1
@@ -278,13 +279,11 @@ class Http1Client:
             self._open.discard(connection)
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(self._connect_timeout):
+                _, protocol = await loop.create_connection(
                     _Connection, self._host, self._port, ssl=self._ssl,
                     server_hostname=self._host if self._ssl is not None else None,
-                ),
-                self._connect_timeout,
-            )  # fmt: skip
+                )  # fmt: skip
         except OSError as error:
             raise HttpError(f"cannot connect to {self._host}:{self._port}: {error}") from error
         self._open.add(protocol)

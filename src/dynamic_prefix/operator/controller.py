@@ -50,6 +50,7 @@ from dynamic_prefix.operator.service_index import ServiceIndex, service_key
 from dynamic_prefix.operator.service_reconciler import ServiceReconciler
 from dynamic_prefix.operator.sources import SourceBuilder, SourceManager, build_source
 from dynamic_prefix.operator.status_writer import Clock, StatusWriter
+from dynamic_prefix.operator.tasks import cancel_all
 
 __all__ = ["DYNAMIC_PREFIXES", "Controller", "PoolKey", "utc_now"]
 
@@ -175,9 +176,7 @@ class Controller:
         for timer in self._timers.values():
             timer.cancel()
         await self.sources.stop_all()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks, "background work")
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], name: str, *, concerning: str | None = None

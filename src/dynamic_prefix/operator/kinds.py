@@ -10,7 +10,6 @@ operator understands is used (Cilium serves v2, older releases v2alpha1).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Protocol
@@ -94,10 +93,8 @@ class KindWatchers:
             # PoolsSynced is judged only once every served kind was listed, so that a
             # restart does not report "0/0 pools in sync" before the pools are known
             try:
-                await asyncio.wait_for(
-                    asyncio.gather(*(event.wait() for event in self._listed.values())),
-                    LISTING_PATIENCE,
-                )
+                async with asyncio.timeout(LISTING_PATIENCE):
+                    await asyncio.gather(*(event.wait() for event in self._listed.values()))
             except TimeoutError:
                 logger.warning("some kinds could not be listed; judging PoolsSynced anyway")
             self._on_listed()
@@ -159,8 +156,9 @@ class KindWatchers:
                 continue
             if running is not None:
                 running[1].cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running[1]
+                # wait, not await: awaiting it under suppress(CancelledError) would
+                # swallow a cancellation of this task too, and stop would never end
+                await asyncio.wait([running[1]])
                 del self.watchers[kind.name]
             if resource is not None:
                 listed = self._listed.setdefault(kind.name, asyncio.Event())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import signal
 from collections.abc import Coroutine
@@ -36,6 +35,7 @@ from dynamic_prefix.operator.metrics_auth import MetricsAuthorizer
 from dynamic_prefix.operator.observability import Endpoint, ObservabilityServer
 from dynamic_prefix.operator.pool_watch import PoolWatcher
 from dynamic_prefix.operator.service_watch import ServiceWatcher
+from dynamic_prefix.operator.tasks import cancel_all
 from dynamic_prefix.operator.tls import server_context
 
 logger = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ async def run_operator(
         await _until_stopped(stop, [*watches, *election])
         logger.info("stopping")
         await server.stop()
-        await _cancel(watches)
+        await cancel_all(watches, "watches")
         await controller.close()
-        await _cancel(election)  # the elector gives the Lease up for a standby
+        await cancel_all(election, "leader election")  # it gives the Lease up for a standby
 
 
 def _kinds(client: KubeClient, controller: Controller) -> KindWatchers:
@@ -193,11 +193,3 @@ async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -
         if task is not stopping and not task.cancelled() and task.exception() is not None:
             logger.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
     stopping.cancel()
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task

@@ -170,7 +170,8 @@ async def _collect(
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                data, sender, hop_limit = await asyncio.wait_for(arrived.get(), remaining)
+                async with asyncio.timeout(remaining):
+                    data, sender, hop_limit = await arrived.get()
             except TimeoutError:
                 break
             answer = _answer(data, sender, hop_limit, solicited, identifier)

@@ -319,8 +319,7 @@ class RaListener:
         for task in (self._solicitor, self._supervisor):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait([task])  # not suppress(CancelledError): ours would go too
         self._close_socket()
         self._close_watch()
         if not self._failed.done():
