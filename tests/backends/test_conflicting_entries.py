@@ -10,7 +10,7 @@ from typing import Any
 from dynamic_prefix.addressing import AddressRange
 from dynamic_prefix.backends.base import Patch, Placement, Plan
 from dynamic_prefix.backends.cilium import CIDR_GROUP, LB_IP_POOL
-from dynamic_prefix.backends.list_field import ListFieldBackend
+from dynamic_prefix.backends.list_field import ListFieldBackend, _same_as_lately
 from dynamic_prefix.backends.metallb import IP_ADDRESS_POOL
 from dynamic_prefix.kube.client import Resource
 from dynamic_prefix.model import api
@@ -83,3 +83,28 @@ class TestStale:
     def test_without_retired_prefixes_it_is_the_users(self) -> None:
         stale = "2001:db8:1:0:f000::-2001:db8:1:0:ffff:ffff:ffff:ffff"
         assert plan(IP_ADDRESS_POOL, [stale]).stale == ()
+
+
+def test_answers_are_remembered_for_the_very_same_arguments_only_and_a_few_at_a_time() -> None:
+    """The identity memo in front of planning: one answer per set of argument objects,
+    never an answer for a different object that merely looks alike, and the oldest of
+    more than four forgotten."""
+    calls: list[tuple[object, ...]] = []
+
+    @_same_as_lately
+    def planned(*args: object) -> tuple[object, ...]:
+        calls.append(args)
+        return args
+
+    first, second = ("a",), ("a",)
+    assert planned(first) is planned(first)
+    assert len(calls) == 1
+    planned(list(second))  # equal content, another object: computed again
+    assert len(calls) == 2
+    others = [(n,) for n in range(4)]
+    for other in others:
+        planned(other)
+    planned(first)  # pushed out by four newer ones
+    assert len(calls) == 7
+    planned(others[-1], first)  # two arguments: another key
+    assert len(calls) == 8

@@ -9,7 +9,6 @@ over). Malformed entries are kept and reported, never deleted.
 
 from __future__ import annotations
 
-import collections
 import functools
 import ipaddress
 import json
@@ -64,17 +63,17 @@ def _same_as_lately(function: Callable[..., _T]) -> Callable[..., _T]:
     controller holds (current and retired), and even the `functools.lru_cache` lookup
     (hashing and comparing placements and their addresses) cost more than the rest of
     planning. The arguments are kept, so their identities cannot be reused."""
-    recent: collections.deque[tuple[tuple[Any, ...], _T]] = collections.deque(maxlen=4)
+    recent: dict[tuple[int, ...], tuple[tuple[Any, ...], _T]] = {}
 
     @functools.wraps(function)
     def remembered(*args: Any) -> _T:
-        for held_args, held in recent:
-            if len(held_args) == len(args) and all(
-                a is b for a, b in zip(held_args, args, strict=True)
-            ):
-                return held
+        held = recent.get(tuple(map(id, args)))  # ids are unique while their args are held
+        if held is not None:
+            return held[1]
         answer = function(*args)
-        recent.append((args, answer))
+        if len(recent) >= 4:
+            del recent[next(iter(recent))]  # the oldest
+        recent[tuple(map(id, args))] = (args, answer)
         return answer
 
     return remembered
