@@ -124,3 +124,59 @@ def test_the_age_credit_never_reaches_into_the_renew_margin() -> None:
     assert settings.max_age_credit(0.5) == 0.0  # a foreign, shorter Lease: nothing
     defaults = LeaseSettings(namespace="x")
     assert (defaults.lease_seconds, defaults.max_age_credit(15)) == (15, 2.0)
+
+
+def test_a_holder_renews_in_one_request_and_sees_a_lease_someone_else_wrote(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """An idle leader's renewal is one PUT of the Lease it last wrote; the resourceVersion
+    makes it fail once anyone else wrote the Lease, and the whole look (GET) then finds
+    the other holder, so the leader steps down."""
+    name = f"lease-{secrets.token_hex(3)}"
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        async with KubeClient(load_config(str(control_plane.kubeconfig))) as client:
+            recording = Recording(client)
+            changes: list[str] = []
+
+            async def started() -> None:
+                changes.append("started")
+
+            async def stopped() -> None:
+                changes.append("stopped")
+
+            elector = LeaderElector(
+                recording,  # type: ignore[arg-type]  # the three calls the elector makes
+                LeaseSettings(namespace=namespace, name=name, **SETTINGS),
+                "holder",
+                on_started=started,
+                on_stopped=stopped,
+            )
+            task = asyncio.create_task(elector.run())
+            try:
+                while recording.calls.count("replace") < 4:
+                    await asyncio.sleep(0.05)
+                renewals = list(recording.calls)
+                lease = await client.get(LEASES, name, namespace=namespace)
+                lease["spec"]["holderIdentity"] = "usurper"
+                lease["spec"]["renewTime"] = dt.datetime.now(dt.UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ"
+                )
+                lease["spec"]["leaseDurationSeconds"] = 30
+                await client.replace(LEASES, name, lease)
+                while "stopped" not in changes:
+                    await asyncio.sleep(0.05)
+                after = recording.calls[len(renewals):]
+                holder = await client.get(LEASES, name, namespace=namespace)
+                assert holder["spec"]["holderIdentity"] == "usurper"  # never overwritten
+                transitions = int(holder["spec"]["leaseTransitions"])
+                return renewals, after, transitions
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    renewals, after, transitions = asyncio.run(scenario())
+    assert renewals == ["get", "create"] + ["replace"] * 4, renewals  # no GET per renewal
+    assert after[:2] == ["replace", "get"], after  # the PUT conflicts, then a whole look
+    assert "replace" not in after[1:], after  # the other holder's Lease is not taken
+    assert transitions == 0
