@@ -166,7 +166,7 @@ def test_a_holder_renews_in_one_request_and_sees_a_lease_someone_else_wrote(
                 await client.replace(LEASES, name, lease)
                 while "stopped" not in changes:
                     await asyncio.sleep(0.05)
-                after = recording.calls[len(renewals):]
+                after = recording.calls[len(renewals) :]
                 holder = await client.get(LEASES, name, namespace=namespace)
                 assert holder["spec"]["holderIdentity"] == "usurper"  # never overwritten
                 transitions = int(holder["spec"]["leaseTransitions"])
