@@ -268,6 +268,7 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
             lambda: (
                 all(_has(cluster.get(path), head) for path in POOL_PATHS.values())
                 and head in _service_addresses(cluster)
+                and _current_prefix(cluster) == prefix
             ),
             timeout=30,
             what=f"pools and the Service holding {prefix}",
@@ -293,6 +294,13 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
     print(f"    Service demo/web: lbipam.cilium.io/ips {_service_addresses(cluster)}; "
           f"DNS target {annotations.get('external-dns.alpha.kubernetes.io/target')}")  # fmt: skip
     return True
+
+
+def _current_prefix(cluster: Cluster) -> str | None:
+    """What the status says is current: the pools are written before it (Order of writes)."""
+    status = (cluster.get(f"{DP_PATH}/home-prefix") or {}).get("status") or {}
+    current = status.get("currentPrefix")
+    return None if current is None else str(current)
 
 
 def _service_addresses(cluster: Cluster) -> str:

@@ -637,6 +637,9 @@ def fill_and_rotate(cluster: Cluster, dp: str, pools: Pools, first: str, second:
     wait_pools(cluster, pools, [first], what="filled")
     set_prefix(cluster, dp, second)
     wait_pools(cluster, pools, [second, first], what="rotated")
+    # The pools do not wait for the status write (design.md, Order of writes): a caller
+    # reading the status next must not race it.
+    wait_current(cluster, dp, second)
 
 
 K = TypeVar("K", bound=PoolKind)

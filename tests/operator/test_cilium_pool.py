@@ -10,10 +10,11 @@ from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     DP_PATH,
     blocks,
-    condition_status,
     dynamic_prefix,
     lb_block,
     patch_prefix,
+    wait_condition_message,
+    wait_current,
     wait_ready,
 )
 
@@ -52,8 +53,8 @@ def test_pool_is_filled_then_follows_rotations_keeping_user_blocks(
         ),
         what="history trimmed to maxPrefixHistory",
     )
-    status = wait_for(lambda: (cluster.get(f"{DP_PATH}/{dp}") or {}).get("status"), what="status")
-    assert status["currentPrefix"] == "2001:db8:4::/64"
+    # the pools do not wait for the status write (design.md, Order of writes)
+    status = wait_current(cluster, dp, "2001:db8:4::/64")
     assert [h["prefix"] for h in status["history"]] == ["2001:db8:3::/64", "2001:db8:2::/64"]
 
 
@@ -65,9 +66,8 @@ def test_reconciling_unchanged_state_makes_no_writes(
     cluster.apply(dynamic_prefix(dp, "2001:db8:10::/64"))
     cluster.apply(CILIUM_LB_POOL.manifest(name, dp=dp, entries=[]))
     wait_for(lambda: blocks(cluster, name) == [lb_block("2001:db8:10:0")], what="fill")
-    wait_for(
-        lambda: condition_status(cluster, dp, "PoolsSynced") == "True", what="PoolsSynced True"
-    )
+    # the status that counts the pool, not one written before the pool was seen
+    wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
 
     def writes_about_us() -> list[dict[str, Any]]:
         return [

@@ -209,6 +209,7 @@ def test_ready_keeps_its_last_transition_time_across_a_rotation(
     set_prefix(cluster, dp, B)
 
     scene.wait(pool, [B, A])
+    wait_current(cluster, dp, B)  # the pools do not wait for the status write
     after = condition(cluster, dp, "Ready")
     assert after is not None
     assert after["status"] == "True"

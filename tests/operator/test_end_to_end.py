@@ -22,12 +22,13 @@ from testbed.netns import Link
 from testbed.radvd import PrefixAd, Radvd
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
-    DP_PATH,
     apply_delegation,
     blocks,
     dynamic_prefix,
     events_about,
     status_of,
+    wait_current,
+    wait_event,
 )
 
 pytestmark = pytest.mark.netns
@@ -68,9 +69,9 @@ def test_cilium_pool_follows_the_prefix_a_router_advertises(
             lambda: blocks(cluster, pool) == [{"cidr": "192.0.2.0/24"}, first],
             what="pool filled from the router's prefix",
         )
-        status = status_of(cluster, f"ra-{tag}")
+        # the pools do not wait for the status write (design.md, Order of writes)
+        status = wait_current(cluster, f"ra-{tag}", old)
         assert status["prefixSource"] == "router-advertisement"
-        assert status["currentPrefix"] == old
 
         # renumbering as routers do it: the old prefix deprecated, still valid for a while
         radvd.set_prefixes(
@@ -81,8 +82,7 @@ def test_cilium_pool_follows_the_prefix_a_router_advertises(
             lambda: blocks(cluster, pool) == [{"cidr": "192.0.2.0/24"}, second, first],
             what="pool follows the new prefix and keeps the old one",
         )
-        status = status_of(cluster, f"ra-{tag}")
-        assert status["currentPrefix"] == new
+        status = wait_current(cluster, f"ra-{tag}", new)
         assert [h["prefix"] for h in status["history"]] == [old]
 
         # the router withdraws the old prefix (valid lifetime 0): its lifetime has ended,
@@ -92,8 +92,10 @@ def test_cilium_pool_follows_the_prefix_a_router_advertises(
             lambda: blocks(cluster, pool) == [{"cidr": "192.0.2.0/24"}, second],
             what="the withdrawn prefix leaves the pool",
         )
-        status = (cluster.get(f"{DP_PATH}/ra-{tag}") or {})["status"]
-        assert status.get("history", []) == []
+        wait_for(
+            lambda: status_of(cluster, f"ra-{tag}").get("history", []) == [],
+            what="the withdrawn prefix leaves the history",
+        )
 
 
 def test_subnet_of_a_delegated_prefix_reaches_the_pool(
@@ -133,13 +135,14 @@ def test_a_withdrawal_from_an_untrusted_router_keeps_the_old_prefix_for_two_hour
             lambda: blocks(cluster, pool) == [second, first],
             what="the new prefix first, the withdrawn one kept",
         )
-        status = status_of(cluster, f"wd-{tag}")
+        status = wait_current(cluster, f"wd-{tag}", new)
         (entry,) = status["history"]
         assert entry["prefix"] == old
         until = dt.datetime.fromisoformat(entry["validUntil"].replace("Z", "+00:00"))
         two_hours = dt.timedelta(hours=2)
         assert withdrawn_at + two_hours - dt.timedelta(seconds=5) <= until
         assert until <= dt.datetime.now(dt.UTC) + two_hours + dt.timedelta(seconds=1)
+        wait_event(cluster, f"wd-{tag}", "PrefixChanged")
         (changed,) = events_about(cluster, f"wd-{tag}", reason="PrefixChanged")
         assert (
             f"{old} stays in the pools, deprecated, until {entry['validUntil']}"
@@ -173,8 +176,7 @@ def test_pools_follow_a_dnsmasq_router_through_a_reboot_and_a_live_renumbering(
             timeout=30,
             what="the new prefix first, the one no longer announced kept",
         )
-        status = status_of(cluster, f"dm-{tag}")
-        assert status["currentPrefix"] == second
+        status = wait_current(cluster, f"dm-{tag}", second)
         assert [h["prefix"] for h in status["history"]] == [first]
 
         dnsmasq.renumber(third, restart=False)  # live: the old one deprecated, still valid
@@ -183,8 +185,7 @@ def test_pools_follow_a_dnsmasq_router_through_a_reboot_and_a_live_renumbering(
             timeout=30,
             what="the newest prefix first, both older ones kept while valid",
         )
-        status = status_of(cluster, f"dm-{tag}")
-        assert status["currentPrefix"] == third
+        status = wait_current(cluster, f"dm-{tag}", third)
         assert [h["prefix"] for h in status["history"]] == [second, first]
         warnings = [e for e in events_about(cluster, f"dm-{tag}") if e.get("type") == "Warning"]
         assert warnings == []
