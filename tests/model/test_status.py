@@ -19,6 +19,7 @@ from dynamic_prefix.model import api
 from dynamic_prefix.model.source_state import SourceState
 from dynamic_prefix.model.spec import DynamicPrefixSpec, InvalidSpec, validate_dynamic_prefix
 from dynamic_prefix.model.status import (
+    BGP_ADVERTISEMENT_READY,
     DEGRADED,
     POOLS_SYNCED,
     PREFIX_ACQUIRED,
@@ -546,10 +547,11 @@ def test_a_starting_source_without_any_prefix_yet_does_not_warn() -> None:
 
 
 def test_the_prefix_coming_back_after_a_loss_sets_prefix_acquired_true_again() -> None:
-    before = step(source=ra(A)).status
+    synced = PoolSummary(1, 1)
+    before = step(source=ra(A), pools=synced).status
     lost_status = step(source=lost(), previous=before, now=T0 + MINUTE).status
 
-    status = step(source=ra(A), previous=lost_status, now=T0 + 2 * MINUTE).status
+    status = step(source=ra(A), previous=lost_status, pools=synced, now=T0 + 2 * MINUTE).status
 
     assert condition(status, PREFIX_ACQUIRED)["status"] == "True"
     assert condition(status, READY)["status"] == "True"
@@ -585,6 +587,34 @@ def test_no_report_keeps_a_previous_prefix_acquired_condition_as_it_was() -> Non
     status = step(source=None, previous=before, now=T0 + HOUR).status
 
     assert condition(status, PREFIX_ACQUIRED) == condition(before, PREFIX_ACQUIRED)
+
+
+def test_a_new_dynamic_prefix_is_not_ready_before_its_pools_are_judged() -> None:
+    """`kubectl wait --for=condition=Ready` must not return before the pools are written."""
+    first = step(source=ra(A)).status  # the pools are being written: none judged yet
+
+    pools = condition(first, POOLS_SYNCED)
+    assert (pools["status"], pools["message"]) == ("Unknown", "the pools are being written")
+    ready = condition(first, READY)
+    assert (ready["status"], ready["reason"]) == ("False", "PoolsNotSynced")
+    assert ready["message"] == "the pools are being written"
+
+    judged = step(source=ra(A), previous=first, pools=PoolSummary(1, 1)).status
+    assert condition(judged, READY)["status"] == "True"
+    # later passes that judge nothing (a pool added, not yet written) keep the verdict
+    kept = step(source=ra(A), previous=judged, now=T0 + MINUTE).status
+    assert condition(kept, POOLS_SYNCED) == condition(judged, POOLS_SYNCED)
+    assert condition(kept, READY)["status"] == "True"
+
+
+def test_a_prefix_learnt_after_none_says_its_pools_are_being_written() -> None:
+    waiting = step(source=None).status
+    assert condition(waiting, POOLS_SYNCED)["message"] == "pools are synced once a prefix is known"
+
+    learnt = step(source=ra(A), previous=waiting).status
+
+    assert condition(learnt, POOLS_SYNCED)["message"] == "the pools are being written"
+    assert condition(learnt, READY)["status"] == "False"
 
 
 # --- BGP announcements ----------------------------------------------------------------------
@@ -640,6 +670,32 @@ def test_bgp_advertisement_ready_follows_the_summary_and_ready_with_it() -> None
     assert by_type["Ready"]["status"] == "True"
     _, by_type = conditions(None, pending.status)
     assert by_type["BGPAdvertisementReady"]["status"] == "False"  # not judged: kept
+
+
+def test_announcements_not_judged_yet_keep_a_new_dynamic_prefix_from_being_ready() -> None:
+    """The first status of a DynamicPrefix whose subnet asks to be announced: the
+    advertisement objects are being written, so Ready is not True yet."""
+    spec = validate_dynamic_prefix(
+        {"spec": {"acquisition": {"static": {"prefix": "2001:db8:1::/48"}},
+                  "subnets": [{"name": "lb", "prefixLength": 64,
+                               "bgp": {"advertise": True}}]}}
+    )  # fmt: skip
+    assert isinstance(spec, DynamicPrefixSpec)
+
+    def step_bgp(bgp: BgpSummary | None, previous: Mapping[str, Any]) -> dict[str, Any]:
+        return next_status(spec=spec, previous=previous, source=ra(A), pools=PoolSummary(1, 1),
+                           generation=1, now=T0, bgp=bgp).status  # fmt: skip
+
+    first = step_bgp(None, {})
+    announced = condition(first, BGP_ADVERTISEMENT_READY)
+    assert (announced["status"], announced["reason"]) == ("Unknown", "Pending")
+    ready = condition(first, READY)
+    assert (ready["status"], ready["reason"]) == ("False", "BGPNotReady")
+    assert ready["message"] == "the BGP announcements are being written"
+
+    done = step_bgp(BgpSummary(("CiliumBGPAdvertisement dp-x-lb",)), first)
+    assert condition(done, READY)["status"] == "True"
+    assert condition(step_bgp(None, done), READY)["status"] == "True"  # not judged: kept
 
 
 # --- invalid spec --------------------------------------------------------------------------

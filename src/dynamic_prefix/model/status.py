@@ -265,7 +265,8 @@ def next_status(
     events += _completed(previous, status, released)
 
     events += _fit(spec, current, status, conditions, name)
-    events += _set_bgp(conditions, bgp)
+    announcing = any(sub.bgp is not None and sub.bgp.advertise for sub in spec.subnets)
+    events += _set_bgp(conditions, bgp, announcing=announcing)
     _set_pools_and_ready(conditions, pools, current, services)
     status["observedGeneration"] = generation
     status["conditions"] = conditions.result()
@@ -529,6 +530,9 @@ def _set_pools_and_ready(
         _set_synced(conditions, POOLS_SYNCED, pools, "pools")
     elif current is None:
         _keep_or_unknown(conditions, POOLS_SYNCED, "pools are synced once a prefix is known")
+    elif conditions.status_of(POOLS_SYNCED) in (None, "Unknown"):
+        # a new DynamicPrefix or its first prefix: its pools are being written, none judged
+        conditions.set_status(POOLS_SYNCED, "Unknown", "Pending", "the pools are being written")
     if services is not None:
         if services.total:
             _set_synced(conditions, SERVICES_SYNCED, services, "services")
@@ -536,9 +540,12 @@ def _set_pools_and_ready(
             conditions.remove(SERVICES_SYNCED)  # no Service opts in (any more)
 
     acquired = conditions.status_of(PREFIX_ACQUIRED) == "True"
-    synced = conditions.status_of(POOLS_SYNCED) != "False"
+    # Ready says what is known: pools and announcements not judged yet (Unknown) are not
+    # ready, so `kubectl wait --for=condition=Ready` returns once they are in place
+    pools_state = conditions.status_of(POOLS_SYNCED)
+    synced = pools_state == "True"
     services_synced = conditions.status_of(SERVICES_SYNCED) != "False"
-    announced = conditions.status_of(BGP_ADVERTISEMENT_READY) != "False"
+    announced = conditions.status_of(BGP_ADVERTISEMENT_READY) in (None, "True")
     healthy = conditions.status_of(DEGRADED) == "False"
     if acquired and synced and services_synced and announced and healthy:
         conditions.set(READY, True, "Ready", f"prefix {current} in use")
@@ -547,18 +554,26 @@ def _set_pools_and_ready(
     elif not healthy:
         conditions.set(READY, False, "Degraded", "the spec does not fit the prefix")
     elif not synced:
-        conditions.set(READY, False, "PoolsNotSynced", "some pools are not in sync")
+        conditions.set(READY, False, "PoolsNotSynced", "some pools are not in sync"
+                       if pools_state == "False" else "the pools are being written")  # fmt: skip
     elif not services_synced:
         conditions.set(READY, False, "ServicesNotSynced", "some Services are not in sync")
     else:
-        conditions.set(READY, False, "BGPNotReady", "some subnets are not announced over BGP")
+        conditions.set(READY, False, "BGPNotReady", "some subnets are not announced over BGP"
+                       if conditions.status_of(BGP_ADVERTISEMENT_READY) == "False"
+                       else "the BGP announcements are being written")  # fmt: skip
 
 
-def _set_bgp(conditions: _Conditions, bgp: BgpSummary | None) -> list[StatusEvent]:
+def _set_bgp(
+    conditions: _Conditions, bgp: BgpSummary | None, *, announcing: bool
+) -> list[StatusEvent]:
     """BGPAdvertisementReady (the Go operator's reasons), absent when no subnet asks to be
     announced; a Warning when it turns False or its problems change."""
-    if bgp is None:
-        return []  # not judged yet (no prefix, pools not listed): kept as it was
+    if bgp is None:  # not judged yet (no prefix, pools not listed, just created)
+        if announcing:
+            _keep_or_unknown(conditions, BGP_ADVERTISEMENT_READY,
+                             "the BGP announcements are being written")  # fmt: skip
+        return []  # kept as it was
     if not bgp.wanted:
         conditions.remove(BGP_ADVERTISEMENT_READY)
         return []
