@@ -283,7 +283,7 @@ def start_profiler(pid: int, n: int) -> subprocess.Popen[bytes] | None:
     if not prefix:
         return None
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-r", "250",
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-r", os.environ.get("BENCH_PYSPY_RATE", "250"),
          "-o", f"{prefix}-{n}.txt"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

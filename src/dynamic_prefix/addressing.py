@@ -8,6 +8,7 @@ a wrong answer here would put a Kubernetes service on somebody else's address.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import itertools
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ def parse_prefix(text: str) -> IPv6Network:
     """An IPv6 prefix in CIDR notation; host bits must be zero (no silent masking)."""
     if not isinstance(text, str):
         raise AddressError(f"expected an IPv6 prefix as a string, got {type(text).__name__}")
+    return _parse_prefix_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_prefix_text(text: str) -> IPv6Network:
+    """`parse_prefix` of a string, remembered: a status names the same few prefixes on
+    every pass (an `IPv6Network` is immutable; a refused text raises each time)."""
     stripped = text.strip()
     if "/" not in stripped:
         raise AddressError(f"{text!r} has no prefix length; write it as e.g. 2001:db8:1::/64")

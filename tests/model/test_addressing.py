@@ -31,6 +31,16 @@ ALL_ONES = (1 << 128) - 1
 # --- parsing -------------------------------------------------------------------------
 
 
+def test_a_prefix_parsed_again_is_the_same_and_a_refused_one_is_refused_again() -> None:
+    """parse_prefix remembers what it parsed: a status names the same prefixes each pass."""
+    assert parse_prefix("2001:db8:1::/64") is parse_prefix("2001:db8:1::/64")
+    for _ in range(2):
+        with pytest.raises(AddressError, match="host bits set"):
+            parse_prefix("2001:db8:1::1/64")
+    with pytest.raises(AddressError, match="as a string"):
+        parse_prefix(["2001:db8:1::/64"])  # type: ignore[arg-type]  # unhashable: no memo
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

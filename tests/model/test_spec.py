@@ -386,3 +386,42 @@ def test_schema_checker_refuses_keywords_it_does_not_know() -> None:
 def test_problem_reads_as_path_then_message() -> None:
     assert str(Problem("spec.a", "is required")) == "spec.a: is required"
     assert str(Problem("", "bad")) == "bad"
+
+
+# --- the memo ------------------------------------------------------------------------------
+
+
+def test_an_equal_spec_in_another_object_is_answered_from_the_memo() -> None:
+    """Each watch event brings a new dict of the same spec: checked once, the same answer."""
+    first = validate_dynamic_prefix(copy.deepcopy(MAXIMAL))
+    again = copy.deepcopy(MAXIMAL)
+    again["metadata"] = {"name": "another", "resourceVersion": "7"}  # not part of the spec
+    again["spec"] = dict(reversed(again["spec"].items()))  # the same fields, another order
+
+    assert validate_dynamic_prefix(again) is first
+
+
+def test_the_memo_tells_apart_what_the_schema_tells_apart() -> None:
+    base = with_spec(acquisition={"static": {"prefix": "2001:db8:1::/64"}},
+                     transition={"mode": "ha", "maxPrefixHistory": 2})  # fmt: skip
+    assert valid(base).transition.max_prefix_history == 2
+    changed = copy.deepcopy(base)
+    changed["spec"]["transition"]["maxPrefixHistory"] = 3
+    assert valid(changed).transition.max_prefix_history == 3
+    as_text = copy.deepcopy(base)
+    as_text["spec"]["transition"]["maxPrefixHistory"] = "2"  # a string is refused, not 2
+    assert problems(as_text)
+    as_bool = copy.deepcopy(base)
+    as_bool["spec"]["transition"]["maxPrefixHistory"] = True  # JSON true is not 1
+    assert problems(as_bool)
+    wrong_kind = {**copy.deepcopy(base), "kind": "Other"}
+    assert any("kind" in p for p in problems(wrong_kind))
+    assert validate_dynamic_prefix(copy.deepcopy(base)) == valid(base)  # still the first
+
+
+def test_a_refused_spec_is_refused_every_time_and_an_odd_value_is_still_checked() -> None:
+    bad = with_spec(acquisition={"static": {"prefix": "2001:db8:1::1/64"}})
+    assert problems(bad) == problems(copy.deepcopy(bad))
+    odd = with_spec(acquisition={"static": {"prefix": IPv6Network("2001:db8:1::/64")}})
+    assert problems(odd)  # not JSON, so not remembered: the schema still says why
+    assert problems({"apiVersion": api.API_VERSION, "kind": api.KIND})  # no spec at all
