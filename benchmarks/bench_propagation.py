@@ -282,8 +282,9 @@ def start_profiler(pid: int, n: int) -> subprocess.Popen[bytes] | None:
     prefix = os.environ.get("BENCH_PYSPY")
     if not prefix:
         return None
+    rate = os.environ.get("BENCH_PYSPY_RATE", "250")  # samples per second
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-r", os.environ.get("BENCH_PYSPY_RATE", "250"),
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-r", rate,
          "-o", f"{prefix}-{n}.txt"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
