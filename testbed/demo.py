@@ -268,7 +268,8 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
             lambda: (
                 all(_has(cluster.get(path), head) for path in POOL_PATHS.values())
                 and head in _service_addresses(cluster)
-                and _current_prefix(cluster) == prefix
+                # the pools are written before the status (design.md, Order of writes)
+                and _status(cluster).get("currentPrefix") == prefix
             ),
             timeout=30,
             what=f"pools and the Service holding {prefix}",
@@ -277,7 +278,7 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
         narrator.say(str(error))
         return False
     narrator.say(f"every pool holds {prefix}:")
-    status = (cluster.get(f"{DP_PATH}/home-prefix") or {}).get("status") or {}
+    status = _status(cluster)
     history = ", ".join(h["prefix"] for h in status.get("history") or []) or "(none)"
     print(f"    DynamicPrefix home-prefix: current {status.get('currentPrefix')}, "
           f"history {history}")  # fmt: skip
@@ -296,11 +297,8 @@ def _show(cluster: Cluster, narrator: _Narrator, prefix: str) -> bool:
     return True
 
 
-def _current_prefix(cluster: Cluster) -> str | None:
-    """What the status says is current: the pools are written before it (Order of writes)."""
-    status = (cluster.get(f"{DP_PATH}/home-prefix") or {}).get("status") or {}
-    current = status.get("currentPrefix")
-    return None if current is None else str(current)
+def _status(cluster: Cluster) -> dict[str, Any]:
+    return dict((cluster.get(f"{DP_PATH}/home-prefix") or {}).get("status") or {})
 
 
 def _service_addresses(cluster: Cluster) -> str:

@@ -28,7 +28,9 @@ class PlacementCache:
 
     def spec(self, dynamic_prefix: Mapping[str, Any]) -> DynamicPrefixSpec | InvalidSpec:
         """`validate_dynamic_prefix`, once per version of each DynamicPrefix (a prefix
-        change asks it for every Service)."""
+        change asks it for every Service). It stays in front of that function's own memo:
+        a version compare is a dict lookup, the memo's key a JSON text of the spec
+        (3 µs, 3 ms per 1,000-Service change)."""
         metadata = dynamic_prefix["metadata"]
         name, version = str(metadata.get("name", "")), str(metadata.get("resourceVersion", ""))
         held = self._specs.get(name)
