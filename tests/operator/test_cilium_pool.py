@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.operator.operator_testkit import (
     wait_condition_message,
     wait_current,
     wait_ready,
+    writes_about,
+    writes_to,
 )
 
 
@@ -84,3 +87,81 @@ def test_reconciling_unchanged_state_makes_no_writes(
     cluster.apply(dynamic_prefix(other, "2001:db8:11::/64"))
     wait_ready(cluster, other)
     assert len(writes_about_us()) == before, writes_about_us()[before:]
+
+
+def _at(timestamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def test_the_status_is_written_once_the_pool_write_is_answered(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """What users reach goes first (design.md, Order of writes): in a one-pool change the
+    status write reaches the API server after the pool's write was answered, not while
+    it is in flight, where it would compete with it for two shared cores."""
+    tag = secrets.token_hex(3)
+    dp, name = f"first-{tag}", f"pool-{tag}"
+    cluster.apply(dynamic_prefix(dp, "2001:db8:20::/64"))
+    cluster.apply(CILIUM_LB_POOL.manifest(name, dp=dp, entries=[]))
+    wait_for(lambda: blocks(cluster, name) == [lb_block("2001:db8:20:0")], what="fill")
+    wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
+    before = len(writes_to(cluster, dp, name))
+    for prefix in ("2001:db8:21::/64", "2001:db8:22::/64", "2001:db8:23::/64"):
+        patch_prefix(cluster, dp, prefix)
+        wait_current(cluster, dp, prefix)
+    changes = writes_to(cluster, dp, name)[before:]
+    pool_writes = [w for w in changes if w["objectRef"]["name"] == name]
+    status_writes = [w for w in changes if w["objectRef"].get("subresource") == "status"]
+    assert len(pool_writes) == 3, changes
+    for pool_write in pool_writes:
+        sent, answered = (_at(pool_write["requestReceivedTimestamp"]),
+                          _at(pool_write["stageTimestamp"]))  # fmt: skip
+        # the change's status write is the first one after the pool write arrived
+        status_write = min(
+            (w for w in status_writes if _at(w["requestReceivedTimestamp"]) >= sent),
+            key=lambda w: _at(w["requestReceivedTimestamp"]),
+        )
+        received = _at(status_write["requestReceivedTimestamp"])
+        assert received >= answered, (pool_write, status_write)
+
+
+def test_a_large_change_does_not_hold_the_status_back(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """The status waits for the pools' writes for 50 ms at most: with 400 pools (about a
+    third of a second of writes here) it is written while they are still going."""
+    tag = secrets.token_hex(3)
+    dp, count = f"large-{tag}", 400
+    label = {"dynamic-prefix-test/large": tag}
+    cluster.apply(dynamic_prefix(dp, "2001:db8:30::/64"))
+    names = [f"large-{tag}-{index}" for index in range(count)]
+    for name in names:
+        pool = CILIUM_LB_POOL.manifest(name, dp=dp, entries=[])
+        pool["metadata"]["labels"] = label
+        response = cluster.plane.request("POST", CILIUM_LB_POOL.collection(None), body=pool)
+        assert response.status == 201, response.body
+    try:
+        wait_condition_message(cluster, dp, "PoolsSynced", f"{count}/{count} pools in sync")
+
+        def ours() -> list[dict[str, Any]]:
+            return writes_about(cluster, lambda n: n == dp or n.startswith(f"large-{tag}-"))
+
+        before = len(ours())
+        patch_prefix(cluster, dp, "2001:db8:31::/64")
+        wait_for(
+            lambda: sum(w["objectRef"]["name"] != dp for w in ours()[before:]) >= count,
+            what="every pool written",
+        )
+        assert blocks(cluster, names[-1]) == [lb_block("2001:db8:31:0"), lb_block("2001:db8:30:0")]
+        changes = ours()[before:]
+        pool_writes = [w for w in changes if w["objectRef"]["name"] != dp]
+        status_write = next(w for w in changes if w["objectRef"].get("subresource") == "status")
+        assert len(pool_writes) == count, len(pool_writes)
+        last_answered = max(_at(w["stageTimestamp"]) for w in pool_writes)
+        assert _at(status_write["requestReceivedTimestamp"]) < last_answered
+    finally:
+        response = cluster.plane.request(
+            "DELETE",
+            CILIUM_LB_POOL.collection(None) + f"?labelSelector=dynamic-prefix-test/large%3D{tag}",
+        )
+        assert response.status == 200, response.body
