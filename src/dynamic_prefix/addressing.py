@@ -69,6 +69,15 @@ def _parse_prefix_text(text: str) -> IPv6Network:
 
 def parse_suffix(text: str) -> int:
     """A suffix written as an IPv6 address (``::f000:0:0:0``), as an integer."""
+    if not isinstance(text, str):
+        return int(parse_address(text))  # refused, with the reason
+    return _parse_suffix_text(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_suffix_text(text: str) -> int:
+    """`parse_suffix` of a string, remembered: each spec check reads the same few range
+    ends again (an int is immutable; a refused text raises each time)."""
     return int(parse_address(text))
 
 

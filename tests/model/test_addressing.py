@@ -41,6 +41,20 @@ def test_a_prefix_parsed_again_is_the_same_and_a_refused_one_is_refused_again() 
         parse_prefix(["2001:db8:1::/64"])  # type: ignore[arg-type]  # unhashable: no memo
 
 
+def test_a_suffix_parsed_again_is_the_same_and_a_refused_one_is_refused_again() -> None:
+    """parse_suffix remembers what it parsed: each spec check reads the same range ends."""
+    assert parse_suffix("::f000:0:0:0") == parse_suffix(" ::f000:0:0:0") == 0xF000 << 48
+    for _ in range(2):
+        with pytest.raises(AddressError, match="not a valid IPv6 address"):
+            parse_suffix("::g")
+        with pytest.raises(AddressError, match="is a prefix"):
+            parse_suffix("::1/64")
+    with pytest.raises(AddressError, match="as a string"):
+        parse_suffix(["::1"])  # type: ignore[arg-type]  # unhashable: no memo
+    with pytest.raises(AddressError, match="as a string"):
+        parse_suffix(1)  # type: ignore[arg-type]  # an int is no suffix text
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

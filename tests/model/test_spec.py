@@ -181,6 +181,31 @@ def test_validation_does_not_modify_its_input() -> None:
     assert original == MAXIMAL
 
 
+def test_defaulting_copies_all_the_way_down() -> None:
+    """with_defaults copies JSON data itself (faster than deepcopy) and anything else
+    with deepcopy: nothing of the result is shared with its input."""
+
+    class Odd:  # not JSON: what a caller's Mapping could hold
+        def __init__(self) -> None:
+            self.items = [1]
+
+    spec: dict[str, Any] = {
+        "acquisition": {"static": {"prefix": "2001:db8::/64"}},
+        "addressRanges": [{"name": "a", "start": "::1", "end": "::2", "odd": Odd()}],
+        "subnets": [{"name": "s", "prefixLength": 64, "flag": True, "n": 1.5}],
+    }
+    defaulted = with_defaults(api.spec_schema(), spec)
+    assert defaulted["addressRanges"][0]["name"] == "a"
+    assert defaulted["subnets"][0]["flag"] is True
+    assert defaulted["subnets"][0]["n"] == 1.5
+    defaulted["acquisition"]["static"]["prefix"] = "changed"
+    defaulted["addressRanges"].append({})
+    defaulted["addressRanges"][0]["odd"].items.append(2)
+    assert spec["acquisition"]["static"]["prefix"] == "2001:db8::/64"
+    assert len(spec["addressRanges"]) == 1
+    assert spec["addressRanges"][0]["odd"].items == [1]
+
+
 # --- refused -------------------------------------------------------------------------
 
 

@@ -153,16 +153,28 @@ def _join(path: str, name: str) -> str:
 
 def with_defaults(schema: JsonSchema, value: object) -> Any:
     """A deep copy of ``value`` with the schema's defaults filled in, as the API server does."""
-    result = copy.deepcopy(value)
+    result = _copied(value)
     _fill_defaults(schema, result)
     return result
+
+
+def _copied(value: object) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), several times faster
+    than `copy.deepcopy`, which it falls back to for anything else."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    if value is None or isinstance(value, str | int | float):  # (bool is an int)
+        return value
+    return copy.deepcopy(value)
 
 
 def _fill_defaults(schema: JsonSchema, value: object) -> None:
     if isinstance(value, dict):
         for name, item_schema in schema.get("properties", {}).items():
             if name not in value and "default" in item_schema:
-                value[name] = copy.deepcopy(item_schema["default"])
+                value[name] = _copied(item_schema["default"])
             if name in value:
                 _fill_defaults(item_schema, value[name])
     elif isinstance(value, list) and "items" in schema:
