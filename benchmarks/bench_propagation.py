@@ -176,14 +176,32 @@ def one_block_patch(round_number: int) -> dict[str, Any]:
 
 
 async def measure_floor(
-    api: Api, names: list[str], rounds: int, body: Callable[[int], dict[str, Any]]
+    api: Api,
+    names: list[str],
+    rounds: int,
+    body: Callable[[int], dict[str, Any]],
+    *,
+    watched: bool = False,
 ) -> tuple[list[float], list[float]]:
     """N merge patches of ``body(round)``, 64 at a time, straight to the API server; the
-    latency of each round and the API server's and etcd's CPU seconds for it."""
+    latency of each round and the API server's and etcd's CPU seconds for it.
+
+    ``watched``: timed as the operator is, until the same kind of watch has seen the last
+    pool. The watch is part of every operator round (it is how the benchmark sees the
+    pools change) and costs the API server and the shared cores its own share; the bare
+    floor does not pay it."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
     latencies, control = [], []
-    for round_number in range(rounds):
+    first_round = WATCHED_ROUNDS_FROM if watched else 0
+    for round_number in range(first_round, first_round + rounds):
         patch = body(round_number)
+        waiter = None
+        if watched:
+            marker = patch["spec"]["blocks"][1]["start"].removesuffix("::")
+            listing = await api.call("GET", POOLS + "?limit=1")
+            version = listing["metadata"]["resourceVersion"]
+            waiter = asyncio.create_task(wait_all_updated(api, set(names), marker, version))
+            await asyncio.sleep(0.05)  # the watch is established
 
         async def one(name: str, patch: dict[str, Any] = patch) -> None:
             async with semaphore:
@@ -192,36 +210,11 @@ async def measure_floor(
         plane_before = plane_cpu(api.plane)
         started = time.monotonic()
         await asyncio.gather(*(one(name) for name in names))
-        latencies.append(time.monotonic() - started)
+        finished = time.monotonic() if waiter is None else await asyncio.wait_for(waiter, 120)
+        latencies.append(finished - started)
         await asyncio.sleep(0.5)  # the operator's watch sees the floor's writes too
         control.append(plane_cpu(api.plane) - plane_before)
     return latencies, control
-
-
-async def measure_watched_floor(api: Api, names: list[str], rounds: int) -> list[float]:
-    """The floor measured as the operator is: the same N patches, timed until the same
-    kind of watch has seen the last pool. The watch is part of every operator round (it
-    is how the benchmark sees the pools change) and costs the API server and the shared
-    cores its own share; the bare floor does not pay it."""
-    semaphore = asyncio.Semaphore(CONCURRENCY)
-    latencies = []
-    for round_number in range(WATCHED_ROUNDS_FROM, WATCHED_ROUNDS_FROM + rounds):
-        patch = operator_like_patch(round_number)
-        marker = patch["spec"]["blocks"][1]["start"].removesuffix("::")
-        listing = await api.call("GET", POOLS + "?limit=1")
-        version = listing["metadata"]["resourceVersion"]
-        waiter = asyncio.create_task(wait_all_updated(api, set(names), marker, version))
-        await asyncio.sleep(0.05)  # the watch is established
-
-        async def one(name: str, patch: dict[str, Any] = patch) -> None:
-            async with semaphore:
-                await api.call("PATCH", f"{POOLS}/{name}", patch, merge=True)
-
-        started = time.monotonic()
-        await asyncio.gather(*(one(name) for name in names))
-        latencies.append(await asyncio.wait_for(waiter, 120) - started)
-        await asyncio.sleep(0.5)
-    return latencies
 
 
 WATCHED_ROUNDS_FROM = 1000
@@ -297,7 +290,9 @@ async def run_size(
         )  # fmt: skip
         await measure_floor(api, floor_names, 1, operator_like_patch)  # the same warm-up
         floor, floor_control = await measure_floor(api, floor_names, rounds, operator_like_patch)
-        watched = await measure_watched_floor(api, floor_names, rounds)
+        watched, _ = await measure_floor(
+            api, floor_names, rounds, operator_like_patch, watched=True
+        )
         small_names = [f"small-{n}-{i}" for i in range(n)]
         await asyncio.gather(
             *(api.call("POST", POOLS, {**user_pool, "metadata": {"name": name}})

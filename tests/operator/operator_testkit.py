@@ -12,6 +12,7 @@ import abc
 import asyncio
 import copy
 import dataclasses
+import datetime as dt
 import ipaddress
 import itertools
 import json
@@ -254,6 +255,11 @@ def writes_about(cluster: Cluster, match: Callable[[str], bool]) -> list[dict[st
         if (ref := w.get("objectRef") or {}).get("resource") != "events"
         and match(str(ref.get("name") or ""))
     ]  # fmt: skip
+
+
+def audit_time(timestamp: str) -> dt.datetime:
+    """A timestamp of the audit log (``requestReceivedTimestamp``, ``stageTimestamp``)."""
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def writes_to(cluster: Cluster, *names: str) -> list[dict[str, Any]]:

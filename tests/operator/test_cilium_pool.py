@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from typing import Any
 
@@ -10,6 +9,7 @@ from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
     DP_PATH,
+    audit_time,
     blocks,
     dynamic_prefix,
     lb_block,
@@ -61,24 +61,25 @@ def test_pool_is_filled_then_follows_rotations_keeping_user_blocks(
     assert [h["prefix"] for h in status["history"]] == ["2001:db8:3::/64", "2001:db8:2::/64"]
 
 
+def _one_filled_pool(cluster: Cluster, what: str, head: str) -> tuple[str, str, str]:
+    """A DynamicPrefix ``what-TAG`` of ``head::/64`` and one pool of it, filled and
+    counted in its status; (tag, DynamicPrefix, pool)."""
+    tag = secrets.token_hex(3)
+    dp, name = f"{what}-{tag}", f"pool-{tag}"
+    cluster.apply(dynamic_prefix(dp, f"{head}::/64"))
+    cluster.apply(CILIUM_LB_POOL.manifest(name, dp=dp, entries=[]))
+    wait_for(lambda: blocks(cluster, name) == [lb_block(f"{head}:0")], what="fill")
+    # the status that counts the pool, not one written before the pool was seen
+    wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
+    return tag, dp, name
+
+
 def test_reconciling_unchanged_state_makes_no_writes(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
-    tag = secrets.token_hex(3)
-    dp, name = f"idle-{tag}", f"pool-{tag}"
-    cluster.apply(dynamic_prefix(dp, "2001:db8:10::/64"))
-    cluster.apply(CILIUM_LB_POOL.manifest(name, dp=dp, entries=[]))
-    wait_for(lambda: blocks(cluster, name) == [lb_block("2001:db8:10:0")], what="fill")
-    # the status that counts the pool, not one written before the pool was seen
-    wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
+    tag, dp, name = _one_filled_pool(cluster, "idle", "2001:db8:10")
 
-    def writes_about_us() -> list[dict[str, Any]]:
-        return [
-            w for w in cluster.operator_writes()
-            if (w.get("objectRef") or {}).get("name") in (dp, name)
-        ]  # fmt: skip
-
-    before = len(writes_about_us())
+    before = len(writes_to(cluster, dp, name))
     # Events that change nothing the operator renders: an unrelated annotation on both.
     cluster.patch(CILIUM_LB_POOL.path(name), {"metadata": {"annotations": {"note": "touched"}}})
     cluster.patch(f"{DP_PATH}/{dp}", {"metadata": {"annotations": {"note": "touched"}}})
@@ -86,11 +87,7 @@ def test_reconciling_unchanged_state_makes_no_writes(
     other = f"marker-{tag}"
     cluster.apply(dynamic_prefix(other, "2001:db8:11::/64"))
     wait_ready(cluster, other)
-    assert len(writes_about_us()) == before, writes_about_us()[before:]
-
-
-def _at(timestamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    assert len(writes_to(cluster, dp, name)) == before, writes_to(cluster, dp, name)[before:]
 
 
 def test_the_status_is_written_once_the_pool_write_is_answered(
@@ -99,12 +96,7 @@ def test_the_status_is_written_once_the_pool_write_is_answered(
     """What users reach goes first (design.md, Order of writes): in a one-pool change the
     status write reaches the API server after the pool's write was answered, not while
     it is in flight, where it would compete with it for two shared cores."""
-    tag = secrets.token_hex(3)
-    dp, name = f"first-{tag}", f"pool-{tag}"
-    cluster.apply(dynamic_prefix(dp, "2001:db8:20::/64"))
-    cluster.apply(CILIUM_LB_POOL.manifest(name, dp=dp, entries=[]))
-    wait_for(lambda: blocks(cluster, name) == [lb_block("2001:db8:20:0")], what="fill")
-    wait_condition_message(cluster, dp, "PoolsSynced", "1/1 pools in sync")
+    _, dp, name = _one_filled_pool(cluster, "first", "2001:db8:20")
     before = len(writes_to(cluster, dp, name))
     for prefix in ("2001:db8:21::/64", "2001:db8:22::/64", "2001:db8:23::/64"):
         patch_prefix(cluster, dp, prefix)
@@ -114,14 +106,14 @@ def test_the_status_is_written_once_the_pool_write_is_answered(
     status_writes = [w for w in changes if w["objectRef"].get("subresource") == "status"]
     assert len(pool_writes) == 3, changes
     for pool_write in pool_writes:
-        sent, answered = (_at(pool_write["requestReceivedTimestamp"]),
-                          _at(pool_write["stageTimestamp"]))  # fmt: skip
+        sent, answered = (audit_time(pool_write["requestReceivedTimestamp"]),
+                          audit_time(pool_write["stageTimestamp"]))  # fmt: skip
         # the change's status write is the first one after the pool write arrived
         status_write = min(
-            (w for w in status_writes if _at(w["requestReceivedTimestamp"]) >= sent),
-            key=lambda w: _at(w["requestReceivedTimestamp"]),
+            (w for w in status_writes if audit_time(w["requestReceivedTimestamp"]) >= sent),
+            key=lambda w: audit_time(w["requestReceivedTimestamp"]),
         )
-        received = _at(status_write["requestReceivedTimestamp"])
+        received = audit_time(status_write["requestReceivedTimestamp"])
         assert received >= answered, (pool_write, status_write)
 
 
@@ -157,8 +149,8 @@ def test_a_large_change_does_not_hold_the_status_back(
         pool_writes = [w for w in changes if w["objectRef"]["name"] != dp]
         status_write = next(w for w in changes if w["objectRef"].get("subresource") == "status")
         assert len(pool_writes) == count, len(pool_writes)
-        last_answered = max(_at(w["stageTimestamp"]) for w in pool_writes)
-        assert _at(status_write["requestReceivedTimestamp"]) < last_answered
+        last_answered = max(audit_time(w["stageTimestamp"]) for w in pool_writes)
+        assert audit_time(status_write["requestReceivedTimestamp"]) < last_answered
     finally:
         response = cluster.plane.request(
             "DELETE",

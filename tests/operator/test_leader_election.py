@@ -23,6 +23,7 @@ from testbed.controlplane import ControlPlane
 from testbed.harness import Cluster, OperatorProcess, wait_for
 from tests.operator.operator_testkit import (
     CILIUM_LB_POOL,
+    audit_time,
     blocks,
     dynamic_prefix,
     lb_block,
@@ -141,8 +142,7 @@ def test_a_stalled_leader_writes_nothing_after_a_standby_took_over(
     )
     late = [
         w for w in writes_by(cluster, replicas.first_id)
-        if dt.datetime.fromisoformat(w["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        > stopped_at
+        if audit_time(w["requestReceivedTimestamp"]) > stopped_at
     ]  # fmt: skip
     assert late == [], json.dumps(late, indent=1)[:2000]
     assert lease_holder(cluster, lease) == replicas.second_id
