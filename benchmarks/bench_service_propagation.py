@@ -5,7 +5,11 @@ For N = 1, 100, 1000 LoadBalancer Services opted in to one DynamicPrefix (static
 last Service's ``lbipam.cilium.io/ips`` starts with its address in the new prefix, seen
 through a watch on the Services. The floor: the same N Service annotation updates issued
 directly by a minimal concurrent PATCH loop (same concurrency as the operator, 64), no
-operator involved, writing as many bytes as the operator does. Also the operator's CPU
+operator involved, writing as many bytes as the operator does to Services shaped as the
+operator's are (the same annotations, created by one field manager and written by
+another); beside it the floor of the tables before 2026-12-06 (Services without
+annotations, written under their creator's manager) and the floor seen by a watch. The
+rounds of the operator and of the floors are interleaved. Also the operator's CPU
 time per change (steadier than latency on a shared machine), its resident memory while
 it holds the N Services, and then with 1000 pools and 1000 Services at once.
 
@@ -29,8 +33,11 @@ from typing import Any
 
 import aiohttp
 from bench_propagation import (
+    FLOOR_DOMAIN,
+    FLOOR_MANAGER,
     Api,
     api_path,
+    in_turn,
     percentile,
     process_stats,
     start_profiler,
@@ -170,48 +177,54 @@ async def measure_operator(
 
 
 async def measure_floor(
-    kube: Api, names: list[str], rounds: int, *, watched: bool = False
-) -> list[float]:
-    """N merge patches of Service annotations (the IPAM's, the DNS target and two records
-    of the same size as the operator's), 64 at a time, straight to the API server.
+    kube: Api, names: list[str], round_number: int, *, watched: bool = False, shaped: bool = True
+) -> float:
+    """One round of N merge patches of Service annotations (the IPAM's, the DNS target,
+    and records of the same size as the operator's), 64 at a time, straight to the API
+    server; its latency.
 
-    ``watched``: timed as the operator is, until a watch of the floor's Services has seen
-    the last one (that watch costs the API server and the shared cores their share)."""
+    ``shaped``: what the operator writes (with last-sync), under a field manager of the
+    floor's own, to Services shaped as the operator's are (`floor_services`); else the
+    floor of the tables before 2026-12-06 (no last-sync, the creator's manager, Services
+    without annotations). ``watched``: timed as the operator is, until a watch of the
+    floor's Services has seen the last one (that watch costs the API server and the
+    shared cores their share)."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
-    latencies = []
-    first_round = WATCHED_ROUNDS_FROM if watched else 0
-    for round_number in range(first_round, first_round + rounds):
+    query = f"?fieldManager={FLOOR_MANAGER}" if shaped else ""
 
-        async def one(index: int, name: str, round_number: int = round_number) -> None:
-            # what the operator writes with maxPrefixHistory 2: the new address and the
-            # two before it, the DNS target, and its two records (under other names: the
-            # operator would take its own records on a Service it does not serve back)
-            ips = ",".join(f"2001:db8:ffff:{r:x}:ffff:0:0:{index + 1:x}"
-                           for r in range(round_number + 2, round_number - 1, -1))  # fmt: skip
-            new = ips.split(",", 1)[0]
-            annotations = {IPS: ips, "floor.example/managed-ips": ips, DNS_TARGET: new,
-                           "floor.example/managed-targets": new}  # fmt: skip
-            body = {"metadata": {"annotations": annotations}}
-            async with semaphore:
-                await kube.call("PATCH", f"{SERVICES}/{name}", body, merge=True)
+    async def one(index: int, name: str) -> None:
+        # what the operator writes with maxPrefixHistory 2: the new address and the two
+        # before it, the DNS target, and its records (under other names: the operator
+        # would take its own records on a Service it does not serve back)
+        ips = ",".join(f"2001:db8:ffff:{r:x}:ffff:0:0:{index + 1:x}"
+                       for r in range(round_number + 2, round_number - 1, -1))  # fmt: skip
+        new = ips.split(",", 1)[0]
+        annotations = {IPS: ips, f"{FLOOR_DOMAIN}/managed-ips": ips, DNS_TARGET: new,
+                       f"{FLOOR_DOMAIN}/managed-targets": new}  # fmt: skip
+        if shaped:
+            annotations[f"{FLOOR_DOMAIN}/last-sync"] = "2026-12-05T00:00:00Z"
+        body = {"metadata": {"annotations": annotations}}
+        async with semaphore:
+            await kube.call("PATCH", f"{SERVICES}/{name}{query}", body, merge=True)
 
-        waiter = None
-        if watched:
-            head = f"2001:db8:ffff:{round_number + 2:x}:ffff:0:0"  # the first address
-            expected = {name: IPv6Address(f"{head}:{index + 1:x}")
-                        for index, name in enumerate(names)}  # fmt: skip
-            ready = asyncio.Event()
-            waiter = asyncio.create_task(wait_all_updated(kube, expected, ready, role="floor"))
-            await asyncio.wait_for(ready.wait(), 60)  # the watch is established
-        started = time.monotonic()
-        await asyncio.gather(*(one(index, name) for index, name in enumerate(names)))
-        finished = time.monotonic() if waiter is None else await asyncio.wait_for(waiter, 180)
-        latencies.append(finished - started)
-    return latencies
+    waiter = None
+    if watched:
+        head = f"2001:db8:ffff:{round_number + 2:x}:ffff:0:0"  # the first address
+        expected = {name: IPv6Address(f"{head}:{index + 1:x}")
+                    for index, name in enumerate(names)}  # fmt: skip
+        ready = asyncio.Event()
+        waiter = asyncio.create_task(wait_all_updated(kube, expected, ready, role="floor"))
+        await asyncio.wait_for(ready.wait(), 60)  # the watch is established
+    started = time.monotonic()
+    await asyncio.gather(*(one(index, name) for index, name in enumerate(names)))
+    finished = time.monotonic() if waiter is None else await asyncio.wait_for(waiter, 180)
+    await asyncio.sleep(0.5)  # the operator's watch sees the floor's writes too
+    return finished - started
 
 
 WATCHED_ROUNDS_FROM = 1000
-"""Round numbers of the watched floor: its addresses differ from the bare floor's."""
+"""Round numbers of the watched floor: its addresses differ from the bare floor's (a
+watch that started after them could not tell a round's writes from the last one's)."""
 
 
 def service_body(name: str, role: str, annotations: dict[str, str]) -> dict[str, Any]:
@@ -238,6 +251,18 @@ def opted_in_services(dp: str, names: list[str]) -> list[dict[str, Any]]:
             api.ANNOTATION_NAME: dp, f"{api.GROUP}/service-address-range": "lb",
             f"{api.GROUP}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
             f"{api.GROUP}/lb-provider": "cilium"})
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+
+
+def floor_services(dp: str, names: list[str]) -> list[dict[str, Any]]:
+    """Services for the floor to write, shaped as `opted_in_services` are: the same
+    annotations under `FLOOR_DOMAIN` (the operator does not serve them)."""
+    return [
+        service_body(name, "floor", {
+            f"{FLOOR_DOMAIN}/name": dp, f"{FLOOR_DOMAIN}/service-address-range": "lb",
+            f"{FLOOR_DOMAIN}/suffix": str(IPv6Address(SUFFIX_BASE | (i + 1))),
+            f"{FLOOR_DOMAIN}/lb-provider": "cilium"})
         for i, name in enumerate(names)
     ]  # fmt: skip
 
@@ -276,34 +301,54 @@ async def delete_prefix(kube: Api, dp: str) -> None:
 async def run_size(
     plane: ControlPlane, n: int, rounds: int, offset: int, pid: int
 ) -> dict[str, Any]:
+    """The operator's rounds and the floors', interleaved (round r of each runs before
+    round r + 1 of any, in turns, `in_turn`), so that the machine's drift weighs on all
+    of them alike."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         kube = Api(plane, session)
         dp = f"bench-svc-{n}"
         await create_ha_prefix(kube, dp, f"2001:db8:{offset:x}::/64")
         names = [service_name(i) for i in range(n)]
+        floor_names = [f"floor-svc-{i}" for i in range(n)]
+        plain_names = [f"plain-svc-{i}" for i in range(n)]
         created = time.monotonic()
         await create_services(kube, opted_in_services(dp, names))
         create_seconds = time.monotonic() - created
+        await create_services(kube, floor_services(dp, floor_names))
+        await create_services(kube, [service_body(name, "plain", {}) for name in plain_names])
+        result: dict[str, Any] = {"n": n, "create": create_seconds, "operator": [], "cpu": [],
+                                  "floor": [], "watched": [], "plain": []}  # fmt: skip
         try:
-            # one unmeasured rotation: every Service is served and indexed before measuring
+            # one unmeasured round of each: every Service is served and indexed first
             await measure_operator(kube, dp, n, 1, offset=offset, pid=pid)
+            await measure_floor(kube, floor_names, 0)
+            await measure_floor(kube, plain_names, 0, shaped=False)
             profiler = start_profiler(pid, n)
-            latencies, cpu = await measure_operator(kube, dp, n, rounds, offset=offset + 1, pid=pid)
+            for round_number in range(1, rounds + 1):
+                for kind in in_turn(("operator", "floor", "watched", "plain"), round_number):
+                    if kind == "operator":
+                        latency, cpu = await measure_operator(
+                            kube, dp, n, 1, offset=offset + round_number, pid=pid
+                        )
+                        result["operator"] += latency
+                        result["cpu"] += cpu
+                    elif kind == "watched":
+                        watched_round = WATCHED_ROUNDS_FROM + round_number
+                        result["watched"].append(
+                            await measure_floor(kube, floor_names, watched_round, watched=True)
+                        )
+                    else:
+                        shaped = kind == "floor"
+                        result[kind].append(await measure_floor(
+                            kube, floor_names if shaped else plain_names, round_number,
+                            shaped=shaped))  # fmt: skip
             stop_profiler(profiler)
-            rss = process_stats(pid)[0]
+            result["rss"] = process_stats(pid)[0]
         finally:
-            await delete_services(kube, names)
+            await delete_services(kube, names + floor_names + plain_names)
             await delete_prefix(kube, dp)
-        floor_names = [f"floor-svc-{i}" for i in range(n)]
-        await create_services(kube, [service_body(name, "floor", {}) for name in floor_names])
-        try:
-            floor = await measure_floor(kube, floor_names, rounds)
-            watched = await measure_floor(kube, floor_names, rounds, watched=True)
-        finally:
-            await delete_services(kube, floor_names)
         await asyncio.sleep(1)  # the operator sees the deletions before the next size
-        return {"n": n, "operator": latencies, "floor": floor, "cpu": cpu, "rss": rss,
-                "create": create_seconds, "watched": watched}  # fmt: skip
+        return result
 
 
 async def measure_memory(plane: ControlPlane, pid: int, count: int) -> tuple[float, float]:
@@ -349,7 +394,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    with ControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
+    # the operator's Services and the floors' (3,000 at N = 1,000) each take a node port
+    node_ports = {"--service-node-port-range": "30000-34999"}
+    with (
+        ControlPlane(apiserver_flags=node_ports) as plane,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         plane.kubectl("apply", "-f", str(ROOT / "deploy/crd/dynamicprefixes.yaml"))
         plane.kubectl("apply", "-f", str(ROOT / "testbed/crds/cilium-v2.yaml"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
@@ -377,18 +427,23 @@ def main() -> None:
     )
     print("| Services | operator p50 | operator p95 | floor p50 | floor p95 | p50 ratio "
           "| operator CPU per change, p50 | operator RSS with N Services "
-          "| floor seen by a watch p50 (ratio) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| floor seen by a watch p50 (ratio) | plain-Service floor p50 (ratio) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
-        op, fl = result["operator"], result["floor"]
-        ratio = statistics.median(op) / statistics.median(fl)
+        op = statistics.median(result["operator"])
+
+        def beside(key: str, result: dict[str, Any] = result, op: float = op) -> str:
+            floor = statistics.median(result[key])
+            return f"{floor * 1000:.0f} ms ({op / floor:.2f})"
+
         print(
-            f"| {result['n']} | {statistics.median(op) * 1000:.0f} ms | "
-            f"{percentile(op, 0.95) * 1000:.0f} ms | {statistics.median(fl) * 1000:.0f} ms | "
-            f"{percentile(fl, 0.95) * 1000:.0f} ms | {ratio:.2f} | "
+            f"| {result['n']} | {op * 1000:.0f} ms | "
+            f"{percentile(result['operator'], 0.95) * 1000:.0f} ms | "
+            f"{statistics.median(result['floor']) * 1000:.0f} ms | "
+            f"{percentile(result['floor'], 0.95) * 1000:.0f} ms | "
+            f"{op / statistics.median(result['floor']):.2f} | "
             f"{statistics.median(result['cpu']) * 1000:.0f} ms | {result['rss']:.0f} MiB | "
-            f"{statistics.median(result['watched']) * 1000:.0f} ms "
-            f"({statistics.median(op) / statistics.median(result['watched']):.2f}) |"
+            f"{beside('watched')} | {beside('plain')} |"
         )
     print(f"\noperator resident memory before any Service: {idle_rss:.0f} MiB")
     if memory is not None:

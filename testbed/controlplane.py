@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -188,8 +188,16 @@ class ControlPlane(Lifecycle):
     atexit so an interrupted run does not leave daemons behind.
     """
 
-    def __init__(self, *, assets: Path | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        assets: Path | None = None,
+        startup_timeout: float = 60.0,
+        apiserver_flags: Mapping[str, str] | None = None,
+    ) -> None:
+        """``apiserver_flags``: more flags for kube-apiserver, or other values for ours."""
         self._assets = assets
+        self._extra_apiserver_flags = dict(apiserver_flags or {})
         self._startup_timeout = startup_timeout
         self._tls = _insecure_tls()
         self._workdir: Path | None = None
@@ -289,6 +297,7 @@ class ControlPlane(Lifecycle):
             "--audit-policy-file": str(workdir / "audit-policy.yaml"),
             "--audit-log-path": str(workdir / "audit.log"),
             "--audit-log-mode": "blocking",
+            **self._extra_apiserver_flags,
         }
         self._apiserver_launch = (assets / "kube-apiserver", apiserver_flags, rundir)
         apiserver = self._spawn("kube-apiserver", assets / "kube-apiserver", apiserver_flags,

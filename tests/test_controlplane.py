@@ -131,6 +131,17 @@ class TestLifecycle:
             urllib.request.urlopen(f"{server}/readyz", timeout=5)
         assert control_plane.request("GET", "/readyz").status == 200
 
+    def test_flags_given_for_the_api_server_reach_it(self) -> None:
+        service = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "lb", "namespace": "default"},
+                   "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}  # fmt: skip
+
+        with ControlPlane(apiserver_flags={"--service-node-port-range": "40000-40001"}) as plane:
+            created = plane.request("POST", "/api/v1/namespaces/default/services", body=service)
+
+        assert created.status == 201, created.body
+        assert created.json()["spec"]["ports"][0]["nodePort"] in (40000, 40001)
+
     def test_missing_binaries_are_an_error_naming_the_directory(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
