@@ -178,9 +178,9 @@ and writes have the operator's bytes, and not the operator's (it would take them
 FLOOR_MANAGER = "floor"
 """The floor loop's field manager. The operator writes pools that someone else created
 (here the benchmark, in a cluster kubectl or Helm) under its own manager, so each of its
-pools has two entries in managedFields, which the API server merges on every write: a
-floor that wrote under the creator's manager would write smaller pools, at about three
-quarters of the API server's CPU per write (measured at 1,000 pools)."""
+pools has two entries in managedFields, which the API server merges on every write. At
+1,000 pools, writing under the creator's manager cost the API server 14% less CPU per
+write, and 22% less without the reference annotations too (docs/benchmarks.md)."""
 
 
 def floor_pool(name: str, dp: str, *, shaped: bool = True) -> dict[str, Any]:
@@ -253,12 +253,18 @@ KINDS = ("operator", *FLOORS)
 
 
 def in_turn(kinds: Sequence[str], round_number: int) -> list[str]:
-    """The order of the kinds' rounds in round ``round_number``: rotated each round, so
-    that each kind comes first, and right after each other, as often as the others (a
-    round inherits some of the last one's work: the API server's garbage collection, the
-    operator's events)."""
-    shift = round_number % len(kinds)
-    return [*kinds[shift:], *kinds[:shift]]
+    """The order of the kinds' rounds in round ``round_number``: a balanced (Williams)
+    design. Over ``len(kinds)`` rounds, twice that for an odd number of kinds, each kind
+    comes first as often as any other and right after each other kind equally often:
+    a round inherits some of the one before it (the API server's garbage collection, the
+    operator's events), and no kind may always inherit the same one's."""
+    count = len(kinds)
+    # 0, 1, n-1, 2, n-2, ...: each difference between neighbours occurs once
+    first = [0, *((step + 1) // 2 if step % 2 else count - step // 2 for step in range(1, count))]
+    orders = [[(index + shift) % count for index in first] for shift in range(count)]
+    if count % 2:
+        orders += [order[::-1] for order in orders]
+    return [kinds[index] for index in orders[round_number % len(orders)]]
 
 
 WATCHED_ROUNDS_FROM = 1000
