@@ -36,6 +36,15 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 WRITE_VERBS = frozenset({"create", "patch", "update", "delete"})
 REQUESTS_IN_FLIGHT = 64  # connections for requests: the reconcilers run 64 at a time each
 OWN_WRITES_REMEMBERED = 65536  # resourceVersions of our writes awaiting their watch echo
+WATCH_SILENCE_SECONDS = 90.0
+"""A watch that brings nothing for this long, not even a bookmark, is ended, and the
+informer watches again from the last version it saw. Asked for bookmarks, the API server
+sends one about every minute on a kind that has had any event, so a healthy watch is
+never this quiet for long; but an API server has been seen to stop delivering to a
+watch it kept open (kube-apiserver 1.20 under heavy Service churn: silent until the
+watch's own 300 s were up, then the held-back events all came with the next watch;
+docs/benchmarks.md). A kind with no event at all is watched again this often, which
+costs one request."""
 _MODIFIED = b'"type":"MODIFIED"'
 _RESOURCE_VERSION_KEY = b'"resourceVersion":"'
 _RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
@@ -103,8 +112,10 @@ class KubeClient:
         *,
         user_agent: str = "dynamic-prefix",
         may_write: Callable[[], bool] | None = None,
+        watch_silence: float = WATCH_SILENCE_SECONDS,
     ) -> None:
         self._config = config
+        self.watch_silence = watch_silence
         self._user_agent = user_agent
         self._may_write = may_write
         self._session: aiohttp.ClientSession | None = None
@@ -315,7 +326,8 @@ class KubeClient:
         own_writes: bool = False,
         keep_line: Callable[[bytes], bool] | None = None,
     ) -> AsyncIterator[WatchEvent]:
-        """The events of one watch request, until the server ends it; `Gone` if too old.
+        """The events of one watch request, until the server ends it or it brings nothing
+        for `watch_silence` seconds; `Gone` if too old.
 
         With ``own_writes``, the echo of a modification this client made is not decoded:
         it comes as an OWN_WRITE event holding only its resourceVersion. A prefix change
@@ -340,32 +352,46 @@ class KubeClient:
             async with self._session.get(
                 url,
                 headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=self.watch_silence),
             ) as response:
                 if response.status >= 400:
                     raise error_for(response.status, _decode(await response.text()))
-                async for line in response.content:
-                    if not line.strip():
-                        continue
-                    if versions is not None and (version := self._own_write(versions, line)):
-                        yield WatchEvent("OWN_WRITE", {"metadata": {"resourceVersion": version}})
-                        continue
-                    if keep_line is not None and not _always_kept(line) and not keep_line(line):
-                        continue
-                    event = json.loads(line)
-                    _drop_managed_fields(event.get("object"))
-                    if event.get("type") == "ERROR":
-                        status = event.get("object", {})
-                        raise error_for(int(status.get("code", 500)), status)
-                    if versions:
-                        seen = (event.get("object", {}).get("metadata") or {}).get(
-                            "resourceVersion"
-                        )
-                        if isinstance(seen, str) and seen.isdigit():
-                            _forget_up_to(versions, int(seen))
-                    yield WatchEvent(event["type"], event["object"])
+                async for event in self._events(response, resource, versions, keep_line):
+                    yield event
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise TemporaryError(0, f"watch {resource}: {error!r}") from error
+
+    async def _events(
+        self,
+        response: aiohttp.ClientResponse,
+        resource: Resource,
+        versions: dict[str, None] | None,
+        keep_line: Callable[[bytes], bool] | None,
+    ) -> AsyncIterator[WatchEvent]:
+        """The events of one watch's answer, until it ends or falls silent for
+        `watch_silence` seconds (`WATCH_SILENCE_SECONDS`: then it just ends)."""
+        try:
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                if versions is not None and (version := self._own_write(versions, line)):
+                    yield WatchEvent("OWN_WRITE", {"metadata": {"resourceVersion": version}})
+                    continue
+                if keep_line is not None and not _always_kept(line) and not keep_line(line):
+                    continue
+                event = json.loads(line)
+                _drop_managed_fields(event.get("object"))
+                if event.get("type") == "ERROR":
+                    status = event.get("object", {})
+                    raise error_for(int(status.get("code", 500)), status)
+                if versions:
+                    seen = (event.get("object", {}).get("metadata") or {}).get("resourceVersion")
+                    if isinstance(seen, str) and seen.isdigit():
+                        _forget_up_to(versions, int(seen))
+                yield WatchEvent(event["type"], event["object"])
+        except aiohttp.ServerTimeoutError:
+            logger.debug("watch %s: nothing for %.0f s; watching again", resource,
+                         self.watch_silence)  # fmt: skip
 
     async def discover_group(self, group: str) -> list[dict[str, Any]]:
         """The versions a group serves (``[]`` if none), preferred version first."""
