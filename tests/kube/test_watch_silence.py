@@ -62,7 +62,7 @@ class QuietServer:
 
 
 async def watch_through_silence(silence: float) -> tuple[list[tuple[str | None, str]], list[str]]:
-    """What an informer hands over in 3 s, and the watch requests the server saw."""
+    """What an informer hands over in 4 s, and the watch requests the server saw."""
     server = QuietServer([[{"type": "ADDED", "object": thing("b", 2)}],
                           [{"type": "MODIFIED", "object": thing("b", 3)}]])  # fmt: skip
     listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
@@ -74,7 +74,7 @@ async def watch_through_silence(silence: float) -> tuple[list[tuple[str | None, 
             informer = Informer(client, THINGS, lambda kind, obj: seen.append(
                 (kind, obj["metadata"]["resourceVersion"])))  # fmt: skip
             task = asyncio.create_task(informer.run())
-            await asyncio.sleep(3)
+            await asyncio.sleep(4)
             task.cancel()
     finally:
         listener.close()
@@ -88,7 +88,7 @@ def test_a_silent_watch_is_watched_again_from_the_last_version_seen(
 ) -> None:
     caplog.set_level(logging.INFO)
 
-    seen, queries = asyncio.run(watch_through_silence(0.5))
+    seen, queries = asyncio.run(watch_through_silence(1.0))
 
     assert seen == [(None, "1"), ("ADDED", "2"), ("MODIFIED", "3")]
     assert "resourceVersion=1" in queries[0]

@@ -185,6 +185,43 @@ def wait_event_on(cluster: Cluster, name: str, reason: str) -> dict[str, Any]:
     return found[0]
 
 
+def test_a_service_written_between_changes_is_counted_once_in_the_next_event(
+    cluster: Cluster, shared_operator: OperatorProcess, tag: str
+) -> None:
+    dp = f"once-{tag}"
+    first, second = (f"2001:db8:{n}{tag[:2]}::/64" for n in (5, 6))
+    other_suffix = "::ffff:0:0:3"
+    cluster.apply(ha_prefix(dp, first))
+    name = f"once-{tag}"
+    cluster.apply(lb_service(name, opted_in(dp, **{"dynamic-prefix.io/suffix": SUFFIX})))
+    wait_for(
+        lambda: "1/1 services in sync" in (condition_message(cluster, dp, "ServicesSynced") or ""),
+        timeout=WAIT_SECONDS, what="the Service served and counted",
+    )  # fmt: skip
+    # its user moves it to another suffix: the operator writes it on its own event...
+    moved = {"metadata": {"annotations": {"dynamic-prefix.io/suffix": other_suffix}}}
+    cluster.patch(f"{SERVICES}/{name}", moved)
+    wait_annotation(cluster, name, CILIUM, address(first, other_suffix), "the new suffix")
+
+    set_prefix(cluster, dp, second)  # ...and again in the change
+    both = f"{address(second, other_suffix)},{address(first, other_suffix)}"
+    wait_annotation(cluster, name, CILIUM, both, "rotated")
+
+    assert wait_event_messages(cluster, dp, f"for prefix {second}:") == [
+        f"1 Service(s) updated for prefix {second}: service/{NAMESPACE}/{name}"
+    ]
+
+
+def wait_event_messages(cluster: Cluster, name: str, fragment: str) -> list[str]:
+    """The messages of the ServicesUpdated events about ``name`` that hold ``fragment``."""
+    return wait_for(
+        lambda: [e["message"] for e in events_about(cluster, name, namespace=NAMESPACE,
+                                                    reason="ServicesUpdated")
+                 if fragment in e["message"]],
+        timeout=WAIT_SECONDS, what=f"a ServicesUpdated event about {name} with {fragment!r}",
+    )  # fmt: skip
+
+
 def test_user_entries_survive_fifty_rotations_and_every_release_is_exact(
     cluster: Cluster, shared_operator: OperatorProcess, tag: str
 ) -> None:

@@ -352,7 +352,10 @@ class KubeClient:
             async with self._session.get(
                 url,
                 headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=self.watch_silence),
+                # (a request's timeout replaces the session's: the connect bound is repeated)
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=10, sock_read=self.watch_silence
+                ),
             ) as response:
                 if response.status >= 400:
                     raise error_for(response.status, _decode(await response.text()))
@@ -389,7 +392,7 @@ class KubeClient:
                     if isinstance(seen, str) and seen.isdigit():
                         _forget_up_to(versions, int(seen))
                 yield WatchEvent(event["type"], event["object"])
-        except aiohttp.ServerTimeoutError:
+        except aiohttp.SocketTimeoutError:
             logger.debug("watch %s: nothing for %.0f s; watching again", resource,
                          self.watch_silence)  # fmt: skip
 

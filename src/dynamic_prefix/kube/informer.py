@@ -50,7 +50,8 @@ class ListWatch(Protocol):
         own_writes: bool = ...,
         keep_line: Callable[[bytes], bool] | None = ...,
     ) -> AsyncIterator[WatchEvent]:
-        """The events after ``resource_version`` until the server ends the request."""
+        """The events after ``resource_version`` until the server ends the request, or
+        the client ends it after a silence (`kube.client.WATCH_SILENCE_SECONDS`)."""
         ...
 
 

@@ -718,7 +718,7 @@ class Controller:
             "%d pool(s) reconciled, and %d Service(s), in %.0f ms",
             len(keys), len(services), (time.monotonic() - started) * 1000,
         )  # fmt: skip
-        moved = self.services.updated.pop(name, [])
+        moved = list(self.services.updated.pop(name, {}))
         body = self.dynamic_prefixes.get(name)
         if body is not None:
             await self._announce(body, "PoolsUpdated", "pool(s)", updated)

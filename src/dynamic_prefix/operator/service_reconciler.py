@@ -100,9 +100,10 @@ class ServiceReconciler:
         self._semaphore = asyncio.Semaphore(concurrency)
         self.placements = PlacementCache()
         self._once = OncePerMessage(recorder)
-        self.updated: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
-        """Services written per DynamicPrefix since the caller last took them (one event
-        on the DynamicPrefix for a whole prefix change)."""
+        self.updated: collections.defaultdict[str, dict[str, None]] = collections.defaultdict(dict)
+        """Services written per DynamicPrefix since the caller last took them, each once
+        (one event on the DynamicPrefix for a whole prefix change: a Service written on
+        its own event before the change, and again in it, is one Service updated)."""
 
     async def reconcile(self, key: PoolKey) -> bool:
         """Make one Service right and record the outcome; whether the outcome changed.
@@ -209,7 +210,7 @@ class ServiceReconciler:
                         self.index.put(body)
                 if plan.actions and reference is not None:
                     self.counters.events[reference.placement.dynamic_prefix, "service_write"] += 1
-                    self.updated[reference.placement.dynamic_prefix].append(str(key))
+                    self.updated[reference.placement.dynamic_prefix][str(key)] = None
                 return None, bool(plan.actions)
             except Conflict:
                 fresh = await self._refetch(key, body)
