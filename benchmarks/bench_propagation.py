@@ -183,14 +183,27 @@ pools has two entries in managedFields, which the API server merges on every wri
 write, and 22% less without the reference annotations too (docs/benchmarks.md)."""
 
 
+def user_pool(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Cilium pool as its user writes it: one IPv4 block, and ``annotations`` if any."""
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+            "metadata": metadata, "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}}  # fmt: skip
+
+
 def floor_pool(name: str, dp: str, *, shaped: bool = True) -> dict[str, Any]:
     """A pool for the floor to write. ``shaped``: as the operator's pools are, with a
     reference to a DynamicPrefix and an address range (under `FLOOR_DOMAIN`); else a
     plain pool, as the floor of the tables before 2026-12-06 wrote."""
-    annotations = {f"{FLOOR_DOMAIN}/name": dp, f"{FLOOR_DOMAIN}/address-range": "lb"}
-    return {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {"name": name, **({"annotations": annotations} if shaped else {})},
-            "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}}  # fmt: skip
+    reference = {f"{FLOOR_DOMAIN}/name": dp, f"{FLOOR_DOMAIN}/address-range": "lb"}
+    return user_pool(name, reference if shaped else None)
+
+
+def ratio_cell(operator_p50: float, floor: list[float]) -> str:
+    """A floor's p50 and the operator's p50 as a multiple of it, for a table cell."""
+    p50 = statistics.median(floor)
+    return f"{p50 * 1000:.0f} ms ({operator_p50 / p50:.2f})"
 
 
 def one_block_patch(round_number: int) -> dict[str, Any]:
@@ -324,10 +337,8 @@ async def run_size(
             async with semaphore:
                 await api.call("POST", POOLS, body)
 
-        await asyncio.gather(*(create({
-            "apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {"name": name, "annotations": {api_name(): dp, api_range(): "lb"}},
-            "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}}) for name in names))  # fmt: skip
+        reference = {api_name(): dp, api_range(): "lb"}
+        await asyncio.gather(*(create(user_pool(name, reference)) for name in names))
         floors = {
             kind: [f"{kind}-{n}-{i}" for i in range(n)] for kind in ("floor", "plain", "small")
         }
@@ -432,11 +443,6 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         op = statistics.median(result["operator"])
-
-        def beside(key: str, result: dict[str, Any] = result, op: float = op) -> str:
-            floor = statistics.median(result[key])
-            return f"{floor * 1000:.0f} ms ({op / floor:.2f})"
-
         print(
             f"| {result['n']} | {op * 1000:.0f} ms | "
             f"{percentile(result['operator'], 0.95) * 1000:.0f} ms | "
@@ -447,7 +453,8 @@ def main() -> None:
             f"{statistics.median(result['cpu']) / result['n'] * 1000:.2f} ms | "
             f"{statistics.median(result['control']) * 1000:.0f} / "
             f"{statistics.median(result['floor_control']) * 1000:.0f} ms | "
-            f"{beside('watched')} | {beside('plain')} | {beside('small')} |"
+            f"{ratio_cell(op, result['watched'])} | {ratio_cell(op, result['plain'])} | "
+            f"{ratio_cell(op, result['small'])} |"
         )
     idle = 100 * (cpu_after - cpu_before) / 30
     print(

@@ -40,8 +40,10 @@ from bench_propagation import (
     in_turn,
     percentile,
     process_stats,
+    ratio_cell,
     start_profiler,
     stop_profiler,
+    user_pool,
 )
 
 from dynamic_prefix.model import api
@@ -363,11 +365,8 @@ async def measure_memory(plane: ControlPlane, pid: int, count: int) -> tuple[flo
 
         async def pool(index: int) -> None:
             async with semaphore:
-                await kube.call("POST", POOLS, {
-                    "apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
-                    "metadata": {"name": f"memory-{index}", "annotations": {
-                        api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"}},
-                    "spec": {"blocks": [{"cidr": "192.0.2.0/24"}]}})  # fmt: skip
+                await kube.call("POST", POOLS, user_pool(f"memory-{index}", {
+                    api.ANNOTATION_NAME: dp, api.ANNOTATION_ADDRESS_RANGE: "lb"}))  # fmt: skip
 
         await asyncio.gather(*(pool(i) for i in range(count)))
         names = [service_name(i) for i in range(count)]
@@ -432,11 +431,6 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         op = statistics.median(result["operator"])
-
-        def beside(key: str, result: dict[str, Any] = result, op: float = op) -> str:
-            floor = statistics.median(result[key])
-            return f"{floor * 1000:.0f} ms ({op / floor:.2f})"
-
         print(
             f"| {result['n']} | {op * 1000:.0f} ms | "
             f"{percentile(result['operator'], 0.95) * 1000:.0f} ms | "
@@ -444,7 +438,7 @@ def main() -> None:
             f"{percentile(result['floor'], 0.95) * 1000:.0f} ms | "
             f"{op / statistics.median(result['floor']):.2f} | "
             f"{statistics.median(result['cpu']) * 1000:.0f} ms | {result['rss']:.0f} MiB | "
-            f"{beside('watched')} | {beside('plain')} |"
+            f"{ratio_cell(op, result['watched'])} | {ratio_cell(op, result['plain'])} |"
         )
     print(f"\noperator resident memory before any Service: {idle_rss:.0f} MiB")
     if memory is not None:
